@@ -1,0 +1,162 @@
+"""Read flow records in every supported format into the canonical flow table.
+
+>>> import netflowgen.read as r
+>>> sorted(r.format_names())[:3]
+['argus', 'cicflowmeter', 'csv']
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
+from netflowgen.read.source import Source, open_sources
+from netflowgen.read.validate import Checked
+from netflowgen.schema import FLOW_SCHEMA, empty_flows
+
+__all__ = [
+    "FlowFormat",
+    "FormatError",
+    "ReadOptions",
+    "RejectedRow",
+    "Source",
+    "detect_format",
+    "format_names",
+    "get_format",
+    "iter_checked",
+    "iter_record_batches",
+    "read_flows",
+]
+
+log = logging.getLogger(__name__)
+
+# Sniffing order matters: the most specific signatures first, the user-mapped CSV never sniffed.
+_FORMAT_MODULES = (
+    "parquet",
+    "pcap",
+    "nfcapd",
+    "zeek",
+    "argus",
+    "nfdump_csv",
+    "nprobe",
+    "cicflowmeter",
+    "mapped_csv",
+)
+
+
+class RejectedRow(ValueError):
+    """Raised in strict mode for the first row that validation sets aside."""
+
+
+def _formats() -> dict[str, FlowFormat]:
+    formats: dict[str, FlowFormat] = {}
+    for module in _FORMAT_MODULES:
+        try:
+            fmt = importlib.import_module(f"netflowgen.read.{module}").FORMAT
+        except ModuleNotFoundError as e:
+            if e.name != f"netflowgen.read.{module}":
+                raise
+            continue  # a format not built yet
+        formats[fmt.name] = fmt
+    return formats
+
+
+def format_names() -> list[str]:
+    """Names accepted by ``--format``."""
+    return list(_formats())
+
+
+def get_format(name: str) -> FlowFormat:
+    formats = _formats()
+    if name not in formats:
+        raise ValueError(f"unknown format {name!r}; known formats: {', '.join(formats)}")
+    return formats[name]
+
+
+def detect_format(source: Source) -> FlowFormat:
+    """The format of a source, recognised from its content."""
+    head = source.head()
+    if not head.strip():
+        raise FormatError(f"{source.name}: file is empty")
+    for fmt in _formats().values():
+        if fmt.sniff(head, source.inner_name):
+            return fmt
+    first = head.split(b"\n", 1)[0][:120].decode("utf-8", "replace")
+    raise FormatError(
+        f"{source.name}: cannot recognise the flow format (first line: {first!r}); "
+        f"name it with --format, one of: {', '.join(format_names())}, "
+        "or describe the columns in a mapping file (--mapping)"
+    )
+
+
+def _as_paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> list[Path]:
+    if isinstance(paths, (str, os.PathLike)):
+        return [Path(paths)]
+    return [Path(p) for p in paths]
+
+
+def iter_checked(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    options: ReadOptions | None = None,
+) -> Iterator[tuple[Source, FlowFormat, Checked]]:
+    """Stream validated batches (flows and rejects) from every source behind ``paths``."""
+    options = options or ReadOptions()
+    if options.mapping is not None and options.format not in (None, "csv"):
+        raise ValueError("--mapping describes a CSV layout; it cannot be combined with --format " + str(options.format))
+    forced = "csv" if options.mapping is not None else options.format
+    for path in _as_paths(paths):
+        for source in open_sources(path):
+            fmt = get_format(forced) if forced else detect_format(source)
+            log.info("%s: reading as %s", source.name, fmt.name)
+            for checked in fmt.read(source, options):
+                yield source, fmt, checked
+
+
+def iter_record_batches(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    options: ReadOptions | None = None,
+    *,
+    strict: bool = False,
+) -> Iterator[pa.RecordBatch]:
+    """Canonical flows as Arrow record batches. Rejected rows are logged, or raise if ``strict``."""
+    for batch in _flow_frames(paths, options, strict):
+        yield from batch.to_arrow().to_batches()
+
+
+def _flow_frames(paths, options, strict: bool) -> Iterator[pl.DataFrame]:  # type: ignore[no-untyped-def]
+    rejected = 0
+    for _source, _fmt, checked in iter_checked(paths, options):
+        if checked.rejects.height:
+            if strict:
+                row = checked.rejects.row(0, named=True)
+                raise RejectedRow(f"{row['source_file']}, row {row['source_row']}: {row['reason']}")
+            rejected += checked.rejects.height
+        if checked.flows.height:
+            yield checked.flows
+    if rejected:
+        log.warning("%d rows were rejected; `netflowgen ingest` writes them to a rejects file", rejected)
+
+
+def read_flows(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    format: str | None = None,
+    *,
+    mapping: str | os.PathLike[str] | None = None,
+    strict: bool = False,
+) -> pl.DataFrame:
+    """Read inputs into one canonical flow DataFrame (the format detected unless given).
+
+    Use :func:`iter_record_batches` or ``netflowgen ingest`` for inputs larger than memory.
+    """
+    options = ReadOptions(format=format, mapping=Path(mapping) if mapping else None)
+    frames = list(_flow_frames(paths, options, strict))
+    if not frames:
+        return empty_flows()
+    return pl.concat(frames, how="vertical").cast(FLOW_SCHEMA)  # type: ignore[arg-type]

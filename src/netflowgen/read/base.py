@@ -1,0 +1,45 @@
+"""What a flow format is: how to recognise it and how to read it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netflowgen.read.source import Source
+from netflowgen.read.validate import Checked
+
+__all__ = ["ReadOptions", "FlowFormat", "FormatError"]
+
+
+class FormatError(ValueError):
+    """The input is not in the expected format, as a whole (not one bad row)."""
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read inputs. Every field has a default that suits files as tools write them."""
+
+    format: str | None = None
+    """Format name to use instead of detecting it from the content (see ``netflowgen formats``)."""
+    mapping: Path | None = None
+    """Column mapping file (TOML) for CSV layouts no built-in reader knows; implies format ``csv``."""
+    block_bytes: int = 8 << 20
+    """Bytes of text parsed at once: bounds memory per batch."""
+    timezone: str = "UTC"
+    """Time zone of local-time timestamps in formats that carry no zone (Argus, CICFlowMeter)."""
+
+
+@dataclass(frozen=True)
+class FlowFormat:
+    """A readable format.
+
+    ``sniff`` gets the first decompressed bytes and the inner file name and says whether the
+    content is this format; ``read`` streams a source as validated batches.
+    """
+
+    name: str
+    description: str
+    sniff: Callable[[bytes, str], bool]
+    read: Callable[[Source, ReadOptions], Iterator[Checked]]
+    extensions: tuple[str, ...] = field(default=())

@@ -1,0 +1,185 @@
+"""The delimited-text engine every text format shares.
+
+It reads a source in blocks of whole lines, so that every row keeps its exact line number, and
+parses each block with Arrow's CSV parser into String columns. Rows it cannot split into the
+expected number of fields, and lines that are not valid UTF-8, become rejects with their line
+number and text; blank lines and comment lines (``#`` by default) are skipped, as they hold no data.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from netflowgen.read.validate import REJECT_SCHEMA
+
+__all__ = ["TextBatch", "read_delimited", "iter_line_blocks", "attach_raw", "DEFAULT_BLOCK_BYTES"]
+
+DEFAULT_BLOCK_BYTES = 8 << 20
+_RAW_CHARS = 500
+
+
+@dataclass(frozen=True)
+class TextBatch:
+    """One block of rows: String fields named by the format, plus ``source_row`` (the line number)."""
+
+    fields: pl.DataFrame
+    rejects: pl.DataFrame
+
+
+def iter_line_blocks(stream: io.RawIOBase | io.BufferedIOBase, block_bytes: int) -> Iterator[bytes]:
+    """Yield chunks of the stream that end at a line boundary (the last may lack a newline)."""
+    rest = b""
+    while True:
+        chunk = stream.read(block_bytes)
+        if not chunk:
+            break
+        data = rest + chunk
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            rest = data
+            continue
+        rest = data[cut + 1 :]
+        yield data[: cut + 1]
+    if rest:
+        yield rest
+
+
+def _decode_problems(block: bytes, first_line: int) -> tuple[bytes, list[tuple[int, str, str]]]:
+    """Blank out lines that are not valid UTF-8 and report them. Fast when all is valid."""
+    try:
+        block.decode("utf-8")
+        return block, []
+    except UnicodeDecodeError:
+        pass
+    lines = block.split(b"\n")
+    problems = []
+    for i, line in enumerate(lines):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            problems.append(
+                (first_line + i, f"invalid UTF-8 at byte {e.start} of the line", line.decode("utf-8", "replace")[:_RAW_CHARS])
+            )
+            lines[i] = b""
+    return b"\n".join(lines), problems
+
+
+def read_delimited(
+    stream: BinaryIO,
+    name: str,
+    *,
+    delimiter: str,
+    columns: list[str],
+    skip_lines: int,
+    comment_prefix: str | None = "#",
+    block_bytes: int = DEFAULT_BLOCK_BYTES,
+) -> Iterator[TextBatch]:
+    """Stream delimited text (``name`` is the file shown in rejects) as String columns with
+    line numbers.
+
+    ``skip_lines`` lines (the header the format reader already understood) are skipped;
+    line numbers are 1-based and count every line of the file.
+    """
+    n_cols = len(columns)
+    line_no = 1  # number of the first line of the current block
+    for block in iter_line_blocks(stream, block_bytes):
+        n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+        if skip_lines > 0:
+            take = min(skip_lines, n_lines)
+            pos = 0
+            for _ in range(take):
+                nl = block.find(b"\n", pos)
+                pos = len(block) if nl < 0 else nl + 1
+            block = block[pos:]
+            skip_lines -= take
+            line_no += take
+            n_lines -= take
+            if not block:
+                continue
+        yield _parse_block(block, line_no, n_lines, name, delimiter, columns, n_cols, comment_prefix)
+        line_no += n_lines
+
+
+def _parse_block(
+    block: bytes,
+    first_line: int,
+    n_lines: int,
+    source_name: str,
+    delimiter: str,
+    columns: list[str],
+    n_cols: int,
+    comment_prefix: str | None,
+) -> TextBatch:
+    block, problems = _decode_problems(block, first_line)
+    handled: list[int] = [line for line, _, _ in problems]
+    rejects: list[tuple[int, str, str]] = list(problems)
+
+    def on_invalid(row: pacsv.InvalidRow) -> str:
+        line = first_line + row.number - 1
+        handled.append(line)
+        text = row.text
+        if text.strip() == "" or (comment_prefix and text.startswith(comment_prefix)):
+            return "skip"
+        rejects.append((line, f"expected {row.expected_columns} fields, found {row.actual_columns}", text[:_RAW_CHARS]))
+        return "skip"
+
+    try:
+        table = pacsv.read_csv(
+            io.BytesIO(block),
+            read_options=pacsv.ReadOptions(column_names=columns, use_threads=False, block_size=max(1 << 20, len(block) + 1)),
+            parse_options=pacsv.ParseOptions(
+                delimiter=delimiter, quote_char=False, double_quote=False, escape_char=False,
+                newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid,
+            ),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}, strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid as e:
+        # Nothing in a block may stop the run: set the whole block aside with the reason.
+        table = pa.table({c: pa.array([], pa.string()) for c in columns})
+        done = set(handled)
+        for i in range(n_lines):
+            if first_line + i not in done:
+                rejects.append((first_line + i, f"unparsable text block: {e}", ""))
+        handled = list(range(first_line, first_line + n_lines))
+
+    all_lines = np.arange(first_line, first_line + n_lines, dtype=np.int64)
+    good_lines = np.setdiff1d(all_lines, np.asarray(handled, dtype=np.int64), assume_unique=False)
+    fields = pl.from_arrow(table)
+    assert isinstance(fields, pl.DataFrame)
+    if len(good_lines) != fields.height:  # pragma: no cover - would be an engine bug
+        raise RuntimeError(f"{source_name}: line bookkeeping failed near line {first_line}")
+    fields = fields.with_columns(pl.Series("source_row", good_lines))
+    reject_df = pl.DataFrame(
+        {
+            "source_file": [source_name] * len(rejects),
+            "source_row": [r[0] for r in rejects],
+            "reason": [r[1] for r in rejects],
+            "raw": [r[2] for r in rejects],
+        },
+        schema=REJECT_SCHEMA,
+    )
+    return TextBatch(fields, reject_df)
+
+
+def attach_raw(rejects: pl.DataFrame, fields: pl.DataFrame, delimiter: str) -> pl.DataFrame:
+    """Fill the ``raw`` text of validation rejects from the fields of their rows."""
+    if rejects.height == 0:
+        return rejects
+    cols = [c for c in fields.columns if c != "source_row"]
+    raw = fields.join(rejects.select("source_row"), on="source_row", how="semi").select(
+        pl.col("source_row").cast(pl.UInt64),
+        pl.concat_str([pl.col(c).fill_null("") for c in cols], separator=delimiter).str.slice(0, _RAW_CHARS).alias("raw_text"),
+    )
+    return (
+        rejects.join(raw, on="source_row", how="left")
+        .with_columns(pl.coalesce("raw", "raw_text").alias("raw"))
+        .select(list(REJECT_SCHEMA))
+    )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -59,12 +59,13 @@ def _formats() -> dict[str, FlowFormat]:
     formats: dict[str, FlowFormat] = {}
     for module in _FORMAT_MODULES:
         try:
-            fmt = importlib.import_module(f"netflowgen.read.{module}").FORMAT
+            mod = importlib.import_module(f"netflowgen.read.{module}")
         except ModuleNotFoundError as e:
             if e.name != f"netflowgen.read.{module}":
                 raise
             continue  # a format not built yet
-        formats[fmt.name] = fmt
+        for fmt in getattr(mod, "FORMATS", (mod.FORMAT,)):
+            formats[fmt.name] = fmt
     return formats
 
 
@@ -102,18 +103,34 @@ def _as_paths(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) 
     return [Path(p) for p in paths]
 
 
+def _warn_skip(source: Source, reason: str) -> None:
+    log.warning("skipped %s: %s", source.name, reason)
+
+
 def iter_checked(
     paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
     options: ReadOptions | None = None,
+    on_skip: Callable[[Source, str], None] = _warn_skip,
 ) -> Iterator[tuple[Source, FlowFormat, Checked]]:
-    """Stream validated batches (flows and rejects) from every source behind ``paths``."""
+    """Stream validated batches (flows and rejects) from every source behind ``paths``.
+
+    A file named directly must be readable; inside a directory, files in no known format
+    (READMEs, licences) and empty files are passed to ``on_skip`` with the reason and skipped.
+    """
     options = options or ReadOptions()
     if options.mapping is not None and options.format not in (None, "csv"):
         raise ValueError("--mapping describes a CSV layout; it cannot be combined with --format " + str(options.format))
     forced = "csv" if options.mapping is not None else options.format
     for path in _as_paths(paths):
+        in_directory = Path(path).is_dir()
         for source in open_sources(path):
-            fmt = get_format(forced) if forced else detect_format(source)
+            try:
+                fmt = get_format(forced) if forced else detect_format(source)
+            except FormatError as e:
+                if not in_directory:
+                    raise
+                on_skip(source, str(e).removeprefix(f"{source.name}: "))
+                continue
             log.info("%s: reading as %s", source.name, fmt.name)
             for checked in fmt.read(source, options):
                 yield source, fmt, checked

@@ -112,6 +112,8 @@ def parse_epoch(raw: pl.Expr, what: str, unit_seconds: float = 1.0) -> Parsed:
     s = unset(raw)
     if unit_seconds == 1.0:
         whole = s.str.extract(r"^(-?\d+)(?:\.\d*)?$", 1).cast(pl.Int64, strict=False)
+        # Beyond 10**12 s (year 33658) the microseconds would overflow Int64 and wrap around.
+        whole = pl.when(whole.abs() < 10**12).then(whole)
         frac = s.str.extract(r"^-?\d+\.(\d*)$", 1)
         frac_us = (frac.str.slice(0, 6).str.pad_end(6, "0")).cast(pl.Int64, strict=False).fill_null(0)
         sign = pl.when(s.str.starts_with("-")).then(-1).otherwise(1)

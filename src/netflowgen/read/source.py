@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
+import io
 import lzma
 import os
 import shutil
@@ -23,7 +24,7 @@ from typing import BinaryIO
 
 import zstandard
 
-__all__ = ["Source", "open_sources", "compression_of", "SNIFF_BYTES"]
+__all__ = ["Source", "open_sources", "compression_of", "consumed_bytes", "SNIFF_BYTES"]
 
 SNIFF_BYTES = 64 * 1024
 
@@ -35,6 +36,47 @@ _MAGIC = {
     b"\xfd7zXZ\x00": "xz",
 }
 _SUFFIXES = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2", ".xz": "xz"}
+
+
+_consumed = 0
+
+
+def consumed_bytes() -> int:
+    """Bytes read from input files on disk so far by :meth:`Source.open` streams (for progress)."""
+    return _consumed
+
+
+class _Counting(io.RawIOBase):
+    """A raw file that adds what is read to the progress counter."""
+
+    def __init__(self, path: Path) -> None:
+        self._f = open(path, "rb", buffering=0)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._f.seekable()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def readinto(self, b) -> int:  # type: ignore[no-untyped-def, override]
+        global _consumed
+        n = self._f.readinto(b)
+        _consumed += n or 0
+        return n  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def _counting(path: Path) -> BinaryIO:
+    return io.BufferedReader(_Counting(path), 1 << 20)  # type: ignore[return-value]
 
 
 def compression_of(head: bytes) -> str | None:
@@ -65,19 +107,18 @@ class Source:
     def open(self) -> BinaryIO:
         """A binary stream of the decompressed content."""
         if self.compression is None:
-            return open(self.path, "rb")
+            return _counting(self.path)
         if self.compression == "zip":
-            archive = zipfile.ZipFile(self.path)
+            archive = zipfile.ZipFile(_counting(self.path))
             return archive.open(self.member or "")
         if self.compression == "gzip":
-            return gzip.open(self.path, "rb")  # type: ignore[return-value]
+            return gzip.GzipFile(fileobj=_counting(self.path), mode="rb")  # type: ignore[return-value]
         if self.compression == "zstd":
-            raw = open(self.path, "rb")
-            return zstandard.ZstdDecompressor().stream_reader(raw, closefd=True)  # type: ignore[return-value]
+            return zstandard.ZstdDecompressor().stream_reader(_counting(self.path), closefd=True)  # type: ignore[return-value]
         if self.compression == "bz2":
-            return bz2.open(self.path, "rb")  # type: ignore[return-value]
+            return bz2.BZ2File(_counting(self.path), "rb")  # type: ignore[return-value]
         if self.compression == "xz":
-            return lzma.open(self.path, "rb")  # type: ignore[return-value]
+            return lzma.LZMAFile(_counting(self.path), "rb")  # type: ignore[return-value]
         raise ValueError(f"{self.name}: unsupported compression {self.compression!r}")
 
     def head(self, size: int = SNIFF_BYTES) -> bytes:

@@ -52,24 +52,50 @@ def iter_line_blocks(stream: io.RawIOBase | io.BufferedIOBase, block_bytes: int)
         yield rest
 
 
-def _decode_problems(block: bytes, first_line: int) -> tuple[bytes, list[tuple[int, str, str]]]:
-    """Blank out lines that are not valid UTF-8 and report them. Fast when all is valid."""
+def _has_bad_bytes(block: bytes) -> bool:
+    """Whether a block holds invalid UTF-8 or a carriage return that does not end a line."""
     try:
         block.decode("utf-8")
-        return block, []
     except UnicodeDecodeError:
-        pass
+        return True
+    stray_crs = block.count(b"\r") - block.count(b"\r\n") - block.endswith(b"\r")
+    return stray_crs > 0
+
+
+def _set_aside_bad_lines(block: bytes, first_line: int) -> tuple[bytes, list[tuple[int, str, str]]]:
+    """Blank out lines that are not valid UTF-8 or hold a stray carriage return, and report
+    them. Arrow's parser would end a row at a lone CR and lose the line numbering. Fast when all
+    is well."""
+    if not _has_bad_bytes(block):
+        return block, []
     lines = block.split(b"\n")
     problems = []
     for i, line in enumerate(lines):
+        body = line[:-1] if line.endswith(b"\r") else line
+        reason = None
         try:
             line.decode("utf-8")
         except UnicodeDecodeError as e:
-            problems.append(
-                (first_line + i, f"invalid UTF-8 at byte {e.start} of the line", line.decode("utf-8", "replace")[:_RAW_CHARS])
-            )
+            reason = f"invalid UTF-8 at byte {e.start} of the line"
+        if reason is None and b"\r" in body:
+            reason = "carriage return inside the line at byte " + str(body.find(b"\r"))
+        if reason is not None:
+            problems.append((first_line + i, reason, line.decode("utf-8", "replace")[:_RAW_CHARS]))
             lines[i] = b""
     return b"\n".join(lines), problems
+
+
+def _blank_lines(block: bytes, n_lines: int) -> np.ndarray:
+    """For each line of the block: True where it is empty (CRLF endings allowed)."""
+    data = np.frombuffer(block, dtype=np.uint8)
+    newlines = np.flatnonzero(data == 10)
+    starts = np.concatenate(([0], newlines + 1))[:n_lines]
+    ends = np.concatenate((newlines, [len(block)]))[:n_lines]
+    length = ends - starts
+    if len(data) == 0:
+        return length == 0
+    ends_with_cr = (length > 0) & (data[np.maximum(ends - 1, 0)] == 13)
+    return (length - ends_with_cr) == 0
 
 
 def read_delimited(
@@ -118,19 +144,20 @@ def _parse_block(
     n_cols: int,
     comment_prefix: str | None,
 ) -> TextBatch:
-    block, problems = _decode_problems(block, first_line)
-    handled: list[int] = [line for line, _, _ in problems]
-    rejects: list[tuple[int, str, str]] = list(problems)
+    block, rejects = _set_aside_bad_lines(block, first_line)
+    not_rows: list[int] = []  # lines Arrow's parser did not turn into a row
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
         line = first_line + row.number - 1
-        handled.append(line)
+        not_rows.append(line)
         text = row.text
         if text.strip() == "" or (comment_prefix and text.startswith(comment_prefix)):
             return "skip"
         rejects.append((line, f"expected {row.expected_columns} fields, found {row.actual_columns}", text[:_RAW_CHARS]))
         return "skip"
 
+    all_lines = np.arange(first_line, first_line + n_lines, dtype=np.int64)
+    blank = _blank_lines(block, n_lines)
     try:
         table = pacsv.read_csv(
             io.BytesIO(block),
@@ -144,19 +171,23 @@ def _parse_block(
     except pa.ArrowInvalid as e:
         # Nothing in a block may stop the run: set the whole block aside with the reason.
         table = pa.table({c: pa.array([], pa.string()) for c in columns})
-        done = set(handled)
-        for i in range(n_lines):
-            if first_line + i not in done:
-                rejects.append((first_line + i, f"unparsable text block: {e}", ""))
-        handled = list(range(first_line, first_line + n_lines))
+        done = {line for line, _, _ in rejects}
+        rejects += [(int(line), f"unparsable text block: {e}", "") for line in all_lines[~blank] if line not in done]
+        not_rows = all_lines.tolist()
 
-    all_lines = np.arange(first_line, first_line + n_lines, dtype=np.int64)
-    good_lines = np.setdiff1d(all_lines, np.asarray(handled, dtype=np.int64), assume_unique=False)
+    # Empty lines (and the lines blanked above) come out of Arrow as rows of empty fields.
+    row_lines = np.setdiff1d(all_lines, np.asarray(not_rows, dtype=np.int64))
     fields = pl.from_arrow(table)
     assert isinstance(fields, pl.DataFrame)
-    if len(good_lines) != fields.height:  # pragma: no cover - would be an engine bug
+    if len(row_lines) != fields.height:  # pragma: no cover - would be an engine bug
         raise RuntimeError(f"{source_name}: line bookkeeping failed near line {first_line}")
-    fields = fields.with_columns(pl.Series("source_row", good_lines))
+    fields = fields.with_columns(pl.Series("source_row", row_lines))
+    keep = pl.Series(~blank[row_lines - first_line])
+    if comment_prefix:
+        # A comment line that happens to hold the expected number of fields.
+        keep = keep & ~fields[columns[0]].str.starts_with(comment_prefix)
+    fields = fields.filter(keep)
+    rejects.sort()
     reject_df = pl.DataFrame(
         {
             "source_file": [source_name] * len(rejects),

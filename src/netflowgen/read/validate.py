@@ -116,6 +116,7 @@ def check(candidates: pl.DataFrame, source_file: str) -> Checked:
         pl.col("reject"),
         pl.when(pl.col("ts_start").is_null()).then(pl.lit("ts_start: missing")),
         pl.when(pl.col("ts_start") >= MAX_VALID_TS).then(pl.lit("ts_start after 2100 (absurd clock)")),
+        pl.when(pl.col("ts_end") >= MAX_VALID_TS).then(pl.lit("ts_end after 2100 (absurd clock or duration)")),
         pl.when(pl.col("src_ip_n").is_null()).then(
             pl.format("src_ip is not an IP address: {}", pl.col("src_ip").cast(pl.String).fill_null("<empty>"))
         ),

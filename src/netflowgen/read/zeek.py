@@ -32,7 +32,7 @@ from netflowgen.read.source import Source
 from netflowgen.read.text import attach_raw, iter_line_blocks, read_delimited
 from netflowgen.read.validate import REJECT_SCHEMA, Checked, check
 
-__all__ = ["FORMAT", "JSON_FORMAT"]
+__all__ = ["FORMAT", "JSON_FORMAT", "FORMATS"]
 
 _TAIL = "__tail"
 _LABEL_NAMES = ("label",)
@@ -115,6 +115,13 @@ def _candidates(fields: pl.DataFrame, directives: dict[str, str]) -> pl.DataFram
     label = next((n for n in _LABEL_NAMES if n in cols), None)
     detail = next((n for n in _DETAIL_NAMES if n in cols), None)
     duration_us = (duration.value * 1_000_000).round(0).cast(pl.Int64, strict=False)
+    # A duration too large for microseconds is not "no duration": say so instead of flagging NO_END.
+    duration_reason = pl.coalesce(
+        duration.reason,
+        pl.when(duration.value.is_not_null() & duration_us.is_null()).then(
+            pl.format("duration: out of range {}", col("duration").str.slice(0, 60))
+        ),
+    )
     return fields.select(
         start.alias("ts_start"),
         (start + pl.duration(microseconds=duration_us)).alias("ts_end"),
@@ -124,7 +131,7 @@ def _candidates(fields: pl.DataFrame, directives: dict[str, str]) -> pl.DataFram
         (_zeek_unset(label, directives) if label else pl.lit(None, pl.String)).alias("label"),
         (_zeek_unset(detail, directives) if detail else pl.lit(None, pl.String)).alias("label_detail"),
         pl.col("source_row"),
-        first_reason(start_reason, duration.reason, *[p.reason for p in parsed.values()]).alias("reject"),
+        first_reason(start_reason, duration_reason, *[p.reason for p in parsed.values()]).alias("reject"),
     )
 
 
@@ -235,3 +242,5 @@ JSON_FORMAT = FlowFormat(
     sniff=_sniff_json,
     read=_read_json,
 )
+
+FORMATS = (FORMAT, JSON_FORMAT)

@@ -1,0 +1,234 @@
+"""The ``netflowgen`` command. Thin: each command parses options, calls the library, prints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from netflowgen.ingest import IngestConfig, IngestSummary, ingest
+from netflowgen.inspect import Inspection, inspect_path
+from netflowgen.read import FormatError, ReadOptions, RejectedRow, get_format, format_names
+from netflowgen.read.source import consumed_bytes
+
+app = typer.Typer(
+    help="Pre-train a generative model on network flow records and detect attacks with few labels.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+FormatOpt = Annotated[Optional[str], typer.Option("--format", "-f", help="Input format instead of detecting it (see `netflowgen formats`).")]
+MappingOpt = Annotated[Optional[Path], typer.Option("--mapping", "-m", help="TOML column mapping for other CSV layouts, or a shipped mapping name (e.g. westermo).")]
+TimezoneOpt = Annotated[str, typer.Option("--timezone", "--tz", help="Time zone of local-time timestamps (Argus, CICFlowMeter, nfdump csv), e.g. Europe/Prague.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout.")]
+
+
+def _read_options(fmt: str | None, mapping: Path | None, timezone: str) -> ReadOptions:
+    if fmt is not None:
+        get_format(fmt)  # unknown names fail here, with the list of known ones
+    return ReadOptions(format=fmt, mapping=mapping, timezone=timezone)
+
+
+def _terminate_as_interrupt() -> None:
+    # `kill` must clean up like Ctrl-C does: no half-written dataset is left behind.
+    def handler(signum, frame):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _input_bytes(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        if p.is_dir():
+            total += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+        elif p.exists():
+            total += p.stat().st_size
+    return total
+
+
+def _run_ingest(config: IngestConfig, quiet: bool) -> IngestSummary:
+    total = max(_input_bytes(list(config.inputs)), 1)
+    start_bytes = consumed_bytes()
+    started = time.perf_counter()
+    with Progress(
+        TextColumn("[bold]ingest"),
+        BarColumn(),
+        DownloadColumn(),
+        TextColumn("{task.fields[rows]:>12,} rows  {task.fields[rate]:>10,.0f} rows/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        disable=quiet,
+        transient=False,
+    ) as progress:
+        task = progress.add_task("ingest", total=total, rows=0, rate=0.0)
+
+        def update(rows_read: int, rows_written: int) -> None:
+            elapsed = max(time.perf_counter() - started, 1e-9)
+            done = min(consumed_bytes() - start_bytes, total)
+            progress.update(task, completed=done, rows=rows_read, rate=rows_read / elapsed)
+
+        summary = ingest(config, progress=update)
+        progress.update(task, completed=total)
+    return summary
+
+
+@app.command("ingest")
+def ingest_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="Flow files or directories (any supported format, compressed or not).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to create.")],
+    fmt: FormatOpt = None,
+    mapping: MappingOpt = None,
+    timezone: TimezoneOpt = "UTC",
+    strict: Annotated[bool, typer.Option("--strict", help="Fail on the first bad row instead of setting it aside.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read flow records into a canonical Parquet dataset (by day), with a rejects file."""
+    _terminate_as_interrupt()
+    try:
+        config = IngestConfig(tuple(inputs), out_dir, _read_options(fmt, mapping, timezone), strict, overwrite)
+        summary = _run_ingest(config, quiet or as_json)
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None
+    except (FormatError, RejectedRow, ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps(summary.to_dict()))
+    else:
+        _print_ingest(summary)
+
+
+def _print_ingest(s: IngestSummary) -> None:
+    t = Table(title=f"ingested into {s.out}", show_header=False, title_justify="left")
+    t.add_row("rows read", f"{s.rows_read:,}")
+    t.add_row("rows written", f"{s.rows_written:,}")
+    t.add_row("rows rejected", f"{s.rows_rejected:,}" + (f"  (see {s.out}/rejects.csv)" if s.rows_rejected else ""))
+    for reason, n in s.rejects_by_reason.items():
+        t.add_row("  " + reason, f"{n:,}")
+    t.add_row("packets / bytes", f"{s.packets:,} / {s.bytes:,}")
+    t.add_row("time span", f"{s.first_start} .. {s.last_end}")
+    for label, n in list(s.label_counts.items())[:12]:
+        t.add_row("  label " + label, f"{n:,}")
+    for flag, n in s.quality_counts.items():
+        t.add_row("  quality " + flag, f"{n:,}")
+    t.add_row("partitions", str(len(s.partitions)))
+    if s.skipped_files:
+        t.add_row("files skipped", f"{len(s.skipped_files)} (not flow files: " + ", ".join(Path(f).name for f in list(s.skipped_files)[:5]) + ")")
+    rate = s.rows_read / s.seconds if s.seconds else 0.0
+    t.add_row("time", f"{s.seconds:.2f} s ({rate:,.0f} rows/s)")
+    out.print(t)
+
+
+@app.command("inspect")
+def inspect_cmd(
+    path: Annotated[Path, typer.Argument(help="An ingested dataset, or any supported input file or directory.")],
+    fmt: FormatOpt = None,
+    mapping: MappingOpt = None,
+    timezone: TimezoneOpt = "UTC",
+    top: Annotated[int, typer.Option(help="How many top talkers to list.")] = 10,
+    as_json: JsonOpt = False,
+) -> None:
+    """Schema, counts, time span, top talkers and labels of flows."""
+    try:
+        result = inspect_path(path, _read_options(fmt, mapping, timezone), top=top)
+    except (FormatError, ValueError, FileNotFoundError, OSError) as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps(result.to_dict()))
+    else:
+        _print_inspection(result)
+
+
+def _print_inspection(r: Inspection) -> None:
+    head = Table(title=f"{r.path} ({r.kind})", show_header=False, title_justify="left")
+    head.add_row("formats", ", ".join(f"{k} ({v} file{'s' if v > 1 else ''})" for k, v in r.formats.items()) or "-")
+    head.add_row("flows", f"{r.flows:,}")
+    head.add_row("rejected rows", f"{r.rejected:,}")
+    for reason, n in r.rejects_by_reason.items():
+        head.add_row("  " + reason, f"{n:,}")
+    head.add_row("packets / bytes", f"{r.packets:,} / {r.bytes:,}")
+    head.add_row("time span", f"{r.first_start} .. {r.last_end}")
+    head.add_row("protocols", ", ".join(f"{k} {v:,}" for k, v in r.protocols.items()))
+    for flag, n in r.quality.items():
+        head.add_row("  quality " + flag, f"{n:,}")
+    out.print(head)
+    labels = Table("label", "flows", "label_detail", "flows", title="labels", title_justify="left")
+    lab, det = list(r.labels.items())[:15], list(r.label_details.items())[:15]
+    for i in range(max(len(lab), len(det))):
+        a = lab[i] if i < len(lab) else ("", "")
+        b = det[i] if i < len(det) else ("", "")
+        labels.add_row(str(a[0]), f"{a[1]:,}" if a[1] != "" else "", str(b[0]), f"{b[1]:,}" if b[1] != "" else "")
+    out.print(labels)
+    for title, rows in (("top sources", r.top_sources), ("top destinations", r.top_destinations)):
+        t = Table("address", "flows", "packets", "bytes", title=title, title_justify="left")
+        for row in rows:
+            t.add_row(str(row["ip"]), f"{row['flows']:,}", f"{row['packets']:,}", f"{row['bytes']:,}")
+        out.print(t)
+    schema = Table("column", "type: meaning", title="schema", title_justify="left")
+    for name, doc in r.columns.items():
+        schema.add_row(name, doc)
+    out.print(schema)
+
+
+@app.command("formats")
+def formats_cmd(as_json: JsonOpt = False) -> None:
+    """List the input formats and how each is recognised."""
+    rows = [{"name": n, "description": get_format(n).description} for n in format_names()]
+    if as_json:
+        out.print_json(json.dumps(rows))
+        return
+    t = Table("format", "description")
+    for r in rows:
+        t.add_row(r["name"], r["description"])
+    out.print(t)
+
+
+@app.command("demo")
+def demo_cmd(
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Where to write the demo dataset (default: a temporary folder).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the main job on the built-in sample: ingest the shipped flow files (Zeek, Argus,
+    nfdump CSV, with a few broken rows) and inspect the result."""
+    target = out_dir or Path(tempfile.mkdtemp(prefix="netflowgen-demo-")) / "flows"
+    with resources.as_file(resources.files("netflowgen") / "samples") as samples:
+        config = IngestConfig((samples,), target, ReadOptions(), overwrite=True)
+        summary = _run_ingest(config, quiet=as_json)
+        result = inspect_path(target)
+    if as_json:
+        out.print_json(json.dumps({"ingest": summary.to_dict(), "inspect": result.to_dict()}))
+        return
+    _print_ingest(summary)
+    _print_inspection(result)
+    out.print(f"\nDataset: [bold]{target}[/]   rejected rows with their reasons: {target}/rejects.csv")
+
+
+def main() -> None:  # pragma: no cover
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""Ingest: read inputs in any supported format into a canonical flow dataset on disk.
+
+The dataset is a directory::
+
+    OUT/
+      date=2018-12-21/part-00000.parquet   canonical flows, partitioned by the UTC day of ts_start
+      rejects.csv                          every row set aside: source_file, source_row, reason, raw
+      netflowgen.json                      what this is: schema, inputs, counts, span, labels
+
+It appears atomically: everything is written under a hidden temporary name beside ``OUT`` and
+renamed into place only when complete, so an interrupted run (Ctrl-C, kill, crash) leaves no
+partial dataset. The same inputs give the same dataset, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from netflowgen import __version__
+from netflowgen.read import ReadOptions, RejectedRow, iter_checked
+from netflowgen.read.validate import REJECT_SCHEMA
+from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, Quality, arrow_schema
+
+__all__ = ["IngestConfig", "IngestSummary", "ingest", "MANIFEST_NAME", "REJECTS_NAME", "reason_kind"]
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "netflowgen.json"
+REJECTS_NAME = "rejects.csv"
+_MAX_OPEN_PARTITIONS = 32
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """What to ingest and where."""
+
+    inputs: tuple[Path, ...]
+    """Files or directories, in any supported format (compressed or not)."""
+    out: Path
+    """Dataset directory to create."""
+    read: ReadOptions = field(default_factory=ReadOptions)
+    """How to read the inputs (format override, mapping, time zone)."""
+    strict: bool = False
+    """Fail on the first rejected row instead of setting it aside."""
+    overwrite: bool = False
+    """Replace ``out`` if it exists (atomically: the old dataset stays until the new one is complete)."""
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise ValueError("nothing to ingest: give at least one input file or directory")
+
+
+@dataclass
+class InputSummary:
+    source: str
+    format: str
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did; also stored in the dataset's manifest."""
+
+    out: str
+    rows_read: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    packets: int = 0
+    bytes: int = 0
+    first_start: str | None = None
+    last_end: str | None = None
+    label_counts: dict[str, int] = field(default_factory=dict)
+    quality_counts: dict[str, int] = field(default_factory=dict)
+    partitions: list[str] = field(default_factory=list)
+    inputs: list[InputSummary] = field(default_factory=list)
+    skipped_files: dict[str, str] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self, timing: bool = True) -> dict:  # type: ignore[type-arg]
+        d = asdict(self)
+        if not timing:
+            d.pop("seconds")
+        return d
+
+
+def reason_kind(reason: str) -> str:
+    """The reason without the row's own values, for counting.
+
+    >>> reason_kind("src_ip is not an IP address: 00:11:22:33:44:55")
+    'src_ip is not an IP address'
+    >>> reason_kind("expected 23 fields, found 2")
+    'wrong number of fields'
+    """
+    if reason.startswith("expected ") and " fields" in reason:
+        return "wrong number of fields"
+    return reason.split(":", 1)[0]
+
+
+class _PartitionWriter:
+    """Parquet files per day, a bounded number open at once."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.open: OrderedDict[str, pq.ParquetWriter] = OrderedDict()
+        self.parts: Counter[str] = Counter()
+        self.schema = arrow_schema()
+
+    def write(self, flows: pl.DataFrame) -> None:
+        if flows.height == 0:
+            return
+        days = flows.with_columns(pl.col("ts_start").dt.strftime("%Y-%m-%d").alias("_day"))
+        for (day,), part in days.partition_by("_day", as_dict=True, maintain_order=True).items():
+            self._writer(str(day)).write_table(part.drop("_day").to_arrow().cast(self.schema))
+
+    def _writer(self, day: str) -> pq.ParquetWriter:
+        if day in self.open:
+            self.open.move_to_end(day)
+            return self.open[day]
+        if len(self.open) >= _MAX_OPEN_PARTITIONS:
+            _, oldest = self.open.popitem(last=False)
+            oldest.close()
+        folder = self.root / f"date={day}"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"part-{self.parts[day]:05d}.parquet"
+        self.parts[day] += 1
+        writer = pq.ParquetWriter(path, self.schema, compression="zstd", write_statistics=True)
+        self.open[day] = writer
+        return writer
+
+    def close(self) -> list[str]:
+        for writer in self.open.values():
+            writer.close()
+        self.open.clear()
+        return sorted(f"date={d}" for d in self.parts)
+
+
+def _tmp_name(out: Path, tag: str) -> Path:
+    return out.parent / f".{out.name}.{tag}-{os.getpid()}"
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove temporary folders that killed runs left beside ``out``."""
+    for stale in out.parent.glob(f".{out.name}.*-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def ingest(config: IngestConfig, progress: Callable[[int, int], None] | None = None) -> IngestSummary:
+    """Read every input, validate, and write the dataset; returns what was done.
+
+    ``progress(rows_read, rows_written)`` is called after every batch.
+    """
+    out = config.out
+    if out.exists() and not config.overwrite:
+        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(out)
+    tmp = _tmp_name(out, "tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    started = time.perf_counter()
+    try:
+        summary = _write_dataset(config, tmp, progress)
+        summary.seconds = round(time.perf_counter() - started, 3)
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    if out.exists():
+        old = _tmp_name(out, "old")
+        os.rename(out, old)
+        os.rename(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, out)
+
+
+def _write_dataset(config: IngestConfig, tmp: Path, progress: Callable[[int, int], None] | None) -> IngestSummary:
+    summary = IngestSummary(out=str(config.out))
+    writer = _PartitionWriter(tmp)
+    reasons: Counter[str] = Counter()
+    labels: Counter[str] = Counter()
+    quality: Counter[str] = Counter()
+    first: datetime | None = None
+    last: datetime | None = None
+    per_input: dict[str, InputSummary] = {}
+    with open(tmp / REJECTS_NAME, "wb") as rejects_file:
+        pl.DataFrame(schema=REJECT_SCHEMA).write_csv(rejects_file)
+        try:
+            skipped = summary.skipped_files
+            for source, fmt, checked in iter_checked(
+                config.inputs, config.read, on_skip=lambda src, why: skipped.__setitem__(src.name, why)
+            ):
+                flows, rejects = checked
+                entry = per_input.setdefault(source.name, InputSummary(source.name, fmt.name))
+                if rejects.height:
+                    if config.strict:
+                        row = rejects.row(0, named=True)
+                        raise RejectedRow(f"{row['source_file']}, row {row['source_row']}: {row['reason']}")
+                    rejects.write_csv(rejects_file, include_header=False)
+                    reasons.update(reason_kind(r) for r in rejects["reason"].to_list())
+                writer.write(flows)
+                entry.rows_written += flows.height
+                entry.rows_rejected += rejects.height
+                entry.rows_read += flows.height + rejects.height
+                if flows.height:
+                    _tally(flows, labels, quality, summary)
+                    lo, hi = flows["ts_start"].min(), flows["ts_end"].max()
+                    first = lo if first is None or lo < first else first  # type: ignore[operator]
+                    last = hi if last is None or hi > last else last  # type: ignore[operator]
+                summary.rows_written += flows.height
+                summary.rows_rejected += rejects.height
+                summary.rows_read += flows.height + rejects.height
+                if progress:
+                    progress(summary.rows_read, summary.rows_written)
+        finally:
+            summary.partitions = writer.close()
+    summary.rejects_by_reason = dict(reasons.most_common())
+    summary.label_counts = dict(sorted(labels.items(), key=lambda kv: (-kv[1], kv[0])))
+    summary.quality_counts = dict(sorted(quality.items()))
+    summary.first_start = first.isoformat() if first else None  # type: ignore[union-attr]
+    summary.last_end = last.isoformat() if last else None  # type: ignore[union-attr]
+    summary.inputs = list(per_input.values())
+    _write_manifest(tmp, config, summary)
+    return summary
+
+
+def _tally(flows: pl.DataFrame, labels: Counter[str], quality: Counter[str], summary: IngestSummary) -> None:
+    totals = flows.select(
+        (pl.col("fwd_packets").sum() + pl.col("rev_packets").sum()).alias("p"),
+        (pl.col("fwd_bytes").sum() + pl.col("rev_bytes").sum()).alias("b"),
+    ).row(0)
+    summary.packets += int(totals[0])
+    summary.bytes += int(totals[1])
+    for label, n in flows.group_by("label").len().iter_rows():
+        labels["(none)" if label is None else label] += n
+    for flag in Quality:
+        n = flows.filter((pl.col("quality") & int(flag)) != 0).height
+        if n:
+            quality[flag.name or str(int(flag))] += n
+
+
+def _write_manifest(tmp: Path, config: IngestConfig, summary: IngestSummary) -> None:
+    manifest = {
+        "kind": "netflowgen.flows",
+        "schema_version": SCHEMA_VERSION,
+        "netflowgen_version": __version__,
+        "columns": {name: str(dtype) for name, dtype in FLOW_SCHEMA.items()},
+        "layout": "date=YYYY-MM-DD/part-NNNNN.parquet, by UTC day of ts_start; rejects in " + REJECTS_NAME,
+        "read_options": {k: (str(v) if v is not None else None) for k, v in asdict(config.read).items()},
+        "inputs_given": [str(p) for p in config.inputs],
+        # Timing is left out so that the same inputs give the same dataset, byte for byte.
+        "summary": summary.to_dict(timing=False),
+    }
+    (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+
+
+def inputs_of(paths: Iterable[str | os.PathLike[str]]) -> tuple[Path, ...]:
+    return tuple(Path(p) for p in paths)

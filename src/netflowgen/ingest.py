@@ -177,6 +177,9 @@ def ingest(config: IngestConfig, progress: Callable[[int, int], None] | None = N
     ``progress(rows_read, rows_written)`` is called after every batch.
     """
     out = config.out
+    for path in config.inputs:
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: no such file or directory")
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)

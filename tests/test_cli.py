@@ -1,0 +1,79 @@
+"""The `netflowgen` command: JSON output, errors and exit codes, the demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from netflowgen.cli import app
+from tests.test_ingest import HEADER, zeek_row
+
+runner = CliRunner()
+
+
+def write_log(path: Path) -> Path:
+    path.write_text(HEADER + "\n".join([zeek_row(1700000000.0), zeek_row(1700000001.0, src="bogus"), zeek_row(1700000002.0, label="Malicious")]) + "\n")
+    return path
+
+
+def test_ingest_then_inspect_json(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "conn.log")
+    out = tmp_path / "ds"
+    result = runner.invoke(app, ["ingest", str(log), "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["rows_read"], summary["rows_written"], summary["rows_rejected"]) == (3, 2, 1)
+    assert summary["rejects_by_reason"] == {"src_ip is not an IP address": 1}
+
+    result = runner.invoke(app, ["inspect", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["kind"] == "dataset"
+    assert (info["flows"], info["rejected"]) == (2, 1)
+    assert info["labels"] == {"Benign": 1, "Malicious": 1}
+    assert info["top_sources"][0] == {"ip": "10.0.0.1", "flows": 2, "packets": 10, "bytes": 600}
+    assert info["formats"] == {"zeek": 1}
+
+
+def test_inspect_reads_an_input_file_directly(tmp_path: Path) -> None:
+    log = write_log(tmp_path / "conn.log")
+    result = runner.invoke(app, ["inspect", str(log), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert (info["kind"], info["flows"], info["rejected"]) == ("input", 2, 1)
+    assert info["protocols"] == {"TCP": 2}
+    assert info["first_start"] == "2023-11-14T22:13:20+00:00"
+
+
+def test_errors_are_one_clear_line_and_exit_1(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["ingest", str(tmp_path / "missing.log"), "--out", str(tmp_path / "ds")])
+    assert result.exit_code == 1
+    assert "missing.log: no such file or directory" in result.output
+
+    result = runner.invoke(app, ["inspect", str(write_log(tmp_path / "c.log")), "--format", "nosuch"])
+    assert result.exit_code == 1
+    assert "unknown format 'nosuch'" in result.output and "zeek" in result.output
+
+
+def test_formats_lists_every_registered_reader() -> None:
+    from netflowgen.read import format_names
+
+    result = runner.invoke(app, ["formats", "--json"])
+    assert result.exit_code == 0
+    names = [row["name"] for row in json.loads(result.stdout)]
+    assert names == format_names()
+    assert {"zeek", "zeek-json"} <= set(names)
+
+
+def test_demo_ingests_the_shipped_sample(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    ingest = report["ingest"]
+    assert ingest["rows_read"] == ingest["rows_written"] + ingest["rows_rejected"]
+    assert ingest["rows_rejected"] >= 2  # the sample holds broken rows on purpose
+    assert ingest["skipped_files"] == {}, "every shipped sample file must be readable"
+    assert report["inspect"]["flows"] == ingest["rows_written"]
+    assert "Malicious" in report["inspect"]["labels"]

@@ -14,10 +14,8 @@ partial dataset. The same inputs give the same dataset, byte for byte.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import shutil
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
@@ -28,7 +26,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from netflowgen import __version__
+from netflowgen.artifacts import MANIFEST_NAME, atomic_directory, write_manifest
 from netflowgen.read import ReadOptions, RejectedRow, iter_checked
 from netflowgen.read.validate import REJECT_SCHEMA
 from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, Quality, arrow_schema
@@ -37,7 +35,7 @@ __all__ = ["IngestConfig", "IngestSummary", "ingest", "MANIFEST_NAME", "REJECTS_
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "netflowgen.json"
+DATASET_KIND = "netflowgen.flows"
 REJECTS_NAME = "rejects.csv"
 _MAX_OPEN_PARTITIONS = 32
 
@@ -149,64 +147,19 @@ class _PartitionWriter:
         return sorted(f"date={d}" for d in self.parts)
 
 
-def _tmp_name(out: Path, tag: str) -> Path:
-    return out.parent / f".{out.name}.{tag}-{os.getpid()}"
-
-
-def _clean_stale(out: Path) -> None:
-    """Remove temporary folders that killed runs left beside ``out``."""
-    for stale in out.parent.glob(f".{out.name}.*-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def ingest(config: IngestConfig, progress: Callable[[int, int], None] | None = None) -> IngestSummary:
     """Read every input, validate, and write the dataset; returns what was done.
 
     ``progress(rows_read, rows_written)`` is called after every batch.
     """
-    out = config.out
     for path in config.inputs:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or directory")
-    if out.exists() and not config.overwrite:
-        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(out)
-    tmp = _tmp_name(out, "tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir()
     started = time.perf_counter()
-    try:
+    with atomic_directory(config.out, config.overwrite) as tmp:
         summary = _write_dataset(config, tmp, progress)
         summary.seconds = round(time.perf_counter() - started, 3)
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    if out.exists():
-        old = _tmp_name(out, "old")
-        os.rename(out, old)
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, out)
 
 
 def _write_dataset(config: IngestConfig, tmp: Path, progress: Callable[[int, int], None] | None) -> IngestSummary:
@@ -275,18 +228,17 @@ def _tally(flows: pl.DataFrame, labels: Counter[str], quality: Counter[str], sum
 
 
 def _write_manifest(tmp: Path, config: IngestConfig, summary: IngestSummary) -> None:
-    manifest = {
-        "kind": "netflowgen.flows",
-        "schema_version": SCHEMA_VERSION,
-        "netflowgen_version": __version__,
-        "columns": {name: str(dtype) for name, dtype in FLOW_SCHEMA.items()},
-        "layout": "date=YYYY-MM-DD/part-NNNNN.parquet, by UTC day of ts_start; rejects in " + REJECTS_NAME,
-        "read_options": {k: (str(v) if v is not None else None) for k, v in asdict(config.read).items()},
-        "inputs_given": [str(p) for p in config.inputs],
+    write_manifest(
+        tmp,
+        DATASET_KIND,
+        schema_version=SCHEMA_VERSION,
+        columns={name: str(dtype) for name, dtype in FLOW_SCHEMA.items()},
+        layout="date=YYYY-MM-DD/part-NNNNN.parquet, by UTC day of ts_start; rejects in " + REJECTS_NAME,
+        read_options={k: (str(v) if v is not None else None) for k, v in asdict(config.read).items()},
+        inputs_given=[str(p) for p in config.inputs],
         # Timing is left out so that the same inputs give the same dataset, byte for byte.
-        "summary": summary.to_dict(timing=False),
-    }
-    (tmp / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        summary=summary.to_dict(timing=False),
+    )
 
 
 def inputs_of(paths: Iterable[str | os.PathLike[str]]) -> tuple[Path, ...]:

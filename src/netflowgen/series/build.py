@@ -1,0 +1,183 @@
+"""Node series: one row per (node, step) with the registered traffic features and labels.
+
+Rules:
+  * A step is a fixed interval; steps are aligned to multiples of the step width since the Unix
+    epoch (UTC). A flow counts in the step where it starts.
+  * A flow contributes to each node it touches (its source and/or destination), with direction:
+    for the source node it is outbound, for the destination node inbound. A flow between two
+    nodes counts for both.
+  * A node is *active* from the first to the last step in which it has traffic; every step in
+    between without traffic is an explicit row of zeros.
+  * Labels: a flow's class is its ``label_detail`` when set, else its ``label``. Per step, the
+    classes present, how many flows were labelled, how many were of an attack class (the user's
+    ``attack`` list, matched case-insensitively against label and label_detail), their fraction,
+    and ``attack`` = at least one attack flow.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+
+from netflowgen.series.features import aggregations, feature_names
+from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES, NodeMode, group_of, is_local, read_group_map
+
+__all__ = ["SeriesConfig", "build_series", "node_view", "parse_step", "SERIES_KEY_COLUMNS", "LABEL_COLUMNS"]
+
+log = logging.getLogger(__name__)
+
+SERIES_KEY_COLUMNS = ("node", "group", "step")
+LABEL_COLUMNS = ("classes", "labeled_flows", "attack_flows", "attack_fraction", "attack")
+
+
+def parse_step(text: str) -> timedelta:
+    """``60s``, ``5m``, ``1h``, ``500ms`` or a number of seconds -> timedelta.
+
+    >>> parse_step("5m"), parse_step("30")
+    (datetime.timedelta(seconds=300), datetime.timedelta(seconds=30))
+    """
+    units = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+    t = text.strip().lower()
+    for unit in sorted(units, key=len, reverse=True):
+        if t.endswith(unit):
+            number = t[: -len(unit)]
+            break
+    else:
+        unit, number = "s", t
+    try:
+        seconds = float(number) * units[unit]
+    except ValueError as e:
+        raise ValueError(f"not a step width: {text!r} (use e.g. 60s, 5m, 1h)") from e
+    if seconds <= 0 or seconds * 1e6 != int(seconds * 1e6):
+        raise ValueError(f"step width must be a positive whole number of microseconds: {text!r}")
+    return timedelta(seconds=seconds)
+
+
+@dataclass(frozen=True)
+class SeriesConfig:
+    """How flows become node series."""
+
+    step: timedelta = timedelta(seconds=60)
+    """Step width; steps are aligned to multiples of it since the Unix epoch (UTC)."""
+    nodes: NodeMode = NodeMode.LOCAL
+    """Which endpoints are nodes."""
+    local_prefixes: tuple[str, ...] = DEFAULT_LOCAL_PREFIXES
+    """Local networks for ``nodes=local`` (the defaults plus any the user adds)."""
+    group_map: Path | None = None
+    """CSV ``node,group``; nodes not in it fall back to the prefix groups."""
+    group_ipv4_prefix: int = 24
+    """Default group: the node's IPv4 network of this length."""
+    group_ipv6_prefix: int = 64
+    attack: tuple[str, ...] = field(default=())
+    """Classes that make a step positive (matched case-insensitively to label or label_detail)."""
+
+    def __post_init__(self) -> None:
+        if self.step <= timedelta(0):
+            raise ValueError("step must be positive")
+        if not 0 <= self.group_ipv4_prefix <= 32 or not 0 <= self.group_ipv6_prefix <= 128:
+            raise ValueError("group prefix lengths must be 0..32 (IPv4) and 0..128 (IPv6)")
+        if not isinstance(self.nodes, NodeMode):
+            object.__setattr__(self, "nodes", NodeMode(self.nodes))
+
+
+def _step_expr(step: timedelta) -> pl.Expr:
+    step_us = int(step / timedelta(microseconds=1))
+    us = pl.col("ts_start").dt.epoch("us")
+    return ((us // step_us) * step_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("step")
+
+
+def node_view(flows: pl.LazyFrame, config: SeriesConfig) -> pl.LazyFrame:
+    """One row per (flow, node it touches), seen from the node (see ``features``)."""
+    attack = [a.lower() for a in config.attack]
+    base = flows.with_columns(
+        _step_expr(config.step),
+        pl.coalesce("label_detail", "label").alias("class"),
+        (pl.col("label").str.to_lowercase().is_in(attack) | pl.col("label_detail").str.to_lowercase().is_in(attack))
+        .fill_null(False)
+        .alias("is_attack"),
+    )
+    if config.nodes is NodeMode.LOCAL:
+        src_ok, dst_ok = is_local(pl.col("src_ip"), config.local_prefixes), is_local(pl.col("dst_ip"), config.local_prefixes)
+    else:
+        src_ok = pl.lit(config.nodes in (NodeMode.SRC, NodeMode.ALL))
+        dst_ok = pl.lit(config.nodes in (NodeMode.DST, NodeMode.ALL))
+    common = [pl.col("step"), pl.col("proto"), pl.col("tcp_flags"), pl.col("dst_port").alias("service_port"),
+              pl.col("class"), pl.col("is_attack")]
+    as_src = base.filter(src_ok).select(
+        pl.col("src_ip").alias("node"), pl.lit(True).alias("outbound"), pl.col("dst_ip").alias("peer"),
+        pl.col("src_port").alias("local_port"), pl.col("dst_port").alias("remote_port"),
+        pl.col("fwd_packets").alias("pkts_sent"), pl.col("rev_packets").alias("pkts_recv"),
+        pl.col("fwd_bytes").alias("bytes_sent"), pl.col("rev_bytes").alias("bytes_recv"), *common,
+    )
+    as_dst = base.filter(dst_ok).select(
+        pl.col("dst_ip").alias("node"), pl.lit(False).alias("outbound"), pl.col("src_ip").alias("peer"),
+        pl.col("dst_port").alias("local_port"), pl.col("src_port").alias("remote_port"),
+        pl.col("rev_packets").alias("pkts_sent"), pl.col("fwd_packets").alias("pkts_recv"),
+        pl.col("rev_bytes").alias("bytes_sent"), pl.col("fwd_bytes").alias("bytes_recv"), *common,
+    )
+    return pl.concat([as_src, as_dst], how="vertical")
+
+
+def _label_aggs() -> list[pl.Expr]:
+    return [
+        pl.col("class").drop_nulls().unique().sort().alias("classes"),
+        pl.col("class").is_not_null().cast(pl.UInt32).sum().alias("labeled_flows"),
+        pl.col("is_attack").cast(pl.UInt32).sum().alias("attack_flows"),
+    ]
+
+
+def _groups(nodes: pl.Series, config: SeriesConfig) -> pl.DataFrame:
+    groups = group_of(nodes, config.group_ipv4_prefix, config.group_ipv6_prefix)
+    if config.group_map is not None:
+        mapping = read_group_map(config.group_map)
+        groups = pl.select(
+            pl.coalesce(nodes.replace_strict(mapping, default=None, return_dtype=pl.String), groups)
+        ).to_series()
+    return pl.DataFrame({"node": nodes, "group": groups})
+
+
+def build_series(flows: pl.LazyFrame, config: SeriesConfig | None = None) -> pl.DataFrame:
+    """Node series from canonical flows (a LazyFrame: the aggregation streams).
+
+    Columns: node, group, step, every registered feature, then the label columns.
+    """
+    config = config or SeriesConfig()
+    agg = (
+        node_view(flows, config)
+        .group_by("node", "step")
+        .agg(*aggregations(), *_label_aggs())
+        .collect(engine="streaming")
+    )
+    names = feature_names()
+    if agg.height == 0:
+        empty = pl.DataFrame(schema={"node": pl.String, "group": pl.String, "step": pl.Datetime("us", "UTC"),
+                                     **{n: pl.UInt64 for n in names}, "classes": pl.List(pl.String),
+                                     "labeled_flows": pl.UInt32, "attack_flows": pl.UInt32,
+                                     "attack_fraction": pl.Float64, "attack": pl.Boolean})
+        return empty
+    # Every step between a node's first and last active step, zero where it had no traffic.
+    spans = agg.group_by("node").agg(pl.col("step").min().alias("first"), pl.col("step").max().alias("last"))
+    grid = spans.select(
+        "node", pl.datetime_ranges("first", "last", interval=config.step, time_unit="us").alias("step")
+    ).explode("step")
+    flows_total = pl.sum_horizontal("flows_in", "flows_out")
+    series = (
+        grid.join(agg, on=["node", "step"], how="left")
+        .with_columns(
+            *[pl.col(n).fill_null(0) for n in names],
+            pl.col("classes").fill_null(pl.lit([], pl.List(pl.String))),
+            pl.col("labeled_flows").fill_null(0),
+            pl.col("attack_flows").fill_null(0),
+        )
+        .with_columns(
+            pl.when(flows_total > 0).then(pl.col("attack_flows") / flows_total).otherwise(0.0).alias("attack_fraction"),
+            (pl.col("attack_flows") > 0).alias("attack"),
+        )
+    )
+    groups = _groups(spans["node"].sort(), config)
+    series = series.join(groups, on="node", how="left")
+    return series.select("node", "group", "step", *names, *LABEL_COLUMNS).sort("node", "step")

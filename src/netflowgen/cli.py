@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -17,10 +18,13 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from netflowgen.ingest import IngestConfig, IngestSummary, ingest
+from netflowgen.ingest import IngestConfig, IngestSummary, ingest, scan_flows
 from netflowgen.inspect import Inspection, inspect_path
 from netflowgen.read import FormatError, ReadOptions, RejectedRow, get_format, format_names
 from netflowgen.read.source import consumed_bytes
+from netflowgen.series import NodeMode, SeriesConfig, build_series, parse_step
+from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
+from netflowgen.series.write import write_series
 
 app = typer.Typer(
     help="Pre-train a generative model on network flow records and detect attacks with few labels.",
@@ -190,6 +194,46 @@ def _print_inspection(r: Inspection) -> None:
     for name, doc in r.columns.items():
         schema.add_row(name, doc)
     out.print(schema)
+
+
+@app.command("series")
+def series_cmd(
+    flows: Annotated[Path, typer.Argument(help="An ingested dataset (streams), or any supported input (read into memory).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Series directory to create.")],
+    step: Annotated[str, typer.Option(help="Step width, e.g. 60s, 5m, 1h; aligned to the Unix epoch.")] = "60s",
+    nodes: Annotated[NodeMode, typer.Option(help="Which endpoints are nodes.")] = NodeMode.LOCAL,
+    prefix: Annotated[Optional[list[str]], typer.Option("--prefix", help="Extra local prefix for --nodes local (repeatable).")] = None,
+    group_map: Annotated[Optional[Path], typer.Option(help="CSV node,group giving each node's group (default: its /24 or /64).")] = None,
+    attack: Annotated[Optional[list[str]], typer.Option("--attack", help="Class that makes a step positive, matched to label or label_detail (repeatable).")] = None,
+    fmt: FormatOpt = None,
+    timezone: TimezoneOpt = "UTC",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Build per-(node, step) traffic features and labels from flows."""
+    _terminate_as_interrupt()
+    try:
+        config = SeriesConfig(
+            step=parse_step(step), nodes=nodes, local_prefixes=DEFAULT_LOCAL_PREFIXES + tuple(prefix or ()),
+            group_map=group_map, attack=tuple(attack or ()),
+        )
+        lazy = scan_flows(flows, _read_options(fmt, None, timezone))
+        with err.status("building node series", spinner="dots") if not as_json else contextlib.nullcontext():
+            started = time.perf_counter()
+            table = build_series(lazy, config)
+            summary = write_series(table, out_dir, config, [str(flows)], overwrite)
+            summary["seconds"] = round(time.perf_counter() - started, 3)
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None
+    except (FormatError, ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+        return
+    t = Table(title=f"node series in {out_dir}", show_header=False, title_justify="left")
+    for key, value in summary.items():
+        t.add_row(key, ", ".join(f"{k} {v:,}" for k, v in value.items()) if isinstance(value, dict) else f"{value}")
+    out.print(t)
 
 
 @app.command("formats")

@@ -243,3 +243,20 @@ def _write_manifest(tmp: Path, config: IngestConfig, summary: IngestSummary) -> 
 
 def inputs_of(paths: Iterable[str | os.PathLike[str]]) -> tuple[Path, ...]:
     return tuple(Path(p) for p in paths)
+
+
+def scan_flows(path: str | os.PathLike[str], options: ReadOptions | None = None) -> pl.LazyFrame:
+    """Canonical flows as a LazyFrame: scanned from an ingested dataset (streams, any size), or
+    read on the fly from any supported input (held in memory: ingest large inputs first)."""
+    from netflowgen.read import read_flows
+
+    p = Path(path)
+    if p.is_dir() and (p / MANIFEST_NAME).is_file():
+        parts = sorted(p.glob("date=*/*.parquet"))
+        if not parts:
+            from netflowgen.schema import empty_flows
+
+            return empty_flows().lazy()
+        return pl.scan_parquet(parts)
+    options = options or ReadOptions()
+    return read_flows(p, options.format, mapping=options.mapping).lazy()

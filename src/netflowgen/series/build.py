@@ -7,7 +7,9 @@ Rules:
     for the source node it is outbound, for the destination node inbound. A flow between two
     nodes counts for both.
   * A node is *active* from the first to the last step in which it has traffic; every step in
-    between without traffic is an explicit row of zeros.
+    between without traffic is an explicit row of zeros. A silence longer than ``max_gap``
+    (default one day) ends an activity period: it is not filled, so that a stray 1970 clock or a
+    host seen in two captures a year apart does not produce millions of zero rows.
   * Labels: a flow's class is its ``label_detail`` when set, else its ``label``. Per step, the
     classes present, how many flows were labelled, how many were of an attack class (the user's
     ``attack`` list, matched case-insensitively against label and label_detail), their fraction,
@@ -74,10 +76,14 @@ class SeriesConfig:
     group_ipv6_prefix: int = 64
     attack: tuple[str, ...] = field(default=())
     """Classes that make a step positive (matched case-insensitively to label or label_detail)."""
+    max_gap: timedelta = timedelta(days=1)
+    """Longest silence filled with zero rows; a longer one ends the node's activity period."""
 
     def __post_init__(self) -> None:
         if self.step <= timedelta(0):
             raise ValueError("step must be positive")
+        if self.max_gap < self.step:
+            raise ValueError("max_gap must be at least one step")
         if not 0 <= self.group_ipv4_prefix <= 32 or not 0 <= self.group_ipv6_prefix <= 128:
             raise ValueError("group prefix lengths must be 0..32 (IPv4) and 0..128 (IPv6)")
         if not isinstance(self.nodes, NodeMode):
@@ -159,8 +165,16 @@ def build_series(flows: pl.LazyFrame, config: SeriesConfig | None = None) -> pl.
                                      "labeled_flows": pl.UInt32, "attack_flows": pl.UInt32,
                                      "attack_fraction": pl.Float64, "attack": pl.Boolean})
         return empty
-    # Every step between a node's first and last active step, zero where it had no traffic.
-    spans = agg.group_by("node").agg(pl.col("step").min().alias("first"), pl.col("step").max().alias("last"))
+    # Every step of a node's activity periods, zero where it had no traffic.
+    spans = (
+        agg.select("node", "step")
+        .sort("node", "step")
+        .with_columns(
+            ((pl.col("step").diff().over("node") > config.max_gap).fill_null(False).cum_sum().over("node")).alias("period")
+        )
+        .group_by("node", "period")
+        .agg(pl.col("step").min().alias("first"), pl.col("step").max().alias("last"))
+    )
     grid = spans.select(
         "node", pl.datetime_ranges("first", "last", interval=config.step, time_unit="us").alias("step")
     ).explode("step")
@@ -178,6 +192,6 @@ def build_series(flows: pl.LazyFrame, config: SeriesConfig | None = None) -> pl.
             (pl.col("attack_flows") > 0).alias("attack"),
         )
     )
-    groups = _groups(spans["node"].sort(), config)
+    groups = _groups(spans["node"].unique().sort(), config)
     series = series.join(groups, on="node", how="left")
     return series.select("node", "group", "step", *names, *LABEL_COLUMNS).sort("node", "step")

@@ -9,10 +9,13 @@ import signal
 import sys
 import tempfile
 import time
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
 
+import polars as pl
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -24,7 +27,10 @@ from netflowgen.read import FormatError, ReadOptions, RejectedRow, get_format, f
 from netflowgen.read.source import consumed_bytes
 from netflowgen.series import NodeMode, SeriesConfig, build_series, parse_step
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
-from netflowgen.series.write import write_series
+from netflowgen.series import feature_names
+from netflowgen.series.write import read_series, write_series
+from netflowgen.tokenize import BinRule, Tokenizer, TokenizerConfig
+from netflowgen.tokenize.shards import write_tokens
 
 app = typer.Typer(
     help="Pre-train a generative model on network flow records and detect attacks with few labels.",
@@ -234,6 +240,63 @@ def series_cmd(
     for key, value in summary.items():
         t.add_row(key, ", ".join(f"{k} {v:,}" for k, v in value.items()) if isinstance(value, dict) else f"{value}")
     out.print(t)
+
+
+@app.command("tokenize")
+def tokenize_cmd(
+    series_dir: Annotated[Path, typer.Argument(help="A series directory (from `netflowgen series`).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Tokens directory to create.")],
+    tokenizer_file: Annotated[Optional[Path], typer.Option("--tokenizer", help="Use this fitted tokenizer.json instead of fitting one.")] = None,
+    fit_fraction: Annotated[float, typer.Option(help="Fit on the steps in the first part of the time span (by time).")] = 0.8,
+    fit_until: Annotated[Optional[datetime], typer.Option(help="Fit on the steps before this time (UTC); overrides --fit-fraction.")] = None,
+    bins: Annotated[int, typer.Option(help="Bins per feature, zero bin included.")] = 10,
+    rule: Annotated[BinRule, typer.Option(help="Where non-zero bins are cut.")] = BinRule.LOG_QUANTILE,
+    timezone: Annotated[str, typer.Option("--timezone", "--tz", help="Time zone of the time fields.")] = "UTC",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit the tokenizer on the training period and write memory-mappable token shards."""
+    _terminate_as_interrupt()
+    try:
+        table, manifest = read_series(series_dir)
+        step_seconds = float(manifest["config"]["step_seconds"])
+        cutoff = None
+        if tokenizer_file is not None:
+            tok = Tokenizer.load(tokenizer_file)
+        else:
+            cutoff = _fit_cutoff(table, fit_fraction, fit_until)
+            train = table.filter(pl.col("step") < cutoff)
+            if train.height == 0:
+                raise ValueError(f"no steps before {cutoff.isoformat()} to fit the tokenizer on")
+            tok = Tokenizer.fit(train, TokenizerConfig(tuple(feature_names()), bins, rule, timezone))
+        summary = write_tokens(table, tok, out_dir, step_seconds=step_seconds, fit_until=cutoff,
+                               source=str(series_dir), overwrite=overwrite)
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None
+    except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    t = Table(title=f"tokens in {out_dir}", show_header=False, title_justify="left")
+    t.add_row("rows", f"{summary['rows']:,}")
+    t.add_row("shards", str(len(summary["shards"])))  # type: ignore[arg-type]
+    t.add_row("fitted on steps before", str(summary["fit_until"]))
+    t.add_row("known nodes / groups", f"{summary['nodes_known']:,} / {summary['groups_known']:,}")
+    t.add_row("bins per feature", ", ".join(f"{k} {v}" for k, v in summary["bins"].items()))  # type: ignore[union-attr]
+    out.print(t)
+
+
+def _fit_cutoff(table: pl.DataFrame, fraction: float, until: datetime | None) -> datetime:
+    if until is not None:
+        return until if until.tzinfo else until.replace(tzinfo=dt_timezone.utc)
+    if not 0 < fraction <= 1:
+        raise ValueError("--fit-fraction must be in (0, 1]")
+    first, last = table["step"].min(), table["step"].max()
+    if first is None:
+        raise ValueError("the series is empty")
+    # Strictly after the last step when fraction is 1, so that every step is in the fit part.
+    return first + (last - first) * fraction + (timedelta(microseconds=1) if fraction == 1 else timedelta(0))  # type: ignore[operator]
 
 
 @app.command("formats")

@@ -1,0 +1,141 @@
+"""Token shards: the compact, memory-mappable arrays that training reads.
+
+A tokens directory::
+
+    TOKENS/netflowgen.json        kind netflowgen.tokens: features, bins, fit period, shard list
+    TOKENS/tokenizer.json         the fitted tokenizer (see tokenizer.py)
+    TOKENS/shard-00000/
+        traffic.npy   (rows, features) uint8   bin of every traffic feature
+        time.npy      (rows, 4) uint8          day of week, day of month, hour, minute
+        node.npy      (rows,) int32            node id (0 = unknown to the tokenizer)
+        group.npy     (rows,) int32            group id (0 = unknown)
+        step.npy      (rows,) int64            step start, Unix seconds
+        attack.npy    (rows,) uint8            1 where the step is positive for the attack classes
+        labeled.npy   (rows,) uint8            1 where the step has labelled flows
+        segments.npy  (n, 2) int64             [first row, length] of each run of consecutive
+                                               steps of one node: windows never cross a segment
+
+Every ``.npy`` opens with ``numpy.load(path, mmap_mode="r")``. Rows are ordered by node, then
+step; a node's segments never cross a shard.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
+from netflowgen.tokenize.tokenizer import TIME_FIELDS, Tokenizer
+
+__all__ = ["TOKENS_KIND", "TokenShard", "write_tokens", "open_tokens", "segments_of"]
+
+TOKENS_KIND = "netflowgen.tokens"
+_ARRAYS = ("traffic", "time", "node", "group", "step", "attack", "labeled", "segments")
+
+
+@dataclass(frozen=True)
+class TokenShard:
+    """One shard's arrays (memory-mapped when opened with :func:`open_tokens`)."""
+
+    traffic: np.ndarray
+    time: np.ndarray
+    node: np.ndarray
+    group: np.ndarray
+    step: np.ndarray
+    attack: np.ndarray
+    labeled: np.ndarray
+    segments: np.ndarray
+
+
+def segments_of(node: np.ndarray, step_s: np.ndarray, step_width_s: float) -> np.ndarray:
+    """[first row, length] of each run of consecutive steps of one node (rows sorted by node, step).
+
+    >>> segments_of(np.array([1, 1, 1, 2]), np.array([0, 60, 180, 0]), 60).tolist()
+    [[0, 2], [2, 1], [3, 1]]
+    """
+    n = len(node)
+    if n == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    breaks = np.flatnonzero((np.diff(node) != 0) | (np.diff(step_s) != step_width_s)) + 1
+    starts = np.concatenate(([0], breaks))
+    lengths = np.diff(np.concatenate((starts, [n])))
+    return np.stack([starts, lengths], axis=1).astype(np.int64)
+
+
+def _node_cuts(node_keys: np.ndarray, shard_rows: int) -> list[tuple[int, int]]:
+    """Row ranges of at most ~shard_rows rows that never split a node."""
+    change = np.flatnonzero(np.diff(node_keys) != 0) + 1
+    starts = np.concatenate(([0], change, [len(node_keys)]))
+    cuts, begin = [], 0
+    for s in starts[1:]:
+        if s - begin >= shard_rows or s == len(node_keys):
+            cuts.append((begin, int(s)))
+            begin = int(s)
+    return [c for c in cuts if c[1] > c[0]]
+
+
+def write_tokens(
+    series: pl.DataFrame,
+    tokenizer: Tokenizer,
+    out: Path,
+    *,
+    step_seconds: float,
+    fit_until: datetime | None,
+    source: str,
+    shard_rows: int = 4_000_000,
+    overwrite: bool = False,
+) -> dict[str, object]:
+    """Encode a node-series table and write it as token shards; returns the manifest."""
+    table = series.sort("node", "step")
+    # Node keys in row order: unknown nodes all have id 0, so split shards on the node text.
+    keys = table["node"].rank("dense").to_numpy()
+    shards = []
+    with atomic_directory(out, overwrite) as tmp:
+        tokenizer.save(tmp / "tokenizer.json")
+        for i, (lo, hi) in enumerate(_node_cuts(keys, shard_rows) if table.height else []):
+            part = table.slice(lo, hi - lo)
+            enc = tokenizer.encode(part)
+            step_s = part["step"].dt.epoch("s").to_numpy().astype(np.int64)
+            arrays = {
+                **enc,
+                "step": step_s,
+                "attack": part["attack"].cast(pl.UInt8).to_numpy(),
+                "labeled": (part["labeled_flows"] > 0).cast(pl.UInt8).to_numpy(),
+                "segments": segments_of(keys[lo:hi], step_s, step_seconds),
+            }
+            folder = tmp / f"shard-{i:05d}"
+            folder.mkdir()
+            for name in _ARRAYS:
+                np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            shards.append({"name": folder.name, "rows": hi - lo, "segments": int(len(arrays["segments"]))})
+        manifest = {
+            "features": list(tokenizer.config.features),
+            "bins": tokenizer.bins,
+            "time_fields": TIME_FIELDS,
+            "step_seconds": step_seconds,
+            "fit_until": fit_until.isoformat() if fit_until else None,
+            "source_series": source,
+            "rows": table.height,
+            "nodes_known": len(tokenizer.nodes),
+            "groups_known": len(tokenizer.groups),
+            "shards": shards,
+        }
+        write_manifest(tmp, TOKENS_KIND, **manifest)
+    return manifest
+
+
+def open_tokens(path: str | os.PathLike[str]) -> tuple[dict, Tokenizer, list[TokenShard]]:  # type: ignore[type-arg]
+    """A tokens directory: its manifest, tokenizer and memory-mapped shards."""
+    folder = Path(path)
+    manifest = read_manifest(folder, TOKENS_KIND)
+    tokenizer = Tokenizer.load(folder / "tokenizer.json")
+    shards = [
+        TokenShard(**{n: np.load(folder / s["name"] / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in _ARRAYS})
+        for s in manifest["shards"]
+    ]
+    return manifest, tokenizer, shards

@@ -299,6 +299,49 @@ def _fit_cutoff(table: pl.DataFrame, fraction: float, until: datetime | None) ->
     return first + (last - first) * fraction + (timedelta(microseconds=1) if fraction == 1 else timedelta(0))  # type: ignore[operator]
 
 
+@app.command("pretrain")
+def pretrain_cmd(
+    tokens: Annotated[Path, typer.Argument(help="A tokens directory (from `netflowgen tokenize`).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Run directory to create (or continue with --resume).")],
+    size: Annotated[str, typer.Option(help="Model size: tiny (tests), small (CPU), base (GPU).")] = "tiny",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Windows per step (per process).")] = 32,
+    context: Annotated[Optional[int], typer.Option(help="Context length in steps (default: the size's).")] = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 3e-4,
+    warmup: Annotated[int, typer.Option(help="Warmup steps.")] = 100,
+    val_fraction: Annotated[float, typer.Option(help="Last part of every node's series held out for validation.")] = 0.1,
+    eval_every: Annotated[int, typer.Option(help="Validate every this many steps.")] = 200,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Pre-train FlowGPT to predict every node's next step (multi-GPU: launch with torchrun)."""
+    _terminate_as_interrupt()
+    from netflowgen.train.loop import TrainConfig
+    from netflowgen.train.pretrain import PretrainConfig, pretrain
+
+    try:
+        train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(warmup, steps),
+                            eval_every=eval_every, checkpoint_every=eval_every, seed=seed, precision=precision)
+        result, _ = pretrain(PretrainConfig(tokens, size, context, val_fraction), train, out_dir, resume=resume,
+                          overwrite=overwrite, device=device, show_progress=not as_json)
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; continue with: netflowgen pretrain {tokens} --out {out_dir} --resume (same options)", 130) from None
+    except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+        raise _fail(str(e)) from None
+    if not result:  # not rank 0
+        return
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    final = result.get("final") or {}
+    out.print(f"run {out_dir}: {result['parameters']:,} parameters, {result['steps']} steps; "
+              f"held-out next-step loss {final.get('val_loss', float('nan')):.4f}, bin accuracy {final.get('val_accuracy', float('nan')):.3f}")
+
+
 @app.command("formats")
 def formats_cmd(as_json: JsonOpt = False) -> None:
     """List the input formats and how each is recognised."""

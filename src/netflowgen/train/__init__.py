@@ -1,0 +1,1 @@
+"""Training: windows over token shards, the one training loop, checkpoints, pre-training."""

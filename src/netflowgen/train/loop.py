@@ -1,0 +1,235 @@
+"""The one training loop: AdamW, warmup + cosine decay, gradient clipping, mixed precision,
+periodic validation, atomic checkpoints, exact resume, and DDP when launched by ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from netflowgen.train.checkpoint import load_checkpoint, save_checkpoint
+from netflowgen.train.windows import Batch
+
+__all__ = ["TrainConfig", "lr_at", "train_loop", "autocast_dtype", "DistInfo", "dist_info"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by pre-training and fine-tuning."""
+
+    steps: int = 2000
+    """Optimizer steps."""
+    batch_size: int = 32
+    """Windows per step and per process."""
+    lr: float = 3e-4
+    """Peak learning rate."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak (cosine decay)."""
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    eval_every: int = 200
+    """Validate every this many steps (and at the end)."""
+    eval_batches: int | None = 50
+    """Validation batches per evaluation (None: the whole held-out part)."""
+    checkpoint_every: int = 200
+    seed: int = 0
+    precision: str = "auto"
+    """auto (bf16 on CUDA and on CPUs with AMX, else fp32), fp32 or bf16."""
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be positive")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError("min_lr_ratio must be in [0, 1]")
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup to the peak, then cosine decay to ``min_lr_ratio`` of it.
+
+    >>> cfg = TrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    >>> round(lr_at(0, cfg), 3), round(lr_at(9, cfg), 3), round(lr_at(99, cfg), 3)
+    (0.1, 1.0, 0.1)
+    """
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(cfg.steps - 1 - cfg.warmup_steps, 1)
+    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype to use, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16
+    return torch.bfloat16 if _cpu_has_amx() else None
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def dist_info() -> DistInfo:
+    """Rank and world size under ``torchrun`` (initialising the process group), else a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    if world > 1:
+        return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return DistInfo()
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    # No weight decay on biases, norms and embeddings' position rows: the usual GPT recipe.
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 and "ln" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=False)
+
+
+def _trim_metrics(path: Path, last_step: int) -> None:
+    """Drop metric lines logged after the checkpoint a run resumes from."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines() if line and json.loads(line).get("step", 0) <= last_step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def train_loop(
+    model: torch.nn.Module,
+    sample: Callable[[int, int], Batch],
+    validate: Callable[[torch.nn.Module], dict[str, float]] | None,
+    loss_of: Callable[[torch.nn.Module, Batch], torch.Tensor],
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    device: torch.device | str = "cpu",
+    show_progress: bool = True,
+    tokens_per_batch: int = 0,
+) -> list[dict[str, float]]:
+    """Train ``model`` for ``cfg.steps`` steps; returns the metric records.
+
+    ``sample(step, rank)`` gives the batch of a step; ``loss_of(model, batch)`` its loss;
+    ``validate(model)`` validation metrics. Rank 0 writes metrics and checkpoints to ``run_dir``.
+    """
+    device = torch.device(device)
+    info = dist_info()
+    model.to(device)
+    train_model: torch.nn.Module = model
+    if info.world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = _optimizer(model, cfg)
+    metrics_path = run_dir / "metrics.jsonl"
+    start = 0
+    records: list[dict[str, float]] = []
+    if resume:
+        state = load_checkpoint(run_dir, model, optimizer)
+        start = int(state["step"])
+        records = state.get("records", [])
+        if info.main:
+            _trim_metrics(metrics_path, start)
+    amp = autocast_dtype(cfg.precision, device)
+    metrics_file = open(metrics_path, "a") if info.main else None
+
+    def log_record(rec: dict[str, float]) -> None:
+        records.append(rec)
+        if metrics_file:
+            metrics_file.write(json.dumps(rec) + "\n")
+            metrics_file.flush()
+
+    progress = _progress(show_progress and info.main, cfg.steps, start)
+    t_last, n_last = time.perf_counter(), start
+    try:
+        with progress:
+            task = progress.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), rate=0.0, tps=0.0)
+            for step in range(start, cfg.steps):
+                model.train()
+                # Seeded per step: dropout and sampling do not depend on where a run was resumed.
+                torch.manual_seed(cfg.seed * 1_000_003 + info.rank * 7_919 + step)
+                batch = sample(step, info.rank).to(device)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step, cfg)
+                with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
+                    loss = loss_of(train_model, batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                optimizer.step()
+                done = step + 1
+                if done % cfg.log_every == 0 or done == cfg.steps:
+                    now = time.perf_counter()
+                    rate = (done - n_last) / max(now - t_last, 1e-9)
+                    t_last, n_last = now, done
+                    rec = {"step": done, "loss": float(loss.detach()), "lr": lr_at(step, cfg),
+                           "grad_norm": float(grad_norm), "steps_per_s": rate, "tokens_per_s": rate * tokens_per_batch * info.world}
+                    log_record(rec)
+                    progress.update(task, completed=done, loss=rec["loss"], rate=rate, tps=rec["tokens_per_s"])
+                else:
+                    progress.update(task, completed=done)
+                if validate is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
+                    if info.main:
+                        log_record({"step": done, **validate(model)})
+                    if info.world > 1:
+                        dist.barrier()
+                if info.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
+                    save_checkpoint(run_dir, model, optimizer, {"step": done, "records": records, "config": asdict(cfg)})
+    finally:
+        if metrics_file:
+            metrics_file.close()
+    return records
+
+
+def _progress(enabled: bool, total: int, start: int) -> Progress:
+    return Progress(
+        TextColumn("[bold]train"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}  {task.fields[rate]:.1f} steps/s  {task.fields[tps]:,.0f} steps of traffic/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+    )
+

@@ -1,0 +1,170 @@
+"""Generative pre-training: next-step prediction of every traffic feature, and the run directory.
+
+A run directory describes itself; loading it needs nothing else::
+
+    RUN/netflowgen.json      kind netflowgen.run: status, sizes, data, final metrics
+    RUN/model.safetensors    final weights
+    RUN/model_config.json    FlowGPTConfig
+    RUN/tokenizer.json       the tokenizer the model reads
+    RUN/train_config.json    TrainConfig and the data settings
+    RUN/metrics.jsonl        one JSON record per log line and per validation
+    RUN/checkpoint/          the latest checkpoint (for --resume)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from netflowgen.artifacts import read_manifest, write_manifest
+from netflowgen.model import SIZES, FlowGPT, FlowGPTConfig
+from netflowgen.tokenize import Tokenizer
+from netflowgen.tokenize.shards import open_tokens
+from netflowgen.train.checkpoint import load_weights, save_weights
+from netflowgen.train.loop import TrainConfig, dist_info, train_loop
+from netflowgen.train.windows import Batch, TokenWindows
+
+__all__ = ["PretrainConfig", "pretrain", "load_run", "RUN_KIND", "next_step_loss"]
+
+RUN_KIND = "netflowgen.run"
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """What to pre-train on and how big."""
+
+    tokens: Path
+    """Tokens directory (from `netflowgen tokenize`)."""
+    size: str = "tiny"
+    """Named model size (tiny, small, base)."""
+    context: int | None = None
+    """Context length in steps (default: the size's)."""
+    val_fraction: float = 0.1
+    """Last part of every node's series held out for validation."""
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.size not in SIZES:
+            raise ValueError(f"unknown size {self.size!r}; choose one of {', '.join(SIZES)}")
+
+
+def next_step_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    out = model(batch.traffic, batch.time, batch.node, batch.group, targets=batch.targets)
+    return out.loss
+
+
+@torch.no_grad()
+def evaluate_windows(model: FlowGPT, windows: TokenWindows, batch_size: int, max_batches: int | None, device: torch.device) -> dict[str, float]:
+    """Held-out next-step cross-entropy (mean over features) and bin accuracy."""
+    model.eval()
+    F = model.cfg.n_features
+    loss_sum = torch.zeros(F, dtype=torch.float64)
+    correct = torch.zeros(F, dtype=torch.float64)
+    count = 0
+    for batch in windows.val_batches(batch_size, max_batches):
+        b = batch.to(device)
+        out = model(b.traffic, b.time, b.node, b.group)
+        mask = b.targets[..., 0] >= 0  # (B, T)
+        n = int(mask.sum())
+        if n == 0:
+            continue
+        for f, logits in enumerate(model.feature_logits(out.logits.float())):
+            tgt = b.targets[..., f][mask]
+            lg = logits[mask]
+            loss_sum[f] += torch.nn.functional.cross_entropy(lg, tgt, reduction="sum").double().cpu()
+            correct[f] += (lg.argmax(-1) == tgt).sum().double().cpu()
+        count += n
+    if count == 0:
+        return {"val_loss": float("nan"), "val_targets": 0}
+    per_feature = (loss_sum / count).tolist()
+    return {"val_loss": float(np.mean(per_feature)), "val_accuracy": float((correct / count).mean()),
+            "val_targets": count, "val_feature_loss": per_feature}
+
+
+def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool = False, overwrite: bool = False,
+             device: str | None = None, show_progress: bool = True) -> tuple[dict, FlowGPT]:  # type: ignore[type-arg]
+    """Pre-train FlowGPT on token shards into the run directory ``out``.
+
+    Returns the run's manifest (empty on ranks other than 0) and the trained model.
+    """
+    info = dist_info()
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dev.type == "cuda" and info.world > 1:
+        dev = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(dev)
+    manifest, tok, shards = open_tokens(cfg.tokens)
+    size = dict(SIZES[cfg.size])
+    if cfg.context:
+        size["context"] = cfg.context
+    model_cfg = FlowGPTConfig(
+        bins=tuple(tok.bins[f] for f in tok.config.features), n_nodes=len(tok.nodes) + 1, n_groups=len(tok.groups) + 1,
+        dropout=cfg.dropout, **size,
+    )
+    windows = TokenWindows(shards, model_cfg.context, cfg.val_fraction)
+    if windows.n_train_targets == 0:
+        raise ValueError(f"{cfg.tokens}: no node has two consecutive steps to train on")
+    if info.main:
+        _prepare_run_dir(out, resume, overwrite)
+        if not resume:
+            (out / "model_config.json").write_text(json.dumps(model_cfg.to_dict(), indent=1) + "\n")
+            tok.save(out / "tokenizer.json")
+            data = {**{k: str(v) for k, v in asdict(cfg).items()}, "step_seconds": manifest["step_seconds"]}
+            (out / "train_config.json").write_text(json.dumps({"train": asdict(train), "data": data}, indent=1) + "\n")
+            write_manifest(out, RUN_KIND, status="running", size=cfg.size, tokens=str(cfg.tokens))
+    if info.world > 1:
+        torch.distributed.barrier()
+    torch.manual_seed(train.seed)  # same initial weights on every rank
+    model = FlowGPT(model_cfg)
+    records = train_loop(
+        model,
+        sample=lambda step, rank: windows.sample(train.batch_size, train.seed, rank, step),
+        validate=lambda m: evaluate_windows(m, windows, train.batch_size, train.eval_batches, dev),
+        loss_of=next_step_loss,
+        cfg=train,
+        run_dir=out,
+        resume=resume,
+        device=dev,
+        show_progress=show_progress,
+        tokens_per_batch=train.batch_size * model_cfg.context,
+    )
+    result: dict = {}  # type: ignore[type-arg]
+    if info.main:
+        save_weights(model, out / "model.safetensors")
+        final = [r for r in records if "val_loss" in r]
+        result = {"status": "complete", "size": cfg.size, "tokens": str(cfg.tokens), "parameters": model.num_params(),
+                  "steps": train.steps, "train_targets": windows.n_train_targets, "val_targets": windows.n_val_targets,
+                  "final": final[-1] if final else None}
+        write_manifest(out, RUN_KIND, **result)
+    if info.world > 1:
+        torch.distributed.barrier()
+    return result, model
+
+
+def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    if resume:
+        read_manifest(out, RUN_KIND)
+        return
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} exists; pass --resume to continue it or --overwrite to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+
+
+def load_run(path: str | os.PathLike[str], device: str = "cpu") -> tuple[FlowGPT, Tokenizer, dict]:  # type: ignore[type-arg]
+    """Load a run directory: the model with its final weights, its tokenizer and manifest."""
+    run = Path(path)
+    manifest = read_manifest(run, RUN_KIND)
+    if manifest.get("status") != "complete" or not (run / "model.safetensors").is_file():
+        raise ValueError(f"{run}: training did not complete (status {manifest.get('status')!r}); resume it first")
+    cfg = FlowGPTConfig.from_dict(json.loads((run / "model_config.json").read_text()))
+    model = FlowGPT(cfg)
+    load_weights(model, run / "model.safetensors")
+    model.to(device).eval()
+    return model, Tokenizer.load(run / "tokenizer.json"), manifest

@@ -1,0 +1,162 @@
+"""Pre-training: the model can learn, resume equals uninterrupted, a run reloads exactly,
+and DDP keeps ranks identical."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import polars as pl
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from netflowgen.model import FlowGPT, FlowGPTConfig
+from netflowgen.tokenize import Tokenizer, TokenizerConfig
+from netflowgen.tokenize.shards import open_tokens, write_tokens
+from netflowgen.train.loop import TrainConfig
+from netflowgen.train.pretrain import PretrainConfig, load_run, pretrain
+from netflowgen.train.windows import TokenWindows
+
+T0 = datetime(2024, 5, 1, tzinfo=timezone.utc)
+PERIOD = [0, 3, 7, 3]
+
+
+def periodic_tokens(tmp: Path, nodes: int = 4, steps: int = 120) -> Path:
+    """Series whose two features cycle with period 4: a pattern a model must learn."""
+    rows = []
+    for n in range(nodes):
+        for t in range(steps):
+            v = PERIOD[(t + n) % len(PERIOD)]
+            rows.append({"node": f"10.0.0.{n}", "group": "10.0.0.0/24", "step": T0 + timedelta(minutes=t),
+                         "a": v, "b": 10 * v, "attack": False, "labeled_flows": 0})
+    series = pl.DataFrame(rows)
+    tok = Tokenizer.fit(series, TokenizerConfig(("a", "b"), n_bins=4, rule="log-uniform"))
+    write_tokens(series, tok, tmp / "tok", step_seconds=60, fit_until=None, source="synthetic")
+    return tmp / "tok"
+
+
+def small_train(**kw: object) -> TrainConfig:
+    base = dict(steps=150, batch_size=16, lr=3e-3, warmup_steps=10, eval_every=50, checkpoint_every=50,
+                eval_batches=None, log_every=10, weight_decay=0.0)
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+def test_forward_shapes_and_causality() -> None:
+    cfg = FlowGPTConfig(bins=(3, 5), n_nodes=3, n_groups=2, context=8, n_layer=1, n_head=2, d_model=16)
+    torch.manual_seed(0)
+    model = FlowGPT(cfg).eval()
+    traffic = torch.randint(0, 3, (2, 8, 2))
+    time = torch.zeros(2, 8, 4, dtype=torch.long)
+    out = model(traffic, time, torch.tensor([1, 2]), torch.tensor([1, 1]))
+    assert out.logits.shape == (2, 8, 8) and out.hidden.shape == (2, 8, 16)
+    changed = traffic.clone()
+    changed[:, 5:] = (changed[:, 5:] + 1) % 3
+    out2 = model(changed, time, torch.tensor([1, 2]), torch.tensor([1, 1]))
+    assert torch.allclose(out.logits[:, :5], out2.logits[:, :5]), "a step must not see later steps"
+    assert not torch.allclose(out.logits[:, 5:], out2.logits[:, 5:])
+
+
+def test_learns_a_periodic_pattern(tmp_path: Path) -> None:
+    tokens = periodic_tokens(tmp_path)
+    result, _ = pretrain(PretrainConfig(tokens, "tiny", context=16), small_train(), tmp_path / "run", show_progress=False)
+    assert result["final"]["val_loss"] < 0.05, result["final"]
+    assert result["final"]["val_accuracy"] > 0.99
+
+
+def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = periodic_tokens(tmp_path)
+    cfg = PretrainConfig(tokens, "tiny", context=16, dropout=0.1)  # dropout: the RNG must resume too
+    train = small_train(steps=40, checkpoint_every=20, eval_every=20)
+    pretrain(cfg, train, tmp_path / "full", show_progress=False)
+
+    original = TokenWindows.sample
+
+    def dies_at_25(self, batch_size, seed, rank, step):  # type: ignore[no-untyped-def]
+        if step == 25:
+            raise KeyboardInterrupt
+        return original(self, batch_size, seed, rank, step)
+
+    monkeypatch.setattr(TokenWindows, "sample", dies_at_25)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg, train, tmp_path / "cut", show_progress=False)
+    monkeypatch.setattr(TokenWindows, "sample", original)
+    assert not (tmp_path / "cut" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())["step"] == 20
+    pretrain(cfg, train, tmp_path / "cut", resume=True, show_progress=False)
+
+    a = load_file(str(tmp_path / "full" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    full = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    resumed = [json.loads(x) for x in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in ("steps_per_s", "tokens_per_s")} for r in rows]  # noqa: E731
+    assert strip(full) == strip(resumed)
+
+
+def test_run_directory_reloads_to_identical_predictions(tmp_path: Path) -> None:
+    tokens = periodic_tokens(tmp_path)
+    pretrain(PretrainConfig(tokens, "tiny", context=16), small_train(steps=20), tmp_path / "run", show_progress=False)
+    model, tok, manifest = load_run(tmp_path / "run")
+    assert manifest["status"] == "complete" and tok.config.features == ("a", "b")
+    _, _, shards = open_tokens(tokens)
+    batch = next(TokenWindows(shards, 16, 0.1).val_batches(8))
+    again, _, _ = load_run(tmp_path / "run")
+    with torch.no_grad():
+        x = model(batch.traffic, batch.time, batch.node, batch.group).logits
+        y = again(batch.traffic, batch.time, batch.node, batch.group).logits
+    assert torch.equal(x, y)
+    files = sorted(p.name for p in (tmp_path / "run").iterdir())
+    assert files == ["checkpoint", "metrics.jsonl", "model.safetensors", "model_config.json", "netflowgen.json",
+                     "tokenizer.json", "train_config.json"]
+
+
+def test_validation_windows_cover_each_held_out_row_once(tmp_path: Path) -> None:
+    tokens = periodic_tokens(tmp_path, nodes=3, steps=50)
+    _, _, shards = open_tokens(tokens)
+    w = TokenWindows(shards, context=8, val_fraction=0.2)
+    rows = torch.cat([b.target_rows[b.target_rows >= 0] for b in w.val_batches(4)]).tolist()
+    # 3 nodes x 50 steps: the last 10 rows of each node are held out.
+    expected = [n * 50 + t for n in range(3) for t in range(40, 50)]
+    assert sorted(rows) == expected and len(rows) == len(set(rows)) == w.n_val_targets
+    batch = w.sample(64, seed=1, rank=0, step=0)
+    train_rows = batch.target_rows[batch.target_rows >= 0]
+    assert all((r % 50) < 40 for r in train_rows.tolist()), "training never sees held-out targets"
+    assert torch.equal(batch.traffic, w.sample(64, seed=1, rank=0, step=0).traffic)
+
+
+@pytest.mark.slow
+def test_torchrun_gloo_keeps_ranks_identical(tmp_path: Path) -> None:
+    tokens = periodic_tokens(tmp_path)
+    script = tmp_path / "ddp.py"
+    script.write_text(f"""
+import torch, torch.distributed as dist
+from pathlib import Path
+from netflowgen.train.loop import TrainConfig
+from netflowgen.train.pretrain import PretrainConfig, pretrain
+import netflowgen.train.loop as loop
+result, m = pretrain(PretrainConfig(Path({str(tokens)!r}), "tiny", context=16),
+         TrainConfig(steps=12, batch_size=8, warmup_steps=2, eval_every=6, checkpoint_every=6, log_every=3),
+         Path({str(tmp_path / 'run')!r}), device="cpu", show_progress=False)
+# Each rank's own weights in memory, after training: DDP must have kept them equal.
+flat = torch.cat([p.detach().flatten() for p in m.parameters()])
+gathered = [torch.zeros_like(flat) for _ in range(dist.get_world_size())]
+dist.all_gather(gathered, flat)
+if dist.get_rank() == 0:
+    assert all(torch.equal(gathered[0], g) for g in gathered[1:]), "ranks differ"
+    print("RANKS-IDENTICAL", dist.get_world_size())
+dist.destroy_process_group()
+""")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node=2", str(script)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "RANKS-IDENTICAL 2" in proc.stdout

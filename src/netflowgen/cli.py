@@ -342,6 +342,56 @@ def pretrain_cmd(
               f"held-out next-step loss {final.get('val_loss', float('nan')):.4f}, bin accuracy {final.get('val_accuracy', float('nan')):.3f}")
 
 
+@app.command("nextstep")
+def nextstep_cmd(
+    run: Annotated[Path, typer.Argument(help="A run directory (from `netflowgen pretrain`).")],
+    data: Annotated[Optional[Path], typer.Argument(help="A tokens or series directory (default: the run's own tokens).")] = None,
+    val_fraction: Annotated[Optional[float], typer.Option(help="Held-out part of every node's series (default: the run's).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 64,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    as_json: JsonOpt = False,
+) -> None:
+    """Held-out next-step cross-entropy and bin accuracy per feature, next to the baselines."""
+    from netflowgen.artifacts import read_manifest
+    from netflowgen.evaluate.nextstep import evaluate_next_step
+    from netflowgen.tokenize.shards import TOKENS_KIND, open_tokens
+    from netflowgen.train.pretrain import load_run
+    from netflowgen.train.windows import TokenWindows
+
+    try:
+        model, tok, manifest = load_run(run, device)
+        settings = json.loads((run / "train_config.json").read_text())["data"]
+        source = data or Path(manifest["tokens"])
+        with tempfile.TemporaryDirectory(prefix="netflowgen-") as tmp:
+            if read_manifest(source).get("kind") != TOKENS_KIND:  # a series: tokenize it with the run's tokenizer
+                table, smanifest = read_series(source)
+                write_tokens(table, tok, Path(tmp) / "tokens", step_seconds=float(smanifest["config"]["step_seconds"]),
+                             fit_until=None, source=str(source))
+                source = Path(tmp) / "tokens"
+            tmanifest, _, shards = open_tokens(source)
+            windows = TokenWindows(shards, model.cfg.context, val_fraction if val_fraction is not None else float(settings["val_fraction"]))
+            feats = list(tok.config.features)
+            report = evaluate_next_step(model, windows, feats, [tok.bins[f] for f in feats], float(tmanifest["step_seconds"]), batch_size, device)
+    except (ValueError, FileNotFoundError, OSError, KeyError) as e:
+        raise _fail(str(e)) from None
+    result = report.to_dict()
+    if as_json:
+        out.print_json(json.dumps(result))
+        return
+    methods = list(result["methods"])
+    t = Table("feature", *[f"{m}\nCE / acc" for m in methods], title="held-out next step: cross-entropy (nats, lower is better) / bin accuracy", title_justify="left")
+    for f in result["features"] + ["mean"]:
+        cells = []
+        for m in methods:
+            r = result["methods"][m]
+            ce = r["mean_cross_entropy"] if f == "mean" else r["cross_entropy"][f]
+            acc = r["mean_accuracy"] if f == "mean" else r["accuracy"][f]
+            cells.append(f"{ce:.3f} / {acc:.3f}")
+        t.add_row(f, *cells)
+    t.add_row("targets", *[f"{result['methods'][m]['targets']:,}" for m in methods])
+    out.print(t)
+
+
 @app.command("formats")
 def formats_cmd(as_json: JsonOpt = False) -> None:
     """List the input formats and how each is recognised."""

@@ -160,3 +160,21 @@ dist.destroy_process_group()
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "RANKS-IDENTICAL 2" in proc.stdout
+
+
+def test_nextstep_scores_every_method_on_the_same_targets(tmp_path: Path) -> None:
+    from netflowgen.evaluate.nextstep import evaluate_next_step
+
+    tokens = periodic_tokens(tmp_path, nodes=3, steps=60)
+    _, model = pretrain(PretrainConfig(tokens, "tiny", context=16), small_train(steps=5), tmp_path / "run", show_progress=False)
+    _, tok, shards = open_tokens(tokens)
+    windows = TokenWindows(shards, 16, 0.2)
+    report = evaluate_next_step(model, windows, ["a", "b"], [tok.bins["a"], tok.bins["b"]], 60.0)
+    m = report.methods
+    assert set(m) == {"flowgpt", "persistence", "node-frequency"}  # one hour of data: no seasonal rows
+    assert m["flowgpt"].targets == m["persistence"].targets == m["node-frequency"].targets == windows.n_val_targets == 36
+    # The pattern 0,3,7,3 never repeats a bin: persistence's fitted repeat rate is 0, so it is
+    # always wrong, and its cross-entropy is that of the floor probability spread over the others.
+    assert m["persistence"].accuracy == [0.0, 0.0]
+    # Every node cycles through its bins evenly: node frequency is right on half its guesses at best.
+    assert all(a <= 0.5 for a in m["node-frequency"].accuracy)

@@ -1,0 +1,1 @@
+"""Evaluation: next-step prediction against baselines (detection metrics come with adaptation)."""

@@ -14,6 +14,7 @@ spaces is split on whitespace, and so is the matching field of each row.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 
 import polars as pl
@@ -62,14 +63,19 @@ def _header(source: Source) -> tuple[dict[str, str], int]:
     return directives, n
 
 
-def _separator(directives: dict[str, str]) -> str:
-    sep = directives.get("separator", "\\x09").strip()
-    if sep.startswith("\\x"):
-        return chr(int(sep[2:], 16))
-    return sep or "\t"
+def _separator(directives: dict[str, str], source_name: str) -> str:
+    text = directives.get("separator", "\\x09").strip()
+    try:
+        sep = chr(int(text[2:], 16)) if text.startswith("\\x") else (text or "\t")
+    except (ValueError, OverflowError):
+        sep = ""
+    # The text parser needs one ASCII character that does not end a line.
+    if len(sep) != 1 or not sep.isascii() or sep in "\r\n\x00":
+        raise FormatError(f"{source_name}: unusable Zeek #separator {text[:20]!r}")
+    return sep
 
 
-def _field_names(directives: dict[str, str], sep: str) -> tuple[list[str], list[str] | None]:
+def _field_names(directives: dict[str, str], sep: str, source_name: str) -> tuple[list[str], list[str] | None]:
     """Column names as the separator splits them, and the names packed into the last field if
     that field holds several space-separated names (IoT-23)."""
     names = directives["fields"].split(sep)
@@ -77,6 +83,10 @@ def _field_names(directives: dict[str, str], sep: str) -> tuple[list[str], list[
     if names and len(names[-1].split()) > 1:
         tail_names = names[-1].split()
         names = names[:-1] + [_TAIL]
+    taken = Counter([*names, *(tail_names or []), "source_row", "_parts"])
+    repeated = sorted(name for name, count in taken.items() if count > 1)
+    if repeated:
+        raise FormatError(f"{source_name}: Zeek #fields names repeated or reserved: {', '.join(repeated)[:200]}")
     return names, tail_names
 
 
@@ -158,8 +168,8 @@ def _split_tail(fields: pl.DataFrame, tail_names: list[str]) -> tuple[pl.DataFra
 
 def _read_tsv(source: Source, options: ReadOptions) -> Iterator[Checked]:
     directives, header_lines = _header(source)
-    sep = _separator(directives)
-    names, tail_names = _field_names(directives, sep)
+    sep = _separator(directives, source.name)
+    names, tail_names = _field_names(directives, sep, source.name)
     with source.open() as stream:
         for batch in read_delimited(
             stream, source.name, delimiter=sep, columns=names, skip_lines=header_lines, block_bytes=options.block_bytes
@@ -182,9 +192,12 @@ def _sniff_json(head: bytes, name: str) -> bool:
     return first.startswith(b"{") and b'"id.orig_h"' in first
 
 
-def _json_rows(block: bytes, first_line: int) -> tuple[list[dict[str, str | None]], list[int], list[tuple[int, str, str]]]:
+def _json_rows(
+    block: bytes, first_line: int
+) -> tuple[list[dict[str, str | None]], list[int], list[str], list[tuple[int, str, str]]]:
     rows: list[dict[str, str | None]] = []
     lines: list[int] = []
+    texts: list[str] = []  # each row's line, for the rejects file
     rejects: list[tuple[int, str, str]] = []
     for i, raw in enumerate(block.split(b"\n")):
         if not raw.strip():
@@ -192,7 +205,7 @@ def _json_rows(block: bytes, first_line: int) -> tuple[list[dict[str, str | None
         line_no = first_line + i
         try:
             obj = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        except (ValueError, RecursionError) as e:  # bad JSON or UTF-8, a 4300+ digit number, deep nesting
             rejects.append((line_no, f"not a JSON object: {e}", raw.decode("utf-8", "replace")[:500]))
             continue
         if not isinstance(obj, dict):
@@ -202,7 +215,8 @@ def _json_rows(block: bytes, first_line: int) -> tuple[list[dict[str, str | None
         rows.append({k: (None if v is None else (json.dumps(v) if isinstance(v, (list, dict)) else str(v)))
                      for k, v in obj.items()})
         lines.append(line_no)
-    return rows, lines, rejects
+        texts.append(raw.decode("utf-8", "replace")[:500])
+    return rows, lines, texts, rejects
 
 
 def _read_json(source: Source, options: ReadOptions) -> Iterator[Checked]:
@@ -211,7 +225,7 @@ def _read_json(source: Source, options: ReadOptions) -> Iterator[Checked]:
     with source.open() as stream:
         for block in iter_line_blocks(stream, options.block_bytes):
             n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
-            rows, lines, bad = _json_rows(block, line_no)
+            rows, lines, texts, bad = _json_rows(block, line_no)
             line_no += n_lines
             reject_df = pl.DataFrame(
                 {"source_file": [source.name] * len(bad), "source_row": [b[0] for b in bad],
@@ -225,7 +239,9 @@ def _read_json(source: Source, options: ReadOptions) -> Iterator[Checked]:
             fields = pl.DataFrame({k: [r.get(k) for r in rows] for k in keys}, schema={k: pl.String for k in keys})
             fields = fields.with_columns(pl.Series("source_row", lines, pl.Int64))
             checked = check(_candidates(fields, directives), source.name)
-            yield Checked(checked.flows, pl.concat([reject_df, attach_raw(checked.rejects, fields, " ")]))
+            raw = pl.DataFrame({"source_row": lines, "raw": texts}, schema={"source_row": pl.UInt64, "raw": pl.String})
+            invalid = checked.rejects.drop("raw").join(raw, on="source_row", how="left").select(list(REJECT_SCHEMA))
+            yield Checked(checked.flows, pl.concat([reject_df, invalid]))
 
 
 FORMAT = FlowFormat(

@@ -7,13 +7,14 @@ A row is one flow record as the source wrote it: one direction for unidirectiona
 Validation rules (applied to every format by :mod:`netflowgen.read.validate`):
 
 Rejected (row goes to the rejects file with its source position and this reason):
-  * a timestamp that does not parse, or lies after 2100-01-01 (absurd clock);
+  * a timestamp that does not parse, or lies before 1970 or after 2100-01-01 (absurd clock);
   * an address that is not an IPv4/IPv6 address (MAC addresses, ``0``, empty): the
     table holds IP flows only, so ARP/LLC/STP records from Argus are rejected here;
   * a protocol that is not an IP protocol (``llc``, ``arp``, ``man``, ...) or not 0..255;
   * a port that does not parse or lies outside 0..65535, on a protocol that has ports;
   * a counter that does not parse or is negative;
-  * absurd counters: more bytes than 65,535 per packet, or bytes without any packet;
+  * absurd counters: more bytes than 65,535 per packet, or bytes without any packet (where
+    the source gave a packet count; an unset count is repaired, see MISSING_COUNTERS);
   * a wrong number of fields, invalid UTF-8, or any other row the format cannot parse.
 
 Repaired and flagged (row kept; the ``quality`` bit says what was done):

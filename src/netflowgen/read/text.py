@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 
 from netflowgen.read.validate import REJECT_SCHEMA
 
-__all__ = ["TextBatch", "read_delimited", "iter_line_blocks", "attach_raw", "DEFAULT_BLOCK_BYTES"]
+__all__ = ["TextBatch", "read_delimited", "unique_names", "iter_line_blocks", "attach_raw", "DEFAULT_BLOCK_BYTES"]
 
 DEFAULT_BLOCK_BYTES = 8 << 20
 _RAW_CHARS = 500
@@ -98,6 +98,25 @@ def _blank_lines(block: bytes, n_lines: int) -> np.ndarray:
     return (length - ends_with_cr) == 0
 
 
+def unique_names(columns: list[str]) -> list[str]:
+    """Column names made unique: a repeated name gets a ``__2``, ``__3`` suffix (the first
+    occurrence keeps its name, so readers that look columns up by name use the first).
+
+    >>> unique_names(["ts", "sa", "ts", "ts"])
+    ['ts', 'sa', 'ts__2', 'ts__3']
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for name in columns:
+        seen[name] = seen.get(name, 0) + 1
+        candidate = name if seen[name] == 1 else f"{name}__{seen[name]}"
+        while candidate in seen and candidate != name:
+            seen[name] += 1
+            candidate = f"{name}__{seen[name]}"
+        out.append(candidate)
+    return out
+
+
 def read_delimited(
     stream: BinaryIO,
     name: str,
@@ -114,6 +133,7 @@ def read_delimited(
     ``skip_lines`` lines (the header the format reader already understood) are skipped;
     line numbers are 1-based and count every line of the file.
     """
+    columns = unique_names(columns)
     n_cols = len(columns)
     line_no = 1  # number of the first line of the current block
     for block in iter_line_blocks(stream, block_bytes):

@@ -19,6 +19,7 @@ from netflowgen.schema import (
     FLOW_SCHEMA,
     MAX_BYTES_PER_PACKET,
     MAX_VALID_TS,
+    MIN_VALID_TS,
     PORT_PROTOCOLS,
     Quality,
 )
@@ -75,6 +76,12 @@ def normalize_ips(s: pl.Series) -> pl.Series:
     return pl.select(pl.when(is_v4).then(s).otherwise(fixed)).to_series().alias(s.name)
 
 
+def _shown(col: pl.Expr) -> pl.Expr:
+    """A field as a reason shows it: ``<empty>`` for nothing."""
+    text = col.cast(pl.String)
+    return pl.when(text.is_null() | (text.str.strip_chars() == "")).then(pl.lit("<empty>")).otherwise(text)
+
+
 def _fill_defaults(df: pl.DataFrame) -> pl.DataFrame:
     defaults = {
         "ts_end": pl.lit(None, pl.Datetime("us", "UTC")),
@@ -100,8 +107,9 @@ def check(candidates: pl.DataFrame, source_file: str) -> Checked:
     bad_counter = [
         pl.when(pl.col(c) < 0).then(pl.format(f"{c} is negative: {{}}", pl.col(c))) for c in _COUNTERS
     ]
+    # Only a packet count the source gave can make bytes absurd: an unset count is unknown, not zero.
     absurd = [
-        pl.when(pl.col(b).fill_null(0) > pl.col(p).fill_null(0) * MAX_BYTES_PER_PACKET).then(
+        pl.when(pl.col(p).is_not_null() & (pl.col(b).fill_null(0) > pl.col(p) * MAX_BYTES_PER_PACKET)).then(
             pl.format(f"absurd counters: {b}={{}} with {p}={{}}", pl.col(b), pl.col(p))
         )
         for p, b in (("fwd_packets", "fwd_bytes"), ("rev_packets", "rev_bytes"))
@@ -116,12 +124,13 @@ def check(candidates: pl.DataFrame, source_file: str) -> Checked:
         pl.col("reject"),
         pl.when(pl.col("ts_start").is_null()).then(pl.lit("ts_start: missing")),
         pl.when(pl.col("ts_start") >= MAX_VALID_TS).then(pl.lit("ts_start after 2100 (absurd clock)")),
+        pl.when(pl.col("ts_start") < MIN_VALID_TS).then(pl.lit("ts_start before 1970 (absurd clock)")),
         pl.when(pl.col("ts_end") >= MAX_VALID_TS).then(pl.lit("ts_end after 2100 (absurd clock or duration)")),
         pl.when(pl.col("src_ip_n").is_null()).then(
-            pl.format("src_ip is not an IP address: {}", pl.col("src_ip").cast(pl.String).fill_null("<empty>"))
+            pl.format("src_ip is not an IP address: {}", _shown(pl.col("src_ip")))
         ),
         pl.when(pl.col("dst_ip_n").is_null()).then(
-            pl.format("dst_ip is not an IP address: {}", pl.col("dst_ip").cast(pl.String).fill_null("<empty>"))
+            pl.format("dst_ip is not an IP address: {}", _shown(pl.col("dst_ip")))
         ),
         pl.when(pl.col("proto").is_null()).then(pl.lit("proto: missing")),
         pl.when((pl.col("proto") < 0) | (pl.col("proto") > 255)).then(

@@ -392,6 +392,51 @@ def nextstep_cmd(
     out.print(t)
 
 
+@app.command("generate")
+def generate_cmd(
+    run: Annotated[Path, typer.Argument(help="A run directory (from `netflowgen pretrain`).")],
+    series_dir: Annotated[Path, typer.Argument(help="A series directory holding the node's history.")],
+    node: Annotated[str, typer.Option(help="The node to continue.")],
+    horizon: Annotated[int, typer.Option(help="Steps to generate.")] = 10,
+    samples: Annotated[int, typer.Option(help="Sampled continuations (quantiles come from them).")] = 100,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (1 = the model's distribution).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    until: Annotated[Optional[datetime], typer.Option(help="Use history before this time (UTC) only; default all.")] = None,
+    feature: Annotated[Optional[list[str]], typer.Option("--feature", help="Features to show (repeatable; default four).")] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a PNG of history and forecast bands here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Sample continuations of a node's series and forecast quantiles (10%, 50%, 90%)."""
+    from netflowgen.generate import forecast_node
+    from netflowgen.train.pretrain import load_run
+
+    try:
+        model, tok, _ = load_run(run)
+        table, smanifest = read_series(series_dir)
+        step = timedelta(seconds=float(smanifest["config"]["step_seconds"]))
+        fc = forecast_node(model, tok, table, node, horizon, until, samples=samples, temperature=temperature, seed=seed, step=step)
+        shown = feature or list(tok.config.features)[:4]
+        unknown = [f for f in shown if f not in fc.features]
+        if unknown:
+            raise ValueError(f"unknown features {unknown}; the model has {fc.features}")
+        frame = fc.to_frame().filter(pl.col("feature").is_in(shown))
+        if plot:
+            from netflowgen.report.plots import plot_forecast
+
+            plot_forecast(table.filter(pl.col("node") == node), fc, shown, plot)
+    except (ValueError, FileNotFoundError, OSError, KeyError) as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps(frame.with_columns(pl.col("step").cast(pl.String)).to_dicts()))
+        return
+    t = Table("step", "feature", "q10", "median", "q90", title=f"forecast for {node} ({samples} samples, temperature {temperature})", title_justify="left")
+    for r in frame.iter_rows(named=True):
+        t.add_row(str(r["step"]), r["feature"], f"{r['q10']:,.1f}", f"{r['q50']:,.1f}", f"{r['q90']:,.1f}")
+    out.print(t)
+    if plot:
+        out.print(f"plot: {plot}")
+
+
 @app.command("formats")
 def formats_cmd(as_json: JsonOpt = False) -> None:
     """List the input formats and how each is recognised."""

@@ -62,11 +62,35 @@ def test_forward_shapes_and_causality() -> None:
     assert not torch.allclose(out.logits[:, 5:], out2.logits[:, 5:])
 
 
-def test_learns_a_periodic_pattern(tmp_path: Path) -> None:
-    tokens = periodic_tokens(tmp_path)
-    result, _ = pretrain(PretrainConfig(tokens, "tiny", context=16), small_train(), tmp_path / "run", show_progress=False)
+@pytest.fixture(scope="module")
+def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:  # type: ignore[type-arg]
+    tmp = tmp_path_factory.mktemp("learned")
+    tokens = periodic_tokens(tmp)
+    result, _ = pretrain(PretrainConfig(tokens, "tiny", context=16), small_train(), tmp / "run", show_progress=False)
+    return tmp, result
+
+
+def test_learns_a_periodic_pattern(learned: tuple[Path, dict]) -> None:  # type: ignore[type-arg]
+    _, result = learned
     assert result["final"]["val_loss"] < 0.05, result["final"]
     assert result["final"]["val_accuracy"] > 0.99
+
+
+def test_generate_continues_the_pattern(learned: tuple[Path, dict]) -> None:  # type: ignore[type-arg]
+    from netflowgen.generate import sample_paths
+
+    tmp, _ = learned
+    model, tok, _ = load_run(tmp / "run")
+    rows = [{"node": "10.0.0.0", "group": "10.0.0.0/24", "step": T0 + timedelta(minutes=t), "a": PERIOD[t % 4],
+             "b": 10 * PERIOD[t % 4]} for t in range(12)]
+    history = pl.DataFrame(rows)
+    fc = sample_paths(model, tok, history, horizon=8, samples=20, seed=3)
+    expected = [PERIOD[t % 4] for t in range(12, 20)]
+    median = fc.quantiles((0.5,))[0]
+    assert median[:, 0].tolist() == [float(tok.decode("a", tok.encode_feature("a", [v]))[0]) for v in expected]
+    assert fc.steps[0] == T0 + timedelta(minutes=12)
+    again = sample_paths(model, tok, history, horizon=8, samples=20, seed=3)
+    assert (again.bins == fc.bins).all(), "same seed, same samples"
 
 
 def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -45,6 +45,7 @@ from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
 from netflowgen.read.fields import (
     Parsed,
     first_reason,
+    materialize,
     parse_datetime,
     parse_epoch,
     parse_float,
@@ -107,18 +108,6 @@ def _start(raw: pl.Expr, tz: str) -> Parsed:
     value = pl.coalesce(local.value, epoch.value)
     return Parsed(value, pl.when(epoch.reason.is_not_null()).then(local.reason))
 
-
-def _materialize(fields: pl.DataFrame, parsed: dict[str, Parsed]) -> tuple[pl.DataFrame, dict[str, Parsed]]:
-    """Evaluate each parser once into hidden columns.
-
-    The parsers refer to their field many times and Polars evaluates a repeated sub-expression
-    each time it appears, so combining parsed values directly would multiply the work.
-    """
-    fields = fields.with_columns(
-        *[p.value.alias(f"__nfg_{name}") for name, p in parsed.items()],
-        *[p.reason.alias(f"__nfg_{name}_reason") for name, p in parsed.items()],
-    )
-    return fields, {name: Parsed(pl.col(f"__nfg_{name}"), pl.col(f"__nfg_{name}_reason")) for name in parsed}
 
 
 def _difference(total: Parsed, part: Parsed, total_name: str, part_name: str) -> Parsed:
@@ -183,7 +172,7 @@ def _candidates(fields: pl.DataFrame, tz: str) -> pl.DataFrame:
         **{name: parse_int(col(name), name) for name in _COUNTERS if name in cols},
         "State": Parsed(pl.when(state.str.contains(_FLAG_STATE)).then(state), pl.lit(None, pl.String)),
     }
-    fields, parsed = _materialize(fields, parsers)
+    fields, parsed = materialize(fields, parsers)
     counters, counter_reasons = _counters({n: p for n, p in parsed.items() if n in _COUNTERS})
     start = parsed["StartTime"].value
     duration_us = (parsed["Dur"].value * 1_000_000).round(0).cast(pl.Int64, strict=False)

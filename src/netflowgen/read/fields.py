@@ -24,6 +24,7 @@ __all__ = [
     "parse_tcp_flag_letters",
     "parse_zeek_history",
     "first_reason",
+    "materialize",
     "NON_IP_PROTOCOLS",
     "PROTOCOL_NUMBERS",
 ]
@@ -189,3 +190,16 @@ def parse_zeek_history(raw: pl.Expr) -> Parsed:
 def first_reason(*reasons: pl.Expr) -> pl.Expr:
     """The first non-null reason, or null when every field parsed."""
     return pl.coalesce(*reasons, pl.lit(None, pl.String))
+
+
+def materialize(fields: pl.DataFrame, parsed: dict[str, Parsed]) -> tuple[pl.DataFrame, dict[str, Parsed]]:
+    """Evaluate each parser once into hidden columns.
+
+    The parsers refer to their field many times and Polars evaluates a repeated sub-expression
+    each time it appears, so combining parsed values directly would multiply the work.
+    """
+    fields = fields.with_columns(
+        *[p.value.alias(f"__nfg_{name}") for name, p in parsed.items()],
+        *[p.reason.alias(f"__nfg_{name}_reason") for name, p in parsed.items()],
+    )
+    return fields, {name: Parsed(pl.col(f"__nfg_{name}"), pl.col(f"__nfg_{name}_reason")) for name in parsed}

@@ -73,6 +73,7 @@ from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
 from netflowgen.read.fields import (
     Parsed,
     first_reason,
+    materialize,
     parse_datetime,
     parse_epoch,
     parse_float,
@@ -370,18 +371,6 @@ def _address(spec: ColumnSpec, column: str) -> Parsed:
     return Parsed(value, several)
 
 
-def _materialize(fields: pl.DataFrame, parsed: dict[str, Parsed]) -> tuple[pl.DataFrame, dict[str, Parsed]]:
-    """Evaluate each parser once into hidden columns.
-
-    The parsers refer to their field many times and Polars evaluates a repeated sub-expression
-    each time it appears, so combining parsed values directly would multiply the work.
-    """
-    fields = fields.with_columns(
-        *[p.value.alias(f"__nfg_{name}") for name, p in parsed.items()],
-        *[p.reason.alias(f"__nfg_{name}_reason") for name, p in parsed.items()],
-    )
-    return fields, {name: Parsed(pl.col(f"__nfg_{name}"), pl.col(f"__nfg_{name}_reason")) for name in parsed}
-
 
 def _parsers(mapping: CsvMapping, tz: str) -> dict[str, Parsed]:
     """A parser for every mapped column (``proto`` reads the ``__nfg_proto_text`` column)."""
@@ -411,7 +400,7 @@ def _candidates(fields: pl.DataFrame, mapping: CsvMapping, tz: str) -> pl.DataFr
     cols = mapping.columns
     fields = _clean(fields, mapping)
     fields = fields.with_columns(_proto_text(cols["proto"])[0].alias("__nfg_proto_text"))
-    fields, parsed = _materialize(fields, _parsers(mapping, mapping.timezone or tz))
+    fields, parsed = materialize(fields, _parsers(mapping, mapping.timezone or tz))
     start = parsed["ts_start"].value
     if "ts_end" in parsed:
         end = parsed["ts_end"].value

@@ -113,7 +113,7 @@ class TokenWindows:
 
     def _collate(self, start: np.ndarray, end: np.ndarray, first_target: np.ndarray) -> Batch:
         """Windows of rows [start, end): inputs [start, end - 1), targets [start + 1, end)."""
-        B, T, g = len(start), self.context, self._global
+        T, g = self.context, self._global
         pos = np.arange(T)
         in_rows = start[:, None] + pos[None, :]  # (B, T)
         valid_in = in_rows < (end - 1)[:, None]

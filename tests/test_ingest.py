@@ -191,3 +191,23 @@ def test_sigterm_mid_run_leaves_nothing(tmp_path: Path) -> None:
     assert b"interrupted" in stderr
     assert not out.exists()
     assert not list(tmp_path.glob(".ds.*"))
+
+
+def test_mapping_applies_to_the_csv_files_no_reader_knows(two_day_log: Path, tmp_path: Path) -> None:
+    """A mixed directory: the Zeek log is detected, the Westermo-style CSV uses the mapping,
+    the README is skipped."""
+    import shutil
+
+    from tests.conftest import FIXTURES
+
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    shutil.copy(two_day_log, mixed / "conn.log")
+    shutil.copy(FIXTURES / "csv" / "westermo_sample.csv", mixed / "router.csv")
+    (mixed / "README.md").write_text("# capture notes\n")
+    summary = ingest(IngestConfig((mixed,), tmp_path / "ds", ReadOptions(mapping=Path("westermo"))))
+    formats = {Path(i.source).name: i.format for i in summary.inputs}
+    assert formats == {"conn.log": "zeek", "router.csv": "csv"}
+    assert list(summary.skipped_files) == [str(mixed / "README.md")]
+    westermo_rows = sum(1 for _ in open(FIXTURES / "csv" / "westermo_sample.csv")) - 1
+    assert summary.rows_read == 7 + westermo_rows

@@ -114,26 +114,43 @@ def iter_checked(
 ) -> Iterator[tuple[Source, FlowFormat, Checked]]:
     """Stream validated batches (flows and rejects) from every source behind ``paths``.
 
-    A file named directly must be readable; inside a directory, files in no known format
-    (READMEs, licences) and empty files are passed to ``on_skip`` with the reason and skipped.
+    The format of each file is detected from its content unless ``options.format`` names it. A
+    ``options.mapping`` applies to the CSV files that no built-in reader recognises (with
+    ``format="csv"``, to every file). A file named directly must be readable; inside a directory,
+    files in no known format (READMEs, licences), empty files and files the mapping does not fit
+    are passed to ``on_skip`` with the reason and skipped.
     """
     options = options or ReadOptions()
     if options.mapping is not None and options.format not in (None, "csv"):
         raise ValueError("--mapping describes a CSV layout; it cannot be combined with --format " + str(options.format))
-    forced = "csv" if options.mapping is not None else options.format
     for path in _as_paths(paths):
         in_directory = Path(path).is_dir()
         for source in open_sources(path):
             try:
-                fmt = get_format(forced) if forced else detect_format(source)
+                fmt = _format_of(source, options)
+                batches = fmt.read(source, options)
+                first = next(batches, None)  # a file that is not in its format fails here, as a whole
             except FormatError as e:
                 if not in_directory:
                     raise
                 on_skip(source, str(e).removeprefix(f"{source.name}: "))
                 continue
             log.info("%s: reading as %s", source.name, fmt.name)
-            for checked in fmt.read(source, options):
+            if first is not None:
+                yield source, fmt, first
+            for checked in batches:
                 yield source, fmt, checked
+
+
+def _format_of(source: Source, options: ReadOptions) -> FlowFormat:
+    if options.format:
+        return get_format(options.format)
+    try:
+        return detect_format(source)
+    except FormatError:
+        if options.mapping is None or not source.head(1).strip():
+            raise
+        return get_format("csv")
 
 
 def iter_record_batches(

@@ -10,7 +10,6 @@ import sys
 import tempfile
 import time
 from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
@@ -29,7 +28,7 @@ from netflowgen.series import NodeMode, SeriesConfig, build_series, parse_step
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
 from netflowgen.series import feature_names
 from netflowgen.series.write import read_series, write_series
-from netflowgen.tokenize import BinRule, Tokenizer, TokenizerConfig
+from netflowgen.tokenize import BinRule, Tokenizer, TokenizerConfig, fit_part
 from netflowgen.tokenize.shards import write_tokens
 
 app = typer.Typer(
@@ -247,8 +246,8 @@ def tokenize_cmd(
     series_dir: Annotated[Path, typer.Argument(help="A series directory (from `netflowgen series`).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Tokens directory to create.")],
     tokenizer_file: Annotated[Optional[Path], typer.Option("--tokenizer", help="Use this fitted tokenizer.json instead of fitting one.")] = None,
-    fit_fraction: Annotated[float, typer.Option(help="Fit on the steps in the first part of the time span (by time).")] = 0.8,
-    fit_until: Annotated[Optional[datetime], typer.Option(help="Fit on the steps before this time (UTC); overrides --fit-fraction.")] = None,
+    fit_fraction: Annotated[float, typer.Option(help="Fit on the first part of every node's steps.")] = 0.8,
+    fit_until: Annotated[Optional[datetime], typer.Option(help="Fit on the steps before this time (UTC), all nodes alike; overrides --fit-fraction.")] = None,
     bins: Annotated[int, typer.Option(help="Bins per feature, zero bin included.")] = 10,
     rule: Annotated[BinRule, typer.Option(help="Where non-zero bins are cut.")] = BinRule.LOG_QUANTILE,
     timezone: Annotated[str, typer.Option("--timezone", "--tz", help="Time zone of the time fields.")] = "UTC",
@@ -260,16 +259,15 @@ def tokenize_cmd(
     try:
         table, manifest = read_series(series_dir)
         step_seconds = float(manifest["config"]["step_seconds"])
-        cutoff = None
+        fit: dict | None = {"by": "given", "tokenizer": str(tokenizer_file)}  # type: ignore[type-arg]
         if tokenizer_file is not None:
             tok = Tokenizer.load(tokenizer_file)
         else:
-            cutoff = _fit_cutoff(table, fit_fraction, fit_until)
-            train = table.filter(pl.col("step") < cutoff)
+            train, fit = fit_part(table, fit_fraction, fit_until)
             if train.height == 0:
-                raise ValueError(f"no steps before {cutoff.isoformat()} to fit the tokenizer on")
+                raise ValueError(f"no steps to fit the tokenizer on ({fit})")
             tok = Tokenizer.fit(train, TokenizerConfig(tuple(feature_names()), bins, rule, timezone))
-        summary = write_tokens(table, tok, out_dir, step_seconds=step_seconds, fit_until=cutoff,
+        summary = write_tokens(table, tok, out_dir, step_seconds=step_seconds, fit=fit,
                                source=str(series_dir), overwrite=overwrite)
     except KeyboardInterrupt:
         raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None
@@ -281,22 +279,10 @@ def tokenize_cmd(
     t = Table(title=f"tokens in {out_dir}", show_header=False, title_justify="left")
     t.add_row("rows", f"{summary['rows']:,}")
     t.add_row("shards", str(len(summary["shards"])))  # type: ignore[arg-type]
-    t.add_row("fitted on steps before", str(summary["fit_until"]))
+    t.add_row("fitted on", json.dumps(summary["fit"]))
     t.add_row("known nodes / groups", f"{summary['nodes_known']:,} / {summary['groups_known']:,}")
     t.add_row("bins per feature", ", ".join(f"{k} {v}" for k, v in summary["bins"].items()))  # type: ignore[union-attr]
     out.print(t)
-
-
-def _fit_cutoff(table: pl.DataFrame, fraction: float, until: datetime | None) -> datetime:
-    if until is not None:
-        return until if until.tzinfo else until.replace(tzinfo=dt_timezone.utc)
-    if not 0 < fraction <= 1:
-        raise ValueError("--fit-fraction must be in (0, 1]")
-    first, last = table["step"].min(), table["step"].max()
-    if first is None:
-        raise ValueError("the series is empty")
-    # Strictly after the last step when fraction is 1, so that every step is in the fit part.
-    return first + (last - first) * fraction + (timedelta(microseconds=1) if fraction == 1 else timedelta(0))  # type: ignore[operator]
 
 
 @app.command("pretrain")
@@ -366,7 +352,7 @@ def nextstep_cmd(
             if read_manifest(source).get("kind") != TOKENS_KIND:  # a series: tokenize it with the run's tokenizer
                 table, smanifest = read_series(source)
                 write_tokens(table, tok, Path(tmp) / "tokens", step_seconds=float(smanifest["config"]["step_seconds"]),
-                             fit_until=None, source=str(source))
+                             fit=None, source=str(source))
                 source = Path(tmp) / "tokens"
             tmanifest, _, shards = open_tokens(source)
             windows = TokenWindows(shards, model.cfg.context, val_fraction if val_fraction is not None else float(settings["val_fraction"]))

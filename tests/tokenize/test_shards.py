@@ -32,7 +32,7 @@ def make_series() -> pl.DataFrame:
 def test_shards_hold_the_encoded_series(tmp_path: Path) -> None:
     series = make_series()
     tok = Tokenizer.fit(series, TokenizerConfig(tuple(feature_names())))
-    manifest = write_tokens(series, tok, tmp_path / "tok", step_seconds=60, fit_until=None, source="s", shard_rows=7)
+    manifest = write_tokens(series, tok, tmp_path / "tok", step_seconds=60, fit=None, source="s", shard_rows=7)
     again, tok2, shards = open_tokens(tmp_path / "tok")
     assert again["rows"] == manifest["rows"] == series.height
     # 10.0.0.1 has 7 rows (minutes 0..5, then 3000), 10.0.0.2 five, 10.0.0.3 one: nodes never split.
@@ -57,7 +57,7 @@ def test_tokenize_cli_fits_on_the_early_part_only(tmp_path: Path) -> None:
                                  "--fit-until", "2024-05-01T00:03:00", "--json"])
     assert result.exit_code == 0, result.output
     manifest = json.loads(result.stdout)
-    assert manifest["fit_until"] == "2024-05-01T00:03:00+00:00"
+    assert manifest["fit"] == {"by": "time", "until": "2024-05-01T00:03:00+00:00"}
     _, tok, shards = open_tokens(tmp_path / "tok")
     # Fitted before 00:03: 10.0.0.3 (first seen at 00:07) is unknown to it.
     assert sorted(tok.nodes) == ["10.0.0.1", "10.0.0.2"]

@@ -108,3 +108,15 @@ def test_bad_input_is_refused() -> None:
         Tokenizer.fit(table([1]), TokenizerConfig(("y",)))
     with pytest.raises(ValueError, match="non-negative"):
         fit([1, 2]).encode_feature("x", np.array([-1.0]))
+
+
+def test_fit_part_takes_the_start_of_every_node() -> None:
+    from netflowgen.tokenize import fit_part
+
+    series = table(list(range(10)), nodes=["a"] * 4 + ["b"] * 6)
+    part, desc = fit_part(series, 0.5)
+    assert desc == {"by": "node", "fraction": 0.5}
+    # node a: steps 0-3, first 2; node b: steps 4-9, first 3
+    assert part["x"].to_list() == [0, 1, 4, 5, 6]
+    part, desc = fit_part(series, until=datetime(2024, 1, 1, 0, 3))
+    assert part["x"].to_list() == [0, 1, 2] and desc["by"] == "time"

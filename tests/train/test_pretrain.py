@@ -36,7 +36,7 @@ def periodic_tokens(tmp: Path, nodes: int = 4, steps: int = 120) -> Path:
                          "a": v, "b": 10 * v, "attack": False, "labeled_flows": 0})
     series = pl.DataFrame(rows)
     tok = Tokenizer.fit(series, TokenizerConfig(("a", "b"), n_bins=4, rule="log-uniform"))
-    write_tokens(series, tok, tmp / "tok", step_seconds=60, fit_until=None, source="synthetic")
+    write_tokens(series, tok, tmp / "tok", step_seconds=60, fit=None, source="synthetic")
     return tmp / "tok"
 
 

@@ -2,7 +2,7 @@
 
 A tokens directory::
 
-    TOKENS/netflowgen.json        kind netflowgen.tokens: features, bins, fit period, shard list
+    TOKENS/netflowgen.json        kind netflowgen.tokens: features, bins, fit part, shard list
     TOKENS/tokenizer.json         the fitted tokenizer (see tokenizer.py)
     TOKENS/shard-00000/
         traffic.npy   (rows, features) uint8   bin of every traffic feature
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +84,7 @@ def write_tokens(
     out: Path,
     *,
     step_seconds: float,
-    fit_until: datetime | None,
+    fit: dict | None,  # type: ignore[type-arg]
     source: str,
     shard_rows: int = 4_000_000,
     overwrite: bool = False,
@@ -118,7 +117,7 @@ def write_tokens(
             "bins": tokenizer.bins,
             "time_fields": TIME_FIELDS,
             "step_seconds": step_seconds,
-            "fit_until": fit_until.isoformat() if fit_until else None,
+            "fit": fit,
             "source_series": source,
             "rows": table.height,
             "nodes_known": len(tokenizer.nodes),

@@ -25,13 +25,14 @@ from __future__ import annotations
 import enum
 import json
 import os
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-__all__ = ["BinRule", "TokenizerConfig", "Tokenizer", "TIME_FIELDS", "UNKNOWN_ID"]
+__all__ = ["BinRule", "TokenizerConfig", "Tokenizer", "TIME_FIELDS", "UNKNOWN_ID", "fit_part"]
 
 #: Time fields and their sizes, in the paper's order of description.
 TIME_FIELDS: dict[str, int] = {"day_of_week": 7, "day_of_month": 31, "hour": 24, "minute": 60}
@@ -229,3 +230,20 @@ def _ranges_and_representatives(values: np.ndarray, cuts: np.ndarray) -> tuple[l
         members = nonzero[which == b]
         reps.append(float(np.median(members)) if members.size else float(np.sqrt(ranges[b][0] * ranges[b][1])))
     return ranges, reps
+
+
+def fit_part(series: pl.DataFrame, fraction: float = 0.8, until: datetime | None = None) -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
+    """The rows a tokenizer may be fitted on, and a description of them for the manifest.
+
+    By default the first ``fraction`` of every node's steps (the training side of the per-node
+    time split that pre-training holds out at the end of each node); with ``until``, the steps
+    before that time, for all nodes alike.
+    """
+    if until is not None:
+        cutoff = until if until.tzinfo else until.replace(tzinfo=timezone.utc)
+        return series.filter(pl.col("step") < cutoff), {"by": "time", "until": cutoff.isoformat()}
+    if not 0 < fraction <= 1:
+        raise ValueError("the fit fraction must be in (0, 1]")
+    rank = pl.col("step").rank("ordinal").over("node")
+    keep = rank <= (pl.len().over("node") * fraction).ceil()
+    return series.filter(keep), {"by": "node", "fraction": fraction}

@@ -364,18 +364,19 @@ def nextstep_cmd(
     if as_json:
         out.print_json(json.dumps(result))
         return
-    methods = list(result["methods"])
-    t = Table("feature", *[f"{m}\nCE / acc" for m in methods], title="held-out next step: cross-entropy (nats, lower is better) / bin accuracy", title_justify="left")
-    for f in result["features"] + ["mean"]:
-        cells = []
-        for m in methods:
-            r = result["methods"][m]
-            ce = r["mean_cross_entropy"] if f == "mean" else r["cross_entropy"][f]
-            acc = r["mean_accuracy"] if f == "mean" else r["accuracy"][f]
-            cells.append(f"{ce:.3f} / {acc:.3f}")
-        t.add_row(f, *cells)
-    t.add_row("targets", *[f"{result['methods'][m]['targets']:,}" for m in methods])
-    out.print(t)
+    summary = Table("steps", "method", "targets", "mean CE", "mean acc",
+                    title="held-out next step: mean cross-entropy (nats, lower is better) and bin accuracy", title_justify="left")
+    for subset, methods in result["subsets"].items():
+        for i, (name, r) in enumerate(methods.items()):
+            summary.add_row(subset if i == 0 else "", name, f"{r['targets']:,}", f"{r['mean_cross_entropy']:.4f}", f"{r['mean_accuracy']:.4f}")
+    out.print(summary)
+    active = result["subsets"].get("active", {})
+    if active:
+        names = list(active)
+        t = Table("feature", *names, title="cross-entropy per feature on active steps", title_justify="left")
+        for f in result["features"]:
+            t.add_row(f, *[f"{active[m]['cross_entropy'][f]:.3f}" for m in names])
+        out.print(t)
 
 
 @app.command("generate")

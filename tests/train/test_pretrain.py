@@ -194,8 +194,9 @@ def test_nextstep_scores_every_method_on_the_same_targets(tmp_path: Path) -> Non
     _, tok, shards = open_tokens(tokens)
     windows = TokenWindows(shards, 16, 0.2)
     report = evaluate_next_step(model, windows, ["a", "b"], [tok.bins["a"], tok.bins["b"]], 60.0)
+    assert set(report.subsets) == {"all", "active"}  # one hour of data: no seasonal rows
     m = report.methods
-    assert set(m) == {"flowgpt", "persistence", "node-frequency"}  # one hour of data: no seasonal rows
+    assert set(m) == {"flowgpt", "persistence", "node-frequency"}
     assert m["flowgpt"].targets == m["persistence"].targets == m["node-frequency"].targets == windows.n_val_targets == 36
     # The pattern 0,3,7,3 never repeats a bin: persistence's fitted repeat rate is 0, so it is
     # always wrong, and its cross-entropy is that of the floor probability spread over the others.

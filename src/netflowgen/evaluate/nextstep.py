@@ -3,6 +3,9 @@
 Every method is scored on exactly the same targets: each held-out row (the last part of every
 node's series, see ``train.windows``) that has a previous step in its segment. Scores per feature:
 cross-entropy of the true bin (nats) and bin accuracy (the most probable bin is the true one).
+They are reported on two subsets: ``all`` held-out steps, and ``active`` steps, where the node
+had traffic in the current or the next step. Node series are mostly silent steps, which every
+method predicts well; the active subset shows how well traffic itself is predicted.
 
 Baselines, made probabilistic so that their cross-entropy is finite and fair; their parameters
 are fitted on the training part only:
@@ -12,7 +15,8 @@ are fitted on the training part only:
 * ``node-frequency``: the node's own bin frequencies in training (add-one smoothed; the
   training frequencies of all nodes for nodes without training rows).
 * ``seasonal-naive``: like persistence, but repeating the bin of the same time one day earlier;
-  scored only where a day of history exists (its row count is reported).
+  defined only where a day of history exists, so it is scored on those rows (``seasonal rows``)
+  next to the model on the same rows.
 """
 
 from __future__ import annotations
@@ -36,26 +40,34 @@ class MethodScore:
 
     @property
     def mean_cross_entropy(self) -> float:
-        return float(np.mean(self.cross_entropy))
+        return float(np.mean(self.cross_entropy)) if self.targets else float("nan")
 
     @property
     def mean_accuracy(self) -> float:
-        return float(np.mean(self.accuracy))
+        return float(np.mean(self.accuracy)) if self.targets else float("nan")
 
 
 @dataclass
 class NextStepReport:
     features: list[str]
-    methods: dict[str, MethodScore] = field(default_factory=dict)
+    subsets: dict[str, dict[str, MethodScore]] = field(default_factory=dict)
+
+    @property
+    def methods(self) -> dict[str, MethodScore]:
+        """The scores on all held-out steps."""
+        return self.subsets.get("all", {})
 
     def to_dict(self) -> dict:  # type: ignore[type-arg]
         return {
             "features": self.features,
-            "methods": {
-                name: {"mean_cross_entropy": m.mean_cross_entropy, "mean_accuracy": m.mean_accuracy, "targets": m.targets,
-                       "cross_entropy": dict(zip(self.features, m.cross_entropy)),
-                       "accuracy": dict(zip(self.features, m.accuracy))}
-                for name, m in self.methods.items()
+            "subsets": {
+                subset: {
+                    name: {"mean_cross_entropy": m.mean_cross_entropy, "mean_accuracy": m.mean_accuracy,
+                           "targets": m.targets, "cross_entropy": dict(zip(self.features, m.cross_entropy)),
+                           "accuracy": dict(zip(self.features, m.accuracy))}
+                    for name, m in methods.items()
+                }
+                for subset, methods in self.subsets.items()
             },
         }
 
@@ -75,13 +87,27 @@ def _train_rows(windows: TokenWindows) -> np.ndarray:
     return np.concatenate([np.arange(s, e) for s, e in segs]) if len(segs) else np.zeros(0, np.int64)
 
 
-def _repeat_score(truth: np.ndarray, guess: np.ndarray, p: float, n_bins: int) -> tuple[float, float]:
+def _repeat(truth: np.ndarray, guess: np.ndarray, p: float, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-row NLL and hit of 'the bin repeats with probability p'."""
     hit = truth == guess
     p = min(max(p, 1e-3), 1 - 1e-3)
     other = (1 - p) / max(n_bins - 1, 1)
-    ce = -np.where(hit, np.log(p), np.log(other))
-    acc = hit if p >= other else np.zeros_like(hit)
-    return float(ce.mean()), float(acc.mean())
+    nll = -np.where(hit, np.log(p), np.log(other))
+    return nll, (hit if p >= other else np.zeros_like(hit))
+
+
+def _model_scores(model: FlowGPT, windows: TokenWindows, batch_size: int, device: str) -> tuple[np.ndarray, np.ndarray]:
+    nll_parts, hit_parts = [], []
+    model.eval().to(device)
+    with torch.no_grad():
+        for batch in windows.val_batches(batch_size):
+            b = batch.to(device)
+            out = model(b.traffic, b.time, b.node, b.group)
+            keep = b.targets[..., 0] >= 0
+            nll_parts.append(model.feature_nll(out.logits, b.targets)[keep].double().cpu().numpy())  # (n, F)
+            pred = model.feature_log_probs(out.logits)[keep].argmax(-1)  # (n, F)
+            hit_parts.append((pred == b.targets[keep]).cpu().numpy())
+    return np.concatenate(nll_parts), np.concatenate(hit_parts)
 
 
 def evaluate_next_step(model: FlowGPT, windows: TokenWindows, features: list[str], bins: list[int],
@@ -91,68 +117,62 @@ def evaluate_next_step(model: FlowGPT, windows: TokenWindows, features: list[str
     traffic = np.asarray(g.traffic)
     target_rows, prev_rows = _held_out_targets(windows, batch_size)
     report = NextStepReport(features)
-    n_f = len(features)
     if len(target_rows) == 0:
         return report
-
-    # The model, on the very windows that produced the target rows.
-    model.eval().to(device)
-    nll_parts, hit_parts = [], []
-    with torch.no_grad():
-        for batch in windows.val_batches(batch_size):
-            b = batch.to(device)
-            out = model(b.traffic, b.time, b.node, b.group)
-            keep = b.targets[..., 0] >= 0
-            nll_parts.append(model.feature_nll(out.logits, b.targets)[keep].double().cpu().numpy())  # (n, F)
-            pred = model.feature_log_probs(out.logits)[keep].argmax(-1)  # (n, F)
-            hit_parts.append((pred == b.targets[keep]).cpu().numpy())
-    nll, hit = np.concatenate(nll_parts), np.concatenate(hit_parts)  # rows in target_rows order
-    report.methods["flowgpt"] = MethodScore(nll.mean(0).tolist(), hit.mean(0).tolist(), len(nll))
-
+    n, n_f = len(target_rows), len(features)
     truth = traffic[target_rows].astype(np.int64)  # (n, F)
     train = _train_rows(windows)
     train_next = train[np.isin(train + 1, train)]  # rows whose successor is also a training row
-    # persistence
-    ce, acc = [], []
+
+    per_row: dict[str, tuple[np.ndarray, np.ndarray]] = {"flowgpt": _model_scores(model, windows, batch_size, device)}
+
+    nll, hit = np.zeros((n, n_f)), np.zeros((n, n_f), dtype=bool)
     for f in range(n_f):
         p = float(np.mean(traffic[train_next, f] == traffic[train_next + 1, f])) if len(train_next) else 0.5
-        c, a = _repeat_score(truth[:, f], traffic[prev_rows, f].astype(np.int64), p, bins[f])
-        ce.append(c)
-        acc.append(a)
-    report.methods["persistence"] = MethodScore(ce, acc, len(target_rows))
+        nll[:, f], hit[:, f] = _repeat(truth[:, f], traffic[prev_rows, f].astype(np.int64), p, bins[f])
+    per_row["persistence"] = (nll, hit)
 
-    # node frequency
     node = np.asarray(g.node).astype(np.int64)
-    ce, acc = [], []
+    nll, hit = np.zeros((n, n_f)), np.zeros((n, n_f), dtype=bool)
     for f in range(n_f):
-        k = bins[f]
-        overall = np.bincount(traffic[train, f], minlength=k).astype(np.float64) + 1
+        overall = np.bincount(traffic[train, f], minlength=bins[f]).astype(np.float64) + 1
         table: dict[int, np.ndarray] = {}
         for nid in np.unique(node[target_rows]):
             rows = train[node[train] == nid] if nid != 0 else np.zeros(0, np.int64)
-            counts = np.bincount(traffic[rows, f], minlength=k).astype(np.float64) + 1 if len(rows) else overall
+            counts = np.bincount(traffic[rows, f], minlength=bins[f]).astype(np.float64) + 1 if len(rows) else overall
             table[int(nid)] = counts / counts.sum()
-        probs = np.stack([table[int(n)] for n in node[target_rows]])
-        ce.append(float(-np.log(probs[np.arange(len(truth)), truth[:, f]]).mean()))
-        acc.append(float((probs.argmax(1) == truth[:, f]).mean()))
-    report.methods["node-frequency"] = MethodScore(ce, acc, len(target_rows))
+        probs = np.stack([table[int(x)] for x in node[target_rows]])
+        nll[:, f] = -np.log(probs[np.arange(n), truth[:, f]])
+        hit[:, f] = probs.argmax(1) == truth[:, f]
+    per_row["node-frequency"] = (nll, hit)
 
-    # seasonal naive: the same node one day earlier, where that row exists
+    # Seasonal naive: the same node one day earlier, where that row exists.
     day = int(round(86400 / step_seconds))
     step = np.asarray(g.step)
     back = target_rows - day
-    ok = (back >= 0) & (np.take(node, np.maximum(back, 0)) == node[target_rows]) & (
+    seasonal = (back >= 0) & (np.take(node, np.maximum(back, 0)) == node[target_rows]) & (
         np.take(step, np.maximum(back, 0)) == step[target_rows] - 86400)
-    if ok.any():
-        train_back = train_next[(train_next + 1 - day >= 0)]
-        ce, acc = [], []
+    if seasonal.any():
+        tb = train_next[train_next + 1 - day >= 0]
+        tb = tb[np.take(step, tb + 1 - day) == step[tb + 1] - 86400]
+        nll, hit = np.zeros((n, n_f)), np.zeros((n, n_f), dtype=bool)
         for f in range(n_f):
-            tb = train_back[(np.take(step, train_back + 1 - day) == step[train_back + 1] - 86400)] if len(train_back) else train_back
             p = float(np.mean(traffic[tb + 1 - day, f] == traffic[tb + 1, f])) if len(tb) else 0.5
-            c, a = _repeat_score(truth[ok, f], traffic[back[ok], f].astype(np.int64), p, bins[f])
-            ce.append(c)
-            acc.append(a)
-        report.methods["seasonal-naive"] = MethodScore(ce, acc, int(ok.sum()))
-        # The model on the same rows, so that the two are comparable.
-        report.methods["flowgpt@seasonal-rows"] = MethodScore(nll[ok].mean(0).tolist(), hit[ok].mean(0).tolist(), int(ok.sum()))
+            nll[:, f], hit[:, f] = _repeat(truth[:, f], traffic[np.maximum(back, 0), f].astype(np.int64), p, bins[f])
+        per_row["seasonal-naive"] = (nll, hit)
+
+    active = truth.any(axis=1) | traffic[prev_rows].any(axis=1)
+    subsets = {"all": np.ones(n, dtype=bool), "active": active}
+    if seasonal.any():
+        subsets["seasonal rows"] = seasonal
+        subsets["seasonal active rows"] = seasonal & active
+    for subset, mask in subsets.items():
+        scores = {}
+        for name, (nll, hit) in per_row.items():
+            if name == "seasonal-naive" and not subset.startswith("seasonal"):
+                continue  # defined on the seasonal rows only
+            k = int(mask.sum())
+            scores[name] = MethodScore(nll[mask].mean(0).tolist() if k else [float("nan")] * n_f,
+                                       hit[mask].mean(0).tolist() if k else [float("nan")] * n_f, k)
+        report.subsets[subset] = scores
     return report

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import signal
@@ -17,17 +16,26 @@ from typing import Annotated, Optional
 import polars as pl
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from netflowgen.ingest import IngestConfig, IngestSummary, ingest, scan_flows
 from netflowgen.inspect import Inspection, inspect_path
 from netflowgen.read import FormatError, ReadOptions, RejectedRow, get_format, format_names
 from netflowgen.read.source import consumed_bytes
-from netflowgen.series import NodeMode, SeriesConfig, build_series, parse_step
+from netflowgen.series import NodeMode, SeriesConfig, parse_step
+from netflowgen.series.build import estimate_rows, iter_series_parts
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
 from netflowgen.series import feature_names
-from netflowgen.series.write import read_series, write_series
+from netflowgen.series.write import read_series, write_series_parts
 from netflowgen.tokenize import BinRule, Tokenizer, TokenizerConfig, fit_part
 from netflowgen.tokenize.shards import write_tokens
 
@@ -38,6 +46,11 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 out = Console()
+
+#: Flows and (estimated) series rows per node partition of `netflowgen series`: they bound its
+#: memory (about 0.5 KB per series row at the peak, so some 2 GB).
+FLOWS_PER_PART = 10_000_000
+ROWS_PER_PART = 4_000_000
 
 FormatOpt = Annotated[Optional[str], typer.Option("--format", "-f", help="Input format instead of detecting it (see `netflowgen formats`).")]
 MappingOpt = Annotated[Optional[Path], typer.Option("--mapping", "-m", help="TOML column mapping for other CSV layouts, or a shipped mapping name (e.g. westermo).")]
@@ -210,6 +223,8 @@ def series_cmd(
     prefix: Annotated[Optional[list[str]], typer.Option("--prefix", help="Extra local prefix for --nodes local (repeatable).")] = None,
     group_map: Annotated[Optional[Path], typer.Option(help="CSV node,group giving each node's group (default: its /24 or /64).")] = None,
     attack: Annotated[Optional[list[str]], typer.Option("--attack", help="Class that makes a step positive, matched to label or label_detail (repeatable).")] = None,
+    max_gap: Annotated[str, typer.Option(help="Longest silence filled with zero rows (a longer one ends an activity period).")] = "1d",
+    partitions: Annotated[Optional[int], typer.Option(help="Build in this many node partitions to bound memory (default: one per 10 million flows or 4 million series rows).")] = None,
     fmt: FormatOpt = None,
     timezone: TimezoneOpt = "UTC",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
@@ -220,14 +235,24 @@ def series_cmd(
     try:
         config = SeriesConfig(
             step=parse_step(step), nodes=nodes, local_prefixes=DEFAULT_LOCAL_PREFIXES + tuple(prefix or ()),
-            group_map=group_map, attack=tuple(attack or ()),
+            group_map=group_map, attack=tuple(attack or ()), max_gap=parse_step(max_gap),
         )
         lazy = scan_flows(flows, _read_options(fmt, None, timezone))
-        with err.status("building node series", spinner="dots") if not as_json else contextlib.nullcontext():
-            started = time.perf_counter()
-            table = build_series(lazy, config)
-            summary = write_series(table, out_dir, config, [str(flows)], overwrite)
-            summary["seconds"] = round(time.perf_counter() - started, 3)
+        started = time.perf_counter()
+        n_flows = lazy.select(pl.len()).collect().item()
+        k = partitions or max(1, -(-n_flows // FLOWS_PER_PART), -(-estimate_rows(lazy, config) // ROWS_PER_PART))
+        with Progress(TextColumn("[bold]series"), BarColumn(), MofNCompleteColumn(), TextColumn("parts"),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, disable=as_json) as progress:
+            task = progress.add_task("series", total=k)
+
+            def parts():  # type: ignore[no-untyped-def]
+                for part in iter_series_parts(lazy, config, k, workdir=out_dir.resolve().parent):
+                    yield part
+                    progress.advance(task)
+
+            summary = write_series_parts(parts(), out_dir, config, [str(flows)], overwrite)
+        summary["flows"] = n_flows
+        summary["seconds"] = round(time.perf_counter() - started, 3)
     except KeyboardInterrupt:
         raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None
     except (FormatError, ValueError, FileExistsError, FileNotFoundError, OSError) as e:

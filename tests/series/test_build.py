@@ -154,3 +154,38 @@ def test_iot23_matches_the_raw_log(shared_data: Path) -> None:
     got_ddos = {int(step.timestamp()) for (step,) in mine.filter(pl.col("attack")).select("step").iter_rows()}
     assert got_ddos == ddos_minutes
     assert len(ddos_minutes) >= 3
+
+
+def test_node_partitions_give_the_same_series() -> None:
+    from netflowgen.series.build import iter_series_parts
+
+    rows = [{"ts_start": at(m / 7), "src_ip": f"10.0.{m % 5}.{m % 11}", "dst_ip": f"192.168.{m % 3}.{m % 13}",
+             "fwd_packets": 1 + m % 4, "fwd_bytes": 60 * (1 + m % 4)} for m in range(400)]
+    whole = build_series(flows(*rows), SeriesConfig())
+    parts = list(iter_series_parts(flows(*rows), SeriesConfig(), partitions=3))
+    assert len(parts) == 3 and all(p.height for p in parts)
+    assert not set(parts[0]["node"]) & set(parts[1]["node"]), "a node lives in one part"
+    assert pl.concat(parts).sort("node", "step").equals(whole)
+
+
+def test_series_cli_writes_parts_and_summary(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from netflowgen.cli import app
+    from netflowgen.series.write import read_series
+    from tests.test_ingest import HEADER, zeek_row
+
+    log = tmp_path / "conn.log"
+    log.write_text(HEADER + "\n".join(zeek_row(1700000000.0 + 30 * i, src=f"10.0.0.{i % 3}", dst="8.8.8.8",
+                                               label="Malicious" if i == 4 else "Benign") for i in range(10)) + "\n")
+    result = CliRunner().invoke(app, ["series", str(log), "--out", str(tmp_path / "s"), "--attack", "malicious",
+                                      "--partitions", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    table, manifest = read_series(tmp_path / "s")
+    assert summary["parts"] == 2 and summary["flows"] == 10
+    assert summary["rows"] == table.height and summary["nodes"] == 3 == table["node"].n_unique()
+    assert summary["attack_steps"] == 1 and table.filter(pl.col("attack"))["node"].to_list() == ["10.0.0.1"]
+    assert manifest["config"]["step_seconds"] == 60 and "flows_in" in manifest["features"]

@@ -19,8 +19,10 @@ Rules:
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
+from collections.abc import Iterator
 from pathlib import Path
 
 import polars as pl
@@ -28,7 +30,7 @@ import polars as pl
 from netflowgen.series.features import aggregations, feature_names
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES, NodeMode, group_of, is_local, read_group_map
 
-__all__ = ["SeriesConfig", "build_series", "node_view", "parse_step", "SERIES_KEY_COLUMNS", "LABEL_COLUMNS"]
+__all__ = ["SeriesConfig", "build_series", "estimate_rows", "iter_series_parts", "node_view", "parse_step", "SERIES_KEY_COLUMNS", "LABEL_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -147,24 +149,65 @@ def _groups(nodes: pl.Series, config: SeriesConfig) -> pl.DataFrame:
 
 
 def build_series(flows: pl.LazyFrame, config: SeriesConfig | None = None) -> pl.DataFrame:
-    """Node series from canonical flows (a LazyFrame: the aggregation streams).
+    """Node series from canonical flows, in memory (see :func:`iter_series_parts` for any size).
 
-    Columns: node, group, step, every registered feature, then the label columns.
+    Columns: node, group, step, every registered feature, then the label columns; sorted by
+    node, then step.
     """
-    config = config or SeriesConfig()
-    agg = (
+    parts = list(iter_series_parts(flows, config or SeriesConfig(), partitions=1))
+    return parts[0]
+
+
+def iter_series_parts(flows: pl.LazyFrame, config: SeriesConfig, partitions: int = 1,
+                      workdir: Path | None = None) -> Iterator[pl.DataFrame]:
+    """Node series in ``partitions`` parts, each holding the complete series of a disjoint set of
+    nodes (split by a hash of the node address), so that memory is bounded by the largest part.
+
+    With several parts, the node view of the flows is first written once, split by part, to a
+    temporary folder in ``workdir`` (default: the system's); each part then reads only its own.
+    """
+    if partitions < 1:
+        raise ValueError("partitions must be at least 1")
+    view = node_view(flows, config)
+    if partitions == 1:
+        yield _series_of(view, config)
+        return
+    with tempfile.TemporaryDirectory(prefix=".netflowgen-nodeview-", dir=workdir) as tmp:
+        bucket = (pl.col("node").hash(seed=0) % partitions).alias("_part")
+        view.with_columns(bucket).sink_parquet(pl.PartitionBy(tmp, key="_part", include_key=False), mkdir=True)
+        schema = view.collect_schema()
+        for k in range(partitions):
+            files = sorted(Path(tmp).glob(f"_part={k}/*.parquet"))
+            part = pl.scan_parquet(files) if files else pl.LazyFrame(schema=schema)
+            yield _series_of(part, config)
+
+
+def estimate_rows(flows: pl.LazyFrame, config: SeriesConfig) -> int:
+    """An upper bound of the series' row count (every node active from its first to its last
+    step), from one cheap streaming pass: what sizes the node partitions."""
+    step_us = int(config.step / timedelta(microseconds=1))
+    spans = (
         node_view(flows, config)
-        .group_by("node", "step")
-        .agg(*aggregations(), *_label_aggs())
+        .group_by("node")
+        .agg(pl.col("step").min().alias("first"), pl.col("step").max().alias("last"))
+        .select(((pl.col("last") - pl.col("first")).dt.total_microseconds() // step_us + 1).sum())
         .collect(engine="streaming")
     )
+    return int(spans.item() or 0)
+
+
+def _empty_series() -> pl.DataFrame:
+    return pl.DataFrame(schema={"node": pl.String, "group": pl.String, "step": pl.Datetime("us", "UTC"),
+                                **{n: pl.UInt64 for n in feature_names()}, "classes": pl.List(pl.String),
+                                "labeled_flows": pl.UInt32, "attack_flows": pl.UInt32,
+                                "attack_fraction": pl.Float64, "attack": pl.Boolean})
+
+
+def _series_of(view: pl.LazyFrame, config: SeriesConfig) -> pl.DataFrame:
+    agg = view.group_by("node", "step").agg(*aggregations(), *_label_aggs()).collect(engine="streaming")
     names = feature_names()
     if agg.height == 0:
-        empty = pl.DataFrame(schema={"node": pl.String, "group": pl.String, "step": pl.Datetime("us", "UTC"),
-                                     **{n: pl.UInt64 for n in names}, "classes": pl.List(pl.String),
-                                     "labeled_flows": pl.UInt32, "attack_flows": pl.UInt32,
-                                     "attack_fraction": pl.Float64, "attack": pl.Boolean})
-        return empty
+        return _empty_series()
     # Every step of a node's activity periods, zero where it had no traffic.
     spans = (
         agg.select("node", "step")
@@ -192,6 +235,7 @@ def build_series(flows: pl.LazyFrame, config: SeriesConfig | None = None) -> pl.
             (pl.col("attack_flows") > 0).alias("attack"),
         )
     )
+    del agg, grid
     groups = _groups(spans["node"].unique().sort(), config)
     series = series.join(groups, on="node", how="left")
     return series.select("node", "group", "step", *names, *LABEL_COLUMNS).sort("node", "step")

@@ -1,8 +1,10 @@
-"""Node series on disk: ``SERIES/series.parquet`` plus its manifest."""
+"""Node series on disk: ``SERIES/part-NNNNN.parquet`` (each the complete series of a set of
+nodes, sorted by node and step) plus the manifest ``netflowgen.json``."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -12,10 +14,9 @@ from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
 from netflowgen.series.build import SeriesConfig
 from netflowgen.series.features import FEATURES
 
-__all__ = ["SERIES_KIND", "SERIES_FILE", "write_series", "read_series", "series_summary"]
+__all__ = ["SERIES_KIND", "write_series", "write_series_parts", "read_series", "scan_series", "series_summary"]
 
 SERIES_KIND = "netflowgen.series"
-SERIES_FILE = "series.parquet"
 
 
 def series_summary(series: pl.DataFrame) -> dict[str, object]:
@@ -38,27 +39,63 @@ def series_summary(series: pl.DataFrame) -> dict[str, object]:
     }
 
 
-def write_series(series: pl.DataFrame, out: Path, config: SeriesConfig, inputs: list[str], overwrite: bool = False) -> dict[str, object]:
-    """Write a series artifact atomically; returns its summary."""
-    summary = series_summary(series)
+def _merge(total: dict, part: dict) -> dict:  # type: ignore[type-arg]
+    """Summaries of parts with disjoint nodes, merged."""
+    if not total:
+        return dict(part, classes=dict(part["classes"]))
+    if part["rows"] == 0:
+        return total
+    if total["rows"] == 0:
+        return dict(part, classes=dict(part["classes"]))
+    merged = {k: total[k] + part[k] for k in ("rows", "nodes", "active_steps", "attack_steps", "attack_nodes")}
+    merged["groups"] = None  # recounted at the end from the group sets
+    merged["first_step"] = min(total["first_step"], part["first_step"])
+    merged["last_step"] = max(total["last_step"], part["last_step"])
+    classes = dict(total["classes"])
+    for k, v in part["classes"].items():
+        classes[k] = classes.get(k, 0) + v
+    merged["classes"] = dict(sorted(classes.items(), key=lambda kv: -kv[1]))
+    return merged
+
+
+def write_series_parts(parts: Iterable[pl.DataFrame], out: Path, config: SeriesConfig, inputs: list[str],
+                       overwrite: bool = False) -> dict[str, object]:
+    """Write a series artifact atomically from parts with disjoint nodes; returns its summary."""
+    summary: dict = {}  # type: ignore[type-arg]
+    groups: set[str] = set()
     with atomic_directory(out, overwrite) as tmp:
-        series.write_parquet(tmp / SERIES_FILE, compression="zstd", statistics=True, row_group_size=1 << 18)
+        n = 0
+        for part in parts:
+            part.write_parquet(tmp / f"part-{n:05d}.parquet", compression="zstd", statistics=True, row_group_size=1 << 18)
+            summary = _merge(summary, series_summary(part))
+            groups.update(part["group"].unique().drop_nulls().to_list())
+            n += 1
+        summary["groups"] = len(groups)
+        summary["parts"] = n
         cfg = {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(config).items()}
         cfg["step_seconds"] = config.step.total_seconds()
+        cfg["max_gap_seconds"] = config.max_gap.total_seconds()
         cfg.pop("step")
-        write_manifest(
-            tmp,
-            SERIES_KIND,
-            config=cfg,
-            features={f.name: f.doc for f in FEATURES},
-            inputs=inputs,
-            summary=summary,
-        )
+        cfg.pop("max_gap")
+        write_manifest(tmp, SERIES_KIND, config=cfg, features={f.name: f.doc for f in FEATURES}, inputs=inputs,
+                       summary=summary)
     return summary
 
 
-def read_series(path: str | os.PathLike[str]) -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
-    """A series artifact's table and manifest."""
+def write_series(series: pl.DataFrame, out: Path, config: SeriesConfig, inputs: list[str], overwrite: bool = False) -> dict[str, object]:
+    """Write one in-memory series table as a series artifact; returns its summary."""
+    return write_series_parts([series], out, config, inputs, overwrite)
+
+
+def scan_series(path: str | os.PathLike[str]) -> tuple[pl.LazyFrame, dict]:  # type: ignore[type-arg]
+    """A series artifact as a LazyFrame (sorted by node and step within each part) and its manifest."""
     folder = Path(path)
     manifest = read_manifest(folder, SERIES_KIND)
-    return pl.read_parquet(folder / SERIES_FILE), manifest
+    parts = sorted(folder.glob("part-*.parquet"))
+    return pl.scan_parquet(parts), manifest
+
+
+def read_series(path: str | os.PathLike[str]) -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
+    """A series artifact's table (in memory) and manifest."""
+    lazy, manifest = scan_series(path)
+    return lazy.collect(), manifest

@@ -1,0 +1,184 @@
+"""Node-series throughput and memory, against nfdump aggregating the same flows.
+
+1. Reference: a pcap of distinct flows is turned into nfcapd files by the real `nfpcapd`, and
+   ingested. Then, in the same run: `netflowgen series` (every destination a node, 60 s steps,
+   all 24 features and the labels) on those flows, against `nfdump -R DIR -A dstip` aggregating
+   the same flows by destination. Ratio = series flows/s / nfdump flows/s (aim: >= 1).
+2. Scale: a canonical flow dataset of --flows synthetic flows (default 100 million over one day,
+   local endpoints from a population of --nodes hosts, written directly as Parquet), and the
+   peak memory and flows/s of `netflowgen series` on it (default nodes: the local prefixes;
+   aim: under 4 GB). The series has about nodes x steps rows whatever the flow count.
+
+    .venv/bin/python benchmarks/series.py [--flows 100000000] [--ref-flows 2000000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest import netflowgen_command, run_measured, synth_flows, write_pcap  # noqa: E402
+
+from netflowgen.artifacts import write_manifest  # noqa: E402
+from netflowgen.ingest import DATASET_KIND  # noqa: E402
+from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, arrow_schema  # noqa: E402
+
+CHUNK = 5_000_000
+
+
+def _pool_address(col: str, nodes: int) -> pl.Expr:
+    """A local address out of a pool of ``nodes`` (10.x.y.z), chosen by a hash of the original."""
+    i = (pl.col(col).hash(seed=1) % nodes).cast(pl.Int64)
+    return pl.format("10.{}.{}.{}", i // 65536, (i // 256) % 256, i % 256)
+
+
+def canonical(chunk: pl.DataFrame, first_row: int, nodes: int, span_s: int) -> pl.DataFrame:
+    """The synthetic flows as the canonical table: local endpoints drawn from a fixed population
+    of ``nodes`` hosts (as in an ISP's customer range), times folded into ``span_s`` seconds."""
+    ports = pl.col("proto").is_in([6, 17])
+    t0 = chunk["start_us"].min()
+    chunk = chunk.with_columns(
+        pl.when(pl.col("src_local")).then(_pool_address("src", nodes)).otherwise(pl.col("src")).alias("src"),
+        pl.when(pl.col("dst_local")).then(_pool_address("dst", nodes)).otherwise(pl.col("dst")).alias("dst"),
+        (t0 + (pl.col("start_us") - t0) % (span_s * 1_000_000)).alias("start_us"),
+    )
+    return chunk.select(
+        pl.col("start_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts_start"),
+        (pl.col("start_us") + pl.col("dur_us")).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts_end"),
+        pl.col("src").alias("src_ip"),
+        pl.col("dst").alias("dst_ip"),
+        pl.when(ports).then(pl.col("sport")).alias("src_port"),
+        pl.when(ports).then(pl.col("dport")).alias("dst_port"),
+        pl.col("proto"),
+        pl.col("fpk").alias("fwd_packets"),
+        pl.col("fby").alias("fwd_bytes"),
+        pl.col("rpk").alias("rev_packets"),
+        pl.col("rby").alias("rev_bytes"),
+        pl.when(pl.col("proto") == 6).then(pl.col("fflags") | pl.col("rflags")).alias("tcp_flags"),
+        pl.col("label"),
+        pl.lit(None, pl.String).alias("label_detail"),
+        pl.lit(0).alias("quality"),
+        pl.lit("synthetic").alias("source_file"),
+        (pl.int_range(pl.len()) + first_row + 1).alias("source_row"),
+    ).cast(FLOW_SCHEMA)  # type: ignore[arg-type]
+
+
+def write_dataset(out: Path, flows: int, seed: int, nodes: int, span_s: int, progress: Progress) -> int:
+    """A canonical flow dataset of ``flows`` synthetic flows, written chunk by chunk."""
+    out.mkdir(parents=True)
+    n_chunks = max(1, -(-flows // CHUNK))
+    task = progress.add_task("synthetic flows", total=flows)
+    written = 0
+    for c in range(n_chunks):
+        n = min(CHUNK, flows - written)
+        table = canonical(synth_flows(n, seed, c, n_chunks), written, nodes, span_s)
+        days = table.with_columns(pl.col("ts_start").dt.strftime("%Y-%m-%d").alias("_day"))
+        for (day,), part in days.partition_by("_day", as_dict=True).items():
+            folder = out / f"date={day}"
+            folder.mkdir(exist_ok=True)
+            pq.write_table(part.drop("_day").to_arrow().cast(arrow_schema()), folder / f"part-{c:05d}.parquet",
+                           compression="zstd")
+        written += n
+        progress.update(task, completed=written)
+    write_manifest(out, DATASET_KIND, schema_version=SCHEMA_VERSION, synthetic=True, summary={"rows_written": written})
+    return written
+
+
+def series_run(flows_dir: Path, out: Path, extra: list[str]) -> dict:  # type: ignore[type-arg]
+    m = run_measured([*netflowgen_command(), "series", str(flows_dir), "--out", str(out), "--json", *extra])
+    if m.returncode != 0:
+        raise RuntimeError(f"netflowgen series failed: {m.stderr[-800:]}")
+    summary = json.loads(m.stdout)
+    return {"wall_seconds": m.seconds, "series_seconds": summary["seconds"], "cpu_seconds": m.cpu_seconds,
+            "max_rss_bytes": m.max_rss_bytes, "rows": summary["rows"], "nodes": summary["nodes"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--flows", type=int, default=100_000_000, help="flows for the memory figure")
+    ap.add_argument("--ref-flows", type=int, default=2_000_000, help="flows for the nfdump comparison")
+    ap.add_argument("--nodes", type=int, default=20_000, help="local hosts in the scale dataset")
+    ap.add_argument("--hours", type=int, default=24, help="time span of the scale dataset")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    if shutil.which("nfdump") is None or shutil.which("nfpcapd") is None:
+        sys.exit("nfdump and nfpcapd are needed (Debian package nfdump)")
+    work = Path(tempfile.mkdtemp(prefix="nfg-series-bench-", dir=args.workdir))
+    result: dict[str, object] = {"flows": args.flows, "ref_flows": args.ref_flows}
+    started = time.perf_counter()
+    console = Console(stderr=True)
+    try:
+        with Progress(console=console, disable=args.json) as progress:
+            # 1. the same flows through nfdump and through netflowgen
+            t = progress.add_task("reference: pcap -> nfcapd -> ingest", total=3)
+            pcap = work / "ref.pcap"
+            write_pcap(pcap, args.ref_flows, args.seed, 3600)
+            progress.advance(t)
+            nfcapd = work / "nfcapd"
+            nfcapd.mkdir()
+            subprocess.run(["nfpcapd", "-r", str(pcap), "-w", str(nfcapd)], check=True, capture_output=True)
+            pcap.unlink()
+            progress.advance(t)
+            ingest = run_measured([*netflowgen_command(), "ingest", str(nfcapd), "--out", str(work / "ref-flows"), "--quiet", "--json"])
+            if ingest.returncode != 0:
+                raise RuntimeError(ingest.stderr[-800:])
+            records = json.loads(ingest.stdout)["rows_written"]
+            progress.advance(t)
+            nfd = run_measured(["nfdump", "-R", str(nfcapd), "-A", "dstip", "-q", "-o", "csv"], stdout=subprocess.DEVNULL)
+            ours = series_run(work / "ref-flows", work / "ref-series", ["--nodes", "dst"])
+            result["reference"] = {
+                "records": records,
+                "nfdump_seconds": nfd.seconds,
+                "nfdump_flows_per_s": records / nfd.seconds,
+                "series": ours,
+                "series_flows_per_s": records / ours["series_seconds"],
+                "ratio_vs_nfdump": (records / ours["series_seconds"]) / (records / nfd.seconds),
+                "ratio_vs_nfdump_wall_with_startup": nfd.seconds / ours["wall_seconds"],
+            }
+            shutil.rmtree(nfcapd)
+            # 2. scale and memory
+            written = write_dataset(work / "big-flows", args.flows, args.seed, args.nodes, args.hours * 3600, progress)
+            size = sum(f.stat().st_size for f in (work / "big-flows").rglob("*.parquet"))
+            t = progress.add_task(f"netflowgen series on {written:,} flows", total=None)
+            big = series_run(work / "big-flows", work / "big-series", [])
+            progress.update(t, total=1, completed=1)
+            result["scale"] = {"flows": written, "dataset_bytes": size, "series": big,
+                               "flows_per_s": written / big["series_seconds"],
+                               "peak_rss_gib": big["max_rss_bytes"] / 2**30}
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    result["seconds"] = time.perf_counter() - started
+    if args.json:
+        print(json.dumps(result, indent=1))
+        return
+    ref, scale = result["reference"], result["scale"]  # type: ignore[index]
+    table = Table("figure", "value", title="node series", title_justify="left")
+    table.add_row("reference flows (nfcapd records)", f"{ref['records']:,}")  # type: ignore[index]
+    table.add_row("nfdump -A dstip flows/s", f"{ref['nfdump_flows_per_s']:,.0f}")  # type: ignore[index]
+    table.add_row("netflowgen series flows/s", f"{ref['series_flows_per_s']:,.0f}")  # type: ignore[index]
+    table.add_row("ratio (aim >= 1)", f"{ref['ratio_vs_nfdump']:.2f}")  # type: ignore[index]
+    table.add_row(f"scale: {scale['flows']:,} flows, series flows/s", f"{scale['flows_per_s']:,.0f}")  # type: ignore[index]
+    table.add_row("scale: peak memory (aim < 4 GiB)", f"{scale['peak_rss_gib']:.2f} GiB")  # type: ignore[index]
+    table.add_row("benchmark time", f"{result['seconds']:.0f} s")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

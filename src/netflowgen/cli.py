@@ -35,7 +35,7 @@ from netflowgen.series import NodeMode, SeriesConfig, parse_step
 from netflowgen.series.build import estimate_rows, iter_series_parts
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
 from netflowgen.series import feature_names
-from netflowgen.series.write import read_series, write_series_parts
+from netflowgen.series.write import read_series, scan_series, write_series_parts
 from netflowgen.tokenize import BinRule, Tokenizer, TokenizerConfig, fit_part
 from netflowgen.tokenize.shards import write_tokens
 
@@ -282,17 +282,18 @@ def tokenize_cmd(
     """Fit the tokenizer on the training period and write memory-mappable token shards."""
     _terminate_as_interrupt()
     try:
-        table, manifest = read_series(series_dir)
+        lazy, manifest = scan_series(series_dir)
         step_seconds = float(manifest["config"]["step_seconds"])
         fit: dict | None = {"by": "given", "tokenizer": str(tokenizer_file)}  # type: ignore[type-arg]
         if tokenizer_file is not None:
             tok = Tokenizer.load(tokenizer_file)
         else:
-            train, fit = fit_part(table, fit_fraction, fit_until)
-            if train.height == 0:
+            train, fit = fit_part(lazy, fit_fraction, fit_until)
+            if train.lazy().select(pl.len()).collect().item() == 0:
                 raise ValueError(f"no steps to fit the tokenizer on ({fit})")
             tok = Tokenizer.fit(train, TokenizerConfig(tuple(feature_names()), bins, rule, timezone))
-        summary = write_tokens(table, tok, out_dir, step_seconds=step_seconds, fit=fit,
+        parts = (pl.read_parquet(p) for p in sorted(series_dir.glob("part-*.parquet")))
+        summary = write_tokens(parts, tok, out_dir, step_seconds=step_seconds, fit=fit,
                                source=str(series_dir), overwrite=overwrite)
     except KeyboardInterrupt:
         raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None

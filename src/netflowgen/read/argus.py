@@ -55,7 +55,7 @@ from netflowgen.read.fields import (
     unset,
 )
 from netflowgen.read.source import Source
-from netflowgen.read.text import attach_raw, read_delimited
+from netflowgen.read.text import attach_lines, read_delimited
 from netflowgen.read.validate import Checked, check
 
 __all__ = ["FORMAT"]
@@ -67,6 +67,8 @@ _REQUIRED = ("StartTime", "Proto", "SrcAddr", "DstAddr")
 _FLAG_STATE = r"^[FSRPAUEC]*_[FSRPAUEC]*$"
 _TIME_FORMAT = "%Y/%m/%d %H:%M:%S%.f"
 _COUNTERS = ("TotPkts", "TotBytes", "SrcPkts", "SrcBytes", "DstPkts", "DstBytes")
+#: The columns this reader uses (the others are not read).
+_USED = frozenset({"StartTime", "Dur", "Proto", "SrcAddr", "Sport", "DstAddr", "Dport", "State", "Label", *_COUNTERS})
 
 
 def _header_names(line: str) -> tuple[str, list[str]] | None:
@@ -106,7 +108,8 @@ def _start(raw: pl.Expr, tz: str) -> Parsed:
     local = parse_datetime(raw, "StartTime", _TIME_FORMAT, tz)
     epoch = parse_epoch(raw, "StartTime")
     value = pl.coalesce(local.value, epoch.value)
-    return Parsed(value, pl.when(epoch.reason.is_not_null()).then(local.reason))
+    # The reason is local's where neither parses, that is where the value is null.
+    return Parsed(value, pl.when(epoch.reason.is_not_null()).then(local.reason), local.reason_of)
 
 
 
@@ -200,10 +203,10 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
     with source.open() as stream:
         for batch in read_delimited(
             stream, source.name, delimiter=delimiter, columns=names, skip_lines=1,
-            comment_prefix=None, block_bytes=options.block_bytes,
+            comment_prefix=None, block_bytes=options.block_bytes, include=[n for n in names if n in _USED],
         ):
             checked = check(_candidates(batch.fields, options.timezone), source.name)
-            rejects = attach_raw(checked.rejects, batch.fields, delimiter)
+            rejects = attach_lines(checked.rejects, batch.lines)
             yield Checked(checked.flows, pl.concat([batch.rejects, rejects], how="vertical"))
 
 

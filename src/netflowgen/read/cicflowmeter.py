@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -66,7 +66,7 @@ import polars as pl
 from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
 from netflowgen.read.fields import Parsed, first_reason, materialize, parse_int, parse_proto, unset
 from netflowgen.read.source import Source
-from netflowgen.read.text import attach_raw, iter_line_blocks, read_delimited
+from netflowgen.read.text import attach_lines, iter_line_blocks, read_delimited
 from netflowgen.read.validate import Checked, check
 from netflowgen.schema import MAX_BYTES_PER_PACKET
 
@@ -187,12 +187,19 @@ def find_layout(header: Sequence[str], source_name: str, columns: Sequence[str] 
     return Layout(found, written, v3)
 
 
-def candidates(fields: pl.DataFrame, layout: Layout, timezone: str) -> pl.DataFrame:
+def candidates(
+    fields: pl.DataFrame,
+    layout: Layout,
+    timezone: str,
+    blank: Callable[[pl.DataFrame], pl.Series] | None = None,
+) -> pl.DataFrame:
     """CICFlowMeter fields (String columns named as in ``layout``) -> candidate canonical rows,
     with a :data:`PM_INFERRED` column for the afternoon rule.
 
     Rows written the common way take a fast path; the others (a few, if any) are parsed field by
-    field with the reason for what is wrong. Both give the same values.
+    field with the reason for what is wrong. Both give the same values. ``blank`` says which of
+    some rows have every field blank, where ``fields`` lacks columns of the file (default: every
+    column of ``fields`` blank).
     """
     fast, clean = _fast_candidates(fields, layout, timezone)
     if clean.all():
@@ -200,18 +207,27 @@ def candidates(fields: pl.DataFrame, layout: Layout, timezone: str) -> pl.DataFr
     rest = fields.filter(~clean)
     # CIC-IDS2017 holds hundreds of thousands of rows of bare commas: set them aside at once.
     data = [c for c in fields.columns if c != "source_row"]
-    blank = rest.select(
-        pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in data])
-    ).to_series()
+    if blank is None:
+        blank = _all_blank(data)
+    empty = blank(rest)
     schema = _candidate_schema(fields.schema["source_row"])
-    blanks = rest.filter(blank).select(
+    blanks = rest.filter(empty).select(
         *[pl.lit(None).alias(c) for c in schema if c not in ("source_row", "reject", PM_INFERRED)],
         pl.col("source_row"),
         pl.lit("empty row: every field is blank").alias("reject"),
         pl.lit(False).alias(PM_INFERRED),
     ).cast(schema)  # type: ignore[arg-type]
-    careful = _careful_candidates(rest.filter(~blank), layout, timezone)
+    careful = _careful_candidates(rest.filter(~empty), layout, timezone)
     return pl.concat([fast.filter(clean), blanks, careful]).sort("source_row")
+
+
+def _all_blank(columns: list[str]) -> Callable[[pl.DataFrame], pl.Series]:
+    def blank(rows: pl.DataFrame) -> pl.Series:
+        return rows.select(
+            pl.all_horizontal([pl.col(c).is_null() | (pl.col(c).str.strip_chars() == "") for c in columns])
+        ).to_series()
+
+    return blank
 
 
 def _flag_bits(layout: Layout) -> dict[str, int]:
@@ -507,16 +523,20 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
     layout = find_layout(header, source.name, columns)
     if layout is None:
         raise FormatError(f"{source.name}: not a CICFlowMeter CSV (no 'Flow Duration' and 'Total Fwd Packets' columns)")
+    used = set(layout.columns.values())
     afternoon = 0
     with source.open() as raw:
         stream = _Utf8Lines(raw, options.block_bytes)
         for batch in read_delimited(
-            stream, source.name, delimiter=",", columns=columns, skip_lines=1, block_bytes=options.block_bytes
+            stream, source.name, delimiter=",", columns=columns, skip_lines=1, block_bytes=options.block_bytes,
+            include=[c for c in columns if c in used],
         ):
-            cand = candidates(batch.fields, layout, options.timezone)
+            lines = batch.lines
+            assert lines is not None  # read_delimited gives the lines of every batch
+            cand = candidates(batch.fields, layout, options.timezone, lambda rows: lines.blank(rows["source_row"], ","))
             afternoon += int(cand[PM_INFERRED].sum())
             checked = check(cand, source.name)
-            rejects = pl.concat([batch.rejects, attach_raw(checked.rejects, batch.fields, ",")], how="vertical")
+            rejects = pl.concat([batch.rejects, attach_lines(checked.rejects, lines)], how="vertical")
             yield Checked(checked.flows, rejects)
     warn_pm_inferred(source.name, afternoon)
 

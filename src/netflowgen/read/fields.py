@@ -8,7 +8,9 @@ reason; deciding whether a null is acceptable is :mod:`netflowgen.read.validate`
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import polars as pl
 
@@ -62,6 +64,13 @@ class Parsed:
 
     value: pl.Expr
     reason: pl.Expr
+    reason_of: Callable[[pl.Expr], pl.Expr] | None = None
+    """The reason given the value as an evaluated column (:func:`materialize` uses it): Polars
+    would otherwise parse the field again to find where the value is null."""
+
+
+def _parsed(value: pl.Expr, reason_of: Callable[[pl.Expr], pl.Expr]) -> Parsed:
+    return Parsed(value, reason_of(value), reason_of)
 
 
 def unset(raw: pl.Expr, markers: tuple[str, ...] = ("", "-")) -> pl.Expr:
@@ -70,38 +79,126 @@ def unset(raw: pl.Expr, markers: tuple[str, ...] = ("", "-")) -> pl.Expr:
     return pl.when(s.is_in(list(markers))).then(None).otherwise(s)
 
 
-def _reason(value: pl.Expr, raw: pl.Expr, what: str) -> pl.Expr:
-    return (
-        pl.when(value.is_null() & raw.is_not_null())
-        .then(pl.format(f"{what}: cannot parse {{}}", raw.str.slice(0, 60)))
-        .otherwise(None)
-    )
+def _cannot_parse(raw: pl.Expr, what: str, markers: tuple[str, ...] = ("", "-")) -> Callable[[pl.Expr], pl.Expr]:
+    """``what: cannot parse <field>`` where the value is null and the field is set.
+
+    Only the rows whose value is null are stripped and formatted (the text is null elsewhere).
+    """
+
+    def reason(value: pl.Expr) -> pl.Expr:
+        failed = unset(pl.when(value.is_null()).then(raw), markers)
+        return pl.format(f"{what}: cannot parse {{}}", failed.str.slice(0, 60))
+
+    return reason
+
+
+def _only(rows: pl.Expr, parse: Callable[[pl.Expr], pl.Expr], dtype: pl.DataType) -> pl.Expr:
+    """``parse`` evaluated on the non-null values of ``rows`` alone; null elsewhere.
+
+    The parsers read the common form of a field with one cast and leave the other forms (hex,
+    ``12.0``, blanks around the value) to this: nothing to do when every row is common.
+    """
+
+    def apply(s: pl.Series) -> pl.Series:
+        todo = s.is_not_null()
+        out = pl.Series(s.name, [None], dtype).extend_constant(None, s.len() - 1) if s.len() else pl.Series(s.name, [], dtype)
+        if not todo.any():
+            return out
+        parsed = pl.DataFrame({"v": s.filter(todo)}).select(parse(pl.col("v"))).to_series()
+        return out.scatter(todo.arg_true(), parsed)
+
+    return rows.map_batches(apply, return_dtype=dtype, is_elementwise=True)
+
+
+def _by_distinct(raw: pl.Expr, parse: Callable[[pl.Expr], pl.Expr], dtype: pl.DataType) -> pl.Expr:
+    """``parse`` evaluated once per distinct value of ``raw`` (null stays null), for fields with
+    few distinct values (protocols, flag letters, Zeek history)."""
+
+    def apply(s: pl.Series) -> pl.Series:
+        distinct = s.unique().drop_nulls()
+        parsed = pl.DataFrame({"v": distinct}).select(parse(pl.col("v"))).to_series()
+        return s.replace_strict(distinct, parsed, default=None, return_dtype=dtype)
+
+    return raw.map_batches(apply, return_dtype=dtype, is_elementwise=True)
+
+
+@cache
+def _castable(markers: tuple[str, ...], dtype: pl.DataType) -> tuple[str, ...]:
+    """The unset markers that a plain cast to ``dtype`` would read as a number."""
+    return tuple(m for m in markers if pl.Series([m]).cast(dtype, strict=False)[0] is not None)
+
+
+def _cast(raw: pl.Expr, dtype: pl.DataType, markers: tuple[str, ...]) -> pl.Expr:
+    """The field cast to ``dtype`` as written (an integer cast takes a sign and ASCII digits, no
+    blanks), null where that fails or the field is an unset marker."""
+    value = raw.cast(dtype, strict=False)
+    castable = _castable(markers, dtype)
+    return pl.when(raw.is_in(list(castable))).then(None).otherwise(value) if castable else value
+
+
+def _int_forms(markers: tuple[str, ...]) -> Callable[[pl.Expr], pl.Expr]:
+    def parse(raw: pl.Expr) -> pl.Expr:
+        s = unset(raw, markers)
+        as_int = s.cast(pl.Int64, strict=False)
+        hex_ = (
+            pl.when(s.str.starts_with("0x") | s.str.starts_with("0X"))
+            .then(s.str.slice(2).str.to_integer(base=16, strict=False))
+            .otherwise(None)
+        )
+        as_float = s.cast(pl.Float64, strict=False)
+        integral = (
+            pl.when(as_float.is_finite() & (as_float == as_float.floor()) & (as_float.abs() < 2**62))
+            .then(as_float.cast(pl.Int64))
+            .otherwise(None)
+        )
+        return pl.coalesce(as_int, hex_, integral)
+
+    return parse
 
 
 def parse_int(raw: pl.Expr, what: str, markers: tuple[str, ...] = ("", "-")) -> Parsed:
     """Integer field; also accepts integral floats such as ``12.0`` and hex such as ``0x1f``."""
-    s = unset(raw, markers)
-    as_int = s.cast(pl.Int64, strict=False)
-    hex_ = (
-        pl.when(s.str.starts_with("0x") | s.str.starts_with("0X"))
-        .then(s.str.slice(2).str.to_integer(base=16, strict=False))
-        .otherwise(None)
-    )
-    as_float = s.cast(pl.Float64, strict=False)
-    integral = (
-        pl.when(as_float.is_finite() & (as_float == as_float.floor()) & (as_float.abs() < 2**62))
-        .then(as_float.cast(pl.Int64))
-        .otherwise(None)
-    )
-    value = pl.coalesce(as_int, hex_, integral)
-    return Parsed(value, _reason(value, s, what))
+    fast = _cast(raw, pl.Int64(), markers)
+    value = pl.coalesce(fast, _only(pl.when(fast.is_null()).then(raw), _int_forms(markers), pl.Int64()))
+    return _parsed(value, _cannot_parse(raw, what, markers))
+
+
+def _finite(value: pl.Expr) -> pl.Expr:
+    return pl.when(value.is_finite()).then(value).otherwise(None)
 
 
 def parse_float(raw: pl.Expr, what: str, markers: tuple[str, ...] = ("", "-")) -> Parsed:
-    s = unset(raw, markers)
-    value = s.cast(pl.Float64, strict=False)
-    value = pl.when(value.is_finite()).then(value).otherwise(None)
-    return Parsed(value, _reason(value, s, what))
+    fast = _finite(_cast(raw, pl.Float64(), markers))
+
+    def slow(rest: pl.Expr) -> pl.Expr:
+        return _finite(unset(rest, markers).cast(pl.Float64, strict=False))
+
+    value = pl.coalesce(fast, _only(pl.when(fast.is_null()).then(raw), slow, pl.Float64()))
+    return _parsed(value, _cannot_parse(raw, what, markers))
+
+
+#: An epoch in seconds as :func:`parse_epoch` reads it. ``\d`` is any Unicode digit, as the
+#: Rust regex engine has it; the integer cast then fails on the non-ASCII ones.
+_EPOCH_SECONDS = r"^-?\d+(?:\.\d*)?$"
+
+
+def _epoch_micros(raw: pl.Series) -> pl.Series:
+    """Epoch seconds text -> microseconds, exact; null where it is not an epoch or beyond 10**12
+    seconds (year 33658: the microseconds would overflow Int64 and wrap around).
+
+    Step by step on a frame, so that each step runs once.
+    """
+    df = pl.DataFrame({"s": raw}).select(unset(pl.col("s")).alias("s"))
+    df = df.select(
+        pl.col("s").str.starts_with("-").alias("negative"),
+        pl.when(pl.col("s").str.contains(_EPOCH_SECONDS)).then(pl.col("s")).str.splitn(".", 2).alias("parts"),
+    ).unnest("parts")
+    whole = pl.col("field_0").cast(pl.Int64, strict=False)
+    frac_us = pl.col("field_1").str.slice(0, 6).str.pad_end(6, "0").cast(pl.Int64, strict=False).fill_null(0)
+    sign = pl.when(pl.col("negative")).then(-1).otherwise(1)
+    df = df.select(whole.alias("whole"), (sign * frac_us).alias("frac_us"))
+    micros = pl.when(pl.col("whole").abs() < 10**12).then(pl.col("whole") * 1_000_000 + pl.col("frac_us"))
+    return df.select(micros).to_series().alias(raw.name)
 
 
 def parse_epoch(raw: pl.Expr, what: str, unit_seconds: float = 1.0) -> Parsed:
@@ -110,20 +207,14 @@ def parse_epoch(raw: pl.Expr, what: str, unit_seconds: float = 1.0) -> Parsed:
     The integer and fraction are parsed separately so that microseconds survive exactly
     (a float64 of 1.5e9 seconds keeps only about 0.2 us).
     """
-    s = unset(raw)
     if unit_seconds == 1.0:
-        whole = s.str.extract(r"^(-?\d+)(?:\.\d*)?$", 1).cast(pl.Int64, strict=False)
-        # Beyond 10**12 s (year 33658) the microseconds would overflow Int64 and wrap around.
-        whole = pl.when(whole.abs() < 10**12).then(whole)
-        frac = s.str.extract(r"^-?\d+\.(\d*)$", 1)
-        frac_us = (frac.str.slice(0, 6).str.pad_end(6, "0")).cast(pl.Int64, strict=False).fill_null(0)
-        sign = pl.when(s.str.starts_with("-")).then(-1).otherwise(1)
-        micros = whole * 1_000_000 + sign * frac_us
+        micros = raw.map_batches(_epoch_micros, return_dtype=pl.Int64, is_elementwise=True)
     else:
-        seconds = s.cast(pl.Float64, strict=False) * unit_seconds
-        micros = (seconds * 1_000_000).round(0).cast(pl.Int64, strict=False)
+        fast = _cast(raw, pl.Float64(), ("", "-"))
+        slow = _only(pl.when(fast.is_null()).then(raw), lambda rest: unset(rest).cast(pl.Float64, strict=False), pl.Float64())
+        micros = (pl.coalesce(fast, slow) * unit_seconds * 1_000_000).round(0).cast(pl.Int64, strict=False)
     value = micros.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    return Parsed(value, _reason(value, s, what))
+    return _parsed(value, _cannot_parse(raw, what))
 
 
 def parse_datetime(raw: pl.Expr, what: str, fmt: str, tz: str = "UTC") -> Parsed:
@@ -136,11 +227,16 @@ def parse_datetime(raw: pl.Expr, what: str, fmt: str, tz: str = "UTC") -> Parsed
         # Ambiguous local times (the hour repeated when clocks go back) take the earlier one;
         # non-existent ones (skipped hour) become null and so a reject with a reason.
         value = value.dt.replace_time_zone(tz, ambiguous="earliest", non_existent="null").dt.convert_time_zone("UTC")
-    return Parsed(value, _reason(value, s, what))
+    return _parsed(value, _cannot_parse(raw, what))
 
 
 def parse_port(raw: pl.Expr, what: str) -> Parsed:
     return parse_int(raw, what)
+
+
+def _proto_number(raw: pl.Expr) -> pl.Expr:
+    s = unset(raw).str.to_lowercase()
+    return pl.coalesce(s.cast(pl.Int64, strict=False), s.replace_strict(PROTOCOL_NUMBERS, default=None, return_dtype=pl.Int64))
 
 
 def parse_proto(raw: pl.Expr, what: str = "proto") -> Parsed:
@@ -148,19 +244,26 @@ def parse_proto(raw: pl.Expr, what: str = "proto") -> Parsed:
 
     Non-IP records (``arp``, ``llc``, ...) get their own reason: they are not IP flows.
     """
-    s = unset(raw).str.to_lowercase()
-    by_name = s.replace_strict(PROTOCOL_NUMBERS, default=None, return_dtype=pl.Int64)
-    value = pl.coalesce(s.cast(pl.Int64, strict=False), by_name)
-    reason = (
-        pl.when(s.is_in(list(NON_IP_PROTOCOLS)))
-        .then(pl.format("not an IP flow: protocol {}", s))
-        .when(value.is_null() & s.is_not_null())
-        .then(pl.format(f"{what}: unknown protocol {{}}", s.str.slice(0, 40)))
-        .when(s.is_null())
-        .then(pl.lit(f"{what}: missing"))
-        .otherwise(None)
-    )
-    return Parsed(value, reason)
+    fast = raw.cast(pl.Int64, strict=False)
+    value = pl.coalesce(fast, _by_distinct(pl.when(fast.is_null()).then(raw), _proto_number, pl.Int64()))
+
+    def reason_of(value: pl.Expr) -> pl.Expr:
+        # Only the rows without a value are looked at: a non-IP name never has one.
+        s = unset(pl.when(value.is_null()).then(raw)).str.to_lowercase()
+        return (
+            pl.when(value.is_not_null())
+            .then(None)
+            .when(s.is_null())
+            .then(pl.lit(f"{what}: missing"))
+            .otherwise(
+                pl.coalesce(
+                    pl.format("not an IP flow: protocol {}", pl.when(s.is_in(list(NON_IP_PROTOCOLS))).then(s)),
+                    pl.format(f"{what}: unknown protocol {{}}", s.str.slice(0, 40)),
+                )
+            )
+        )
+
+    return _parsed(value, reason_of)
 
 
 def _letters(raw: pl.Expr, bits: dict[str, int]) -> pl.Expr:
@@ -170,21 +273,27 @@ def _letters(raw: pl.Expr, bits: dict[str, int]) -> pl.Expr:
     return total
 
 
+def _flag_letters(raw: pl.Expr) -> pl.Expr:
+    s = unset(raw).str.to_uppercase()
+    return pl.when(s.is_null()).then(None).otherwise(_letters(s, TCP_FLAG_BITS))
+
+
+def _history_letters(raw: pl.Expr) -> pl.Expr:
+    s = unset(raw)
+    return pl.when(s.is_null()).then(None).otherwise(_letters(s, ZEEK_HISTORY_BITS))
+
+
 def parse_tcp_flag_letters(raw: pl.Expr) -> Parsed:
     """Flags written as letters (nfdump ``...A.R..``, Argus states ``FSPA_FSPA``) -> OR of bits.
 
     Letters other than flag letters are ignored; an unset field gives null.
     """
-    s = unset(raw).str.to_uppercase()
-    value = pl.when(s.is_null()).then(None).otherwise(_letters(s, TCP_FLAG_BITS))
-    return Parsed(value, pl.lit(None, pl.String))
+    return Parsed(_by_distinct(raw, _flag_letters, pl.Int64()), pl.lit(None, pl.String))
 
 
 def parse_zeek_history(raw: pl.Expr) -> Parsed:
     """Zeek conn.log ``history`` -> the TCP flags it implies (SYN, SYN-ACK, ACK, FIN, RST)."""
-    s = unset(raw)
-    value = pl.when(s.is_null()).then(None).otherwise(_letters(s, ZEEK_HISTORY_BITS))
-    return Parsed(value, pl.lit(None, pl.String))
+    return Parsed(_by_distinct(raw, _history_letters, pl.Int64()), pl.lit(None, pl.String))
 
 
 def first_reason(*reasons: pl.Expr) -> pl.Expr:
@@ -196,10 +305,16 @@ def materialize(fields: pl.DataFrame, parsed: dict[str, Parsed]) -> tuple[pl.Dat
     """Evaluate each parser once into hidden columns.
 
     The parsers refer to their field many times and Polars evaluates a repeated sub-expression
-    each time it appears, so combining parsed values directly would multiply the work.
+    each time it appears, so combining parsed values directly would multiply the work. The values
+    come first; the reasons that derive from a value then read its column.
     """
     fields = fields.with_columns(
         *[p.value.alias(f"__nfg_{name}") for name, p in parsed.items()],
-        *[p.reason.alias(f"__nfg_{name}_reason") for name, p in parsed.items()],
+        *[p.reason.alias(f"__nfg_{name}_reason") for name, p in parsed.items() if p.reason_of is None],
+    )
+    fields = fields.with_columns(
+        p.reason_of(pl.col(f"__nfg_{name}")).alias(f"__nfg_{name}_reason")
+        for name, p in parsed.items()
+        if p.reason_of is not None
     )
     return fields, {name: Parsed(pl.col(f"__nfg_{name}"), pl.col(f"__nfg_{name}_reason")) for name in parsed}

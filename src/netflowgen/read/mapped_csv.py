@@ -83,7 +83,7 @@ from netflowgen.read.fields import (
     unset,
 )
 from netflowgen.read.source import Source
-from netflowgen.read.text import attach_raw, read_delimited
+from netflowgen.read.text import attach_lines, read_delimited, unique_names
 from netflowgen.read.validate import Checked, check
 
 __all__ = ["FORMAT", "ColumnSpec", "CsvMapping", "load_mapping", "resolve_mapping", "shipped_mappings"]
@@ -439,13 +439,14 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
     names = _field_names(source, mapping)
     _check_fields(source, mapping, names)
     skip = mapping.skip_lines + (1 if mapping.header else 0)
+    used = sorted({spec.field for spec in mapping.columns.values()} & set(unique_names(names)))
     with source.open() as stream:
         for batch in read_delimited(
             stream, source.name, delimiter=mapping.delimiter, columns=names, skip_lines=skip,
-            comment_prefix=None, block_bytes=options.block_bytes,
+            comment_prefix=None, block_bytes=options.block_bytes, include=used,
         ):
             checked = check(_candidates(batch.fields, mapping, options.timezone), source.name)
-            rejects = attach_raw(checked.rejects, batch.fields, mapping.delimiter)
+            rejects = attach_lines(checked.rejects, batch.lines)
             yield Checked(checked.flows, pl.concat([batch.rejects, rejects], how="vertical"))
 
 

@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 
 from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
-from netflowgen.read.fields import first_reason, parse_epoch, parse_float, parse_int, parse_proto, parse_tcp_flag_letters
+from netflowgen.read.fields import first_reason, materialize, parse_epoch, parse_float, parse_int, parse_proto, parse_tcp_flag_letters
 from netflowgen.read.source import Source
 from netflowgen.read.text import TextBatch, attach_raw, read_delimited
 from netflowgen.read.validate import REJECT_SCHEMA, Checked, check
@@ -74,7 +74,7 @@ def _candidates(fields: pl.DataFrame) -> pl.DataFrame:
     """nfdump ``fmt:`` fields (String columns) -> candidate canonical rows.
 
     Two steps, so that each field is parsed once: the parsed values and their reasons become
-    columns, and the rows are built from those columns.
+    columns (:func:`materialize`), and the rows are built from those columns.
     """
     parsed = {
         "ts_start": parse_epoch(pl.col("ts"), "start (%tsr)"),
@@ -88,6 +88,7 @@ def _candidates(fields: pl.DataFrame) -> pl.DataFrame:
         "rev_bytes": parse_int(pl.col("obyt"), "out bytes (%obyt)"),
         "tcp_flags": parse_tcp_flag_letters(pl.col("flg")),
     }
+    fields, parsed = materialize(fields, parsed)
     step = fields.select(
         pl.col("source_row"),
         pl.col("sa").str.strip_chars().alias("src_ip"),

@@ -30,7 +30,9 @@ import polars as pl
 
 from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
 from netflowgen.read.fields import (
+    Parsed,
     first_reason,
+    materialize,
     parse_datetime,
     parse_float,
     parse_int,
@@ -39,7 +41,7 @@ from netflowgen.read.fields import (
     unset,
 )
 from netflowgen.read.source import Source
-from netflowgen.read.text import TextBatch, attach_raw, read_delimited
+from netflowgen.read.text import TextBatch, attach_lines, read_delimited, unique_names
 from netflowgen.read.validate import Checked, check
 from netflowgen.schema import PORT_PROTOCOLS
 
@@ -49,6 +51,8 @@ _DELIMITER = ","
 _TIME_FORMAT = "%Y-%m-%d %H:%M:%S%.f"
 _HEADER_START = ("ts", "te", "td", "sa", "da", "sp", "dp", "pr")
 _REQUIRED = ("ts", "sa", "da", "pr", "ipkt", "ibyt")
+#: The columns this reader uses (the others are not read).
+_USED = frozenset({*_HEADER_START, "flg", "ipkt", "ibyt", "opkt", "obyt"})
 _SUMMARY = "Summary"
 _SUMMARY_HEADER = "flows,bytes,packets,avg_bps,avg_pps,avg_bpp"
 _MESSAGES = ("No matching flows", "No matched flows")
@@ -107,13 +111,6 @@ def _columns(source: Source) -> list[str]:
     return names
 
 
-def _proto(raw: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
-    by_nfdump_name = unset(raw).str.to_lowercase().replace_strict(NFDUMP_PROTOCOLS, default=None, return_dtype=pl.Int64)
-    general = parse_proto(raw, "pr")
-    value = pl.coalesce(by_nfdump_name, general.value)
-    return value, pl.when(by_nfdump_name.is_null()).then(general.reason)
-
-
 def _candidates(fields: pl.DataFrame, tz: str) -> pl.DataFrame:
     """nfdump csv fields (String columns) -> candidate canonical rows."""
     cols = set(fields.columns)
@@ -121,20 +118,32 @@ def _candidates(fields: pl.DataFrame, tz: str) -> pl.DataFrame:
     def col(name: str) -> pl.Expr:
         return pl.col(name) if name in cols else pl.lit(None, pl.String)
 
-    start = parse_datetime(col("ts"), "ts", _TIME_FORMAT, tz)
-    end = parse_datetime(col("te"), "te", _TIME_FORMAT, tz)
-    duration = parse_float(col("td"), "td")
-    duration_us = (duration.value * 1_000_000).round(0).cast(pl.Int64, strict=False)
-    proto, proto_reason = _proto(col("pr"))
-    has_ports = proto.is_in(list(PORT_PROTOCOLS)).fill_null(False)
-    ports = {"src_port": parse_int(col("sp"), "sp"), "dst_port": parse_int(col("dp"), "dp")}
-    counters = {
+    by_nfdump_name = unset(col("pr")).str.to_lowercase().replace_strict(NFDUMP_PROTOCOLS, default=None, return_dtype=pl.Int64)
+    parsers = {
+        "start": parse_datetime(col("ts"), "ts", _TIME_FORMAT, tz),
+        "end": parse_datetime(col("te"), "te", _TIME_FORMAT, tz),
+        "duration": parse_float(col("td"), "td"),
+        "nfdump_proto": Parsed(by_nfdump_name, pl.lit(None, pl.String)),
+        "proto": parse_proto(col("pr"), "pr"),
+        "src_port": parse_int(col("sp"), "sp"),
+        "dst_port": parse_int(col("dp"), "dp"),
         "fwd_packets": parse_int(col("ipkt"), "ipkt"),
         "fwd_bytes": parse_int(col("ibyt"), "ibyt"),
         # A csv without out counters is unidirectional: literal 0, not unset.
-        "rev_packets": parse_int(col("opkt"), "opkt") if "opkt" in cols else None,
-        "rev_bytes": parse_int(col("obyt"), "obyt") if "obyt" in cols else None,
+        **({"rev_packets": parse_int(col("opkt"), "opkt")} if "opkt" in cols else {}),
+        **({"rev_bytes": parse_int(col("obyt"), "obyt")} if "obyt" in cols else {}),
+        "tcp_flags": parse_tcp_flag_letters(col("flg")),
     }
+    # Each parser once (the expressions below refer to them several times).
+    fields, parsed = materialize(fields, parsers)
+    start, end, duration = parsed["start"], parsed["end"], parsed["duration"]
+    duration_us = (duration.value * 1_000_000).round(0).cast(pl.Int64, strict=False)
+    nfdump_proto, general = parsed["nfdump_proto"].value, parsed["proto"]
+    proto = pl.coalesce(nfdump_proto, general.value)
+    proto_reason = pl.when(nfdump_proto.is_null()).then(general.reason)
+    has_ports = proto.is_in(list(PORT_PROTOCOLS)).fill_null(False)
+    ports = {name: parsed[name] for name in ("src_port", "dst_port")}
+    counters = {name: parsed.get(name) for name in ("fwd_packets", "fwd_bytes", "rev_packets", "rev_bytes")}
     counter_values = {k: (p.value if p else pl.lit(0, pl.Int64)) for k, p in counters.items()}
     tunnel_line = proto.is_in(list(_TUNNEL_PROTOCOLS)) & pl.all_horizontal(
         [v.fill_null(-1) == 0 for v in counter_values.values()]
@@ -147,7 +156,7 @@ def _candidates(fields: pl.DataFrame, tz: str) -> pl.DataFrame:
         *[p.value.alias(name) for name, p in ports.items()],
         proto.alias("proto"),
         *[v.alias(name) for name, v in counter_values.items()],
-        parse_tcp_flag_letters(col("flg")).value.alias("tcp_flags"),
+        parsed["tcp_flags"].value.alias("tcp_flags"),
         pl.col("source_row"),
         first_reason(
             start.reason,
@@ -175,7 +184,7 @@ def _not_data(batch: TextBatch, names: list[str], trailer: _Trailer) -> TextBatc
     rejects = rejects.filter(~(raw.is_in([_SUMMARY, _SUMMARY_HEADER, *_MESSAGES]) | is_values))
     repeated_header = pl.all_horizontal([pl.col(n).str.strip_chars() == n for n in _HEADER_START if n in names])
     fields = batch.fields.filter(~repeated_header)
-    return TextBatch(fields, rejects)
+    return TextBatch(fields, rejects, batch.lines)
 
 
 def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
@@ -184,11 +193,11 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
     with source.open() as stream:
         for batch in read_delimited(
             stream, source.name, delimiter=_DELIMITER, columns=names, skip_lines=1,
-            comment_prefix=None, block_bytes=options.block_bytes,
+            comment_prefix=None, block_bytes=options.block_bytes, include=[n for n in unique_names(names) if n in _USED],
         ):
             batch = _not_data(batch, names, trailer)
             checked = check(_candidates(batch.fields, options.timezone), source.name)
-            rejects = pl.concat([batch.rejects, attach_raw(checked.rejects, batch.fields, _DELIMITER)], how="vertical")
+            rejects = pl.concat([batch.rejects, attach_lines(checked.rejects, batch.lines)], how="vertical")
             yield Checked(checked.flows, rejects)
 
 

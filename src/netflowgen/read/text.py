@@ -9,7 +9,7 @@ number and text; blank lines and comment lines (``#`` by default) are skipped, a
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -20,10 +20,47 @@ import pyarrow.csv as pacsv
 
 from netflowgen.read.validate import REJECT_SCHEMA
 
-__all__ = ["TextBatch", "read_delimited", "unique_names", "iter_line_blocks", "attach_raw", "DEFAULT_BLOCK_BYTES"]
+__all__ = [
+    "TextBatch",
+    "Lines",
+    "read_delimited",
+    "unique_names",
+    "iter_line_blocks",
+    "attach_raw",
+    "attach_lines",
+    "DEFAULT_BLOCK_BYTES",
+]
 
 DEFAULT_BLOCK_BYTES = 8 << 20
 _RAW_CHARS = 500
+
+
+class Lines:
+    """The text of the lines of one block, by line number (without the line end)."""
+
+    def __init__(self, block: bytes, first_line: int, starts: np.ndarray, ends: np.ndarray) -> None:
+        self._block = block
+        self._first_line = first_line
+        self._starts = starts
+        self._ends = ends
+
+    def text(self, rows: pl.Series) -> pl.Series:
+        """The lines ``rows`` (line numbers in this block) as the fields of their row joined."""
+        out = []
+        for row in rows.to_list():
+            i = row - self._first_line
+            end = self._ends[i]
+            if end > self._starts[i] and self._block[end - 1] == 13:  # CRLF: Arrow ends the row at the CR
+                end -= 1
+            line = self._block[self._starts[i] : end].decode("utf-8")
+            # Arrow drops a byte order mark at the start of what it parses: the block.
+            out.append(line.removeprefix("\ufeff") if i == 0 else line)
+        return pl.Series("line", out, pl.String)
+
+    def blank(self, rows: pl.Series, delimiter: str) -> pl.Series:
+        """For each of the lines ``rows``: True where every field is blank (whitespace)."""
+        text = self.text(rows)
+        return text.str.replace_all(delimiter, "", literal=True).str.strip_chars() == ""
 
 
 @dataclass(frozen=True)
@@ -32,6 +69,8 @@ class TextBatch:
 
     fields: pl.DataFrame
     rejects: pl.DataFrame
+    lines: Lines | None = None
+    """The text of the block's lines: the raw text of rejects when some columns were not read."""
 
 
 def iter_line_blocks(stream: io.RawIOBase | io.BufferedIOBase, block_bytes: int) -> Iterator[bytes]:
@@ -54,12 +93,13 @@ def iter_line_blocks(stream: io.RawIOBase | io.BufferedIOBase, block_bytes: int)
 
 def _has_bad_bytes(block: bytes) -> bool:
     """Whether a block holds invalid UTF-8 or a carriage return that does not end a line."""
-    try:
-        block.decode("utf-8")
-    except UnicodeDecodeError:
-        return True
-    stray_crs = block.count(b"\r") - block.count(b"\r\n") - block.endswith(b"\r")
-    return stray_crs > 0
+    if not block.isascii():  # ASCII is UTF-8, and far cheaper to check
+        try:
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+    crs = block.count(b"\r")
+    return crs > 0 and crs - block.count(b"\r\n") - block.endswith(b"\r") > 0
 
 
 def _set_aside_bad_lines(block: bytes, first_line: int) -> tuple[bytes, list[tuple[int, str, str]]]:
@@ -85,12 +125,17 @@ def _set_aside_bad_lines(block: bytes, first_line: int) -> tuple[bytes, list[tup
     return b"\n".join(lines), problems
 
 
-def _blank_lines(block: bytes, n_lines: int) -> np.ndarray:
-    """For each line of the block: True where it is empty (CRLF endings allowed)."""
-    data = np.frombuffer(block, dtype=np.uint8)
-    newlines = np.flatnonzero(data == 10)
+def _line_bounds(block: bytes, n_lines: int) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (the newline, excluded) of each line of the block."""
+    newlines = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
     starts = np.concatenate(([0], newlines + 1))[:n_lines]
     ends = np.concatenate((newlines, [len(block)]))[:n_lines]
+    return starts, ends
+
+
+def _blank_lines(block: bytes, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """For each line of the block: True where it is empty (CRLF endings allowed)."""
+    data = np.frombuffer(block, dtype=np.uint8)
     length = ends - starts
     if len(data) == 0:
         return length == 0
@@ -126,15 +171,23 @@ def read_delimited(
     skip_lines: int,
     comment_prefix: str | None = "#",
     block_bytes: int = DEFAULT_BLOCK_BYTES,
+    include: Sequence[str] | None = None,
 ) -> Iterator[TextBatch]:
     """Stream delimited text (``name`` is the file shown in rejects) as String columns with
     line numbers.
 
     ``skip_lines`` lines (the header the format reader already understood) are skipped;
-    line numbers are 1-based and count every line of the file.
+    line numbers are 1-based and count every line of the file. ``include`` names the columns
+    to read (``columns`` after :func:`unique_names`; default all): converting the others to
+    text is most of the engine's work. Every row still needs all ``columns``; the batch's
+    ``lines`` give the whole text of any row (:func:`attach_lines`).
     """
     columns = unique_names(columns)
     n_cols = len(columns)
+    if include is not None:
+        unknown = set(include) - set(columns)
+        if unknown:
+            raise ValueError(f"include names columns that are not in columns: {', '.join(sorted(unknown))}")
     line_no = 1  # number of the first line of the current block
     for block in iter_line_blocks(stream, block_bytes):
         n_lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
@@ -150,7 +203,7 @@ def read_delimited(
             n_lines -= take
             if not block:
                 continue
-        yield _parse_block(block, line_no, n_lines, name, delimiter, columns, n_cols, comment_prefix)
+        yield _parse_block(block, line_no, n_lines, name, delimiter, columns, n_cols, comment_prefix, include)
         line_no += n_lines
 
 
@@ -163,8 +216,13 @@ def _parse_block(
     columns: list[str],
     n_cols: int,
     comment_prefix: str | None,
+    include: Sequence[str] | None,
 ) -> TextBatch:
     block, rejects = _set_aside_bad_lines(block, first_line)
+    wanted = set(columns if include is None else include)
+    if comment_prefix:
+        wanted.add(columns[0])  # to tell comment lines
+    read = [c for c in columns if c in wanted]
     not_rows: list[int] = []  # lines Arrow's parser did not turn into a row
 
     def on_invalid(row: pacsv.InvalidRow) -> str:
@@ -177,7 +235,8 @@ def _parse_block(
         return "skip"
 
     all_lines = np.arange(first_line, first_line + n_lines, dtype=np.int64)
-    blank = _blank_lines(block, n_lines)
+    starts, ends = _line_bounds(block, n_lines)
+    blank = _blank_lines(block, starts, ends)
     try:
         table = pacsv.read_csv(
             io.BytesIO(block),
@@ -186,11 +245,13 @@ def _parse_block(
                 delimiter=delimiter, quote_char=False, double_quote=False, escape_char=False,
                 newlines_in_values=False, ignore_empty_lines=False, invalid_row_handler=on_invalid,
             ),
-            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in columns}, strings_can_be_null=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in read}, include_columns=read, strings_can_be_null=False
+            ),
         )
     except pa.ArrowInvalid as e:
         # Nothing in a block may stop the run: set the whole block aside with the reason.
-        table = pa.table({c: pa.array([], pa.string()) for c in columns})
+        table = pa.table({c: pa.array([], pa.string()) for c in read})
         done = {line for line, _, _ in rejects}
         rejects += [(int(line), f"unparsable text block: {e}", "") for line in all_lines[~blank] if line not in done]
         not_rows = all_lines.tolist()
@@ -207,6 +268,8 @@ def _parse_block(
         # A comment line that happens to hold the expected number of fields.
         keep = keep & ~fields[columns[0]].str.starts_with(comment_prefix)
     fields = fields.filter(keep)
+    if include is not None and columns[0] not in include:
+        fields = fields.drop(columns[0], strict=False)
     rejects.sort()
     reject_df = pl.DataFrame(
         {
@@ -217,7 +280,15 @@ def _parse_block(
         },
         schema=REJECT_SCHEMA,
     )
-    return TextBatch(fields, reject_df)
+    return TextBatch(fields, reject_df, Lines(block, first_line, starts, ends))
+
+
+def attach_lines(rejects: pl.DataFrame, lines: Lines | None) -> pl.DataFrame:
+    """Fill the ``raw`` text of validation rejects with the text of their lines."""
+    if rejects.height == 0 or lines is None:
+        return rejects
+    text = lines.text(rejects["source_row"]).str.slice(0, _RAW_CHARS)
+    return rejects.with_columns(pl.coalesce(pl.col("raw"), text).alias("raw"))
 
 
 def attach_raw(rejects: pl.DataFrame, fields: pl.DataFrame, delimiter: str) -> pl.DataFrame:

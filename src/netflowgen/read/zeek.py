@@ -22,6 +22,7 @@ import polars as pl
 from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
 from netflowgen.read.fields import (
     first_reason,
+    materialize,
     parse_datetime,
     parse_epoch,
     parse_float,
@@ -30,7 +31,7 @@ from netflowgen.read.fields import (
     parse_zeek_history,
 )
 from netflowgen.read.source import Source
-from netflowgen.read.text import attach_raw, iter_line_blocks, read_delimited
+from netflowgen.read.text import attach_lines, attach_raw, iter_line_blocks, read_delimited
 from netflowgen.read.validate import REJECT_SCHEMA, Checked, check
 
 __all__ = ["FORMAT", "JSON_FORMAT", "FORMATS"]
@@ -90,6 +91,15 @@ def _field_names(directives: dict[str, str], sep: str, source_name: str) -> tupl
     return names, tail_names
 
 
+def _used(names: list[str]) -> list[str]:
+    """The columns :func:`_candidates` reads (the IP-layer byte counts where the log has them)."""
+    used = {"ts", "duration", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "history",
+            "orig_pkts", "resp_pkts", *_LABEL_NAMES, *_DETAIL_NAMES}
+    used |= {"orig_ip_bytes"} if "orig_ip_bytes" in names else {"orig_bytes"}
+    used |= {"resp_ip_bytes"} if "resp_ip_bytes" in names else {"resp_bytes"}
+    return [n for n in names if n in used]
+
+
 def _zeek_unset(col: str, directives: dict[str, str]) -> pl.Expr:
     unset_mark = directives.get("unset_field", "-")
     empty_mark = directives.get("empty_field", "(empty)")
@@ -104,15 +114,11 @@ def _candidates(fields: pl.DataFrame, directives: dict[str, str]) -> pl.DataFram
     def col(name: str) -> pl.Expr:
         return pl.col(name) if name in cols else pl.lit(None, pl.String)
 
-    ts = parse_epoch(col("ts"), "ts")
-    # Zeek may write ISO 8601 times (JSON logs with TS_ISO8601).
-    ts_iso = parse_datetime(col("ts").str.replace(r"Z$", ""), "ts", "%Y-%m-%dT%H:%M:%S%.f")
-    start = pl.coalesce(ts.value, ts_iso.value)
-    start_reason = pl.when(start.is_null()).then(ts.reason).otherwise(None)
-    duration = parse_float(col("duration"), "duration")
     fwd_bytes_name = "orig_ip_bytes" if "orig_ip_bytes" in cols else "orig_bytes"
     rev_bytes_name = "resp_ip_bytes" if "resp_ip_bytes" in cols else "resp_bytes"
-    parsed = {
+    parsers = {
+        "ts": parse_epoch(col("ts"), "ts"),
+        "duration": parse_float(col("duration"), "duration"),
         "src_port": parse_int(col("id.orig_p"), "id.orig_p"),
         "dst_port": parse_int(col("id.resp_p"), "id.resp_p"),
         "proto": parse_proto(col("proto"), "proto"),
@@ -122,6 +128,14 @@ def _candidates(fields: pl.DataFrame, directives: dict[str, str]) -> pl.DataFram
         "rev_bytes": parse_int(col(rev_bytes_name), rev_bytes_name),
         "tcp_flags": parse_zeek_history(col("history")),
     }
+    # Each parser once (the expressions below refer to them several times).
+    fields, parsed = materialize(fields, parsers)
+    ts, duration = parsed.pop("ts"), parsed.pop("duration")
+    # Zeek may write ISO 8601 times (JSON logs with TS_ISO8601): tried where the epoch failed.
+    iso_text = pl.when(ts.value.is_null()).then(col("ts")).str.replace(r"Z$", "")
+    ts_iso = parse_datetime(iso_text, "ts", "%Y-%m-%dT%H:%M:%S%.f")
+    start = pl.coalesce(ts.value, ts_iso.value)
+    start_reason = pl.when(start.is_null()).then(ts.reason).otherwise(None)
     label = next((n for n in _LABEL_NAMES if n in cols), None)
     detail = next((n for n in _DETAIL_NAMES if n in cols), None)
     duration_us = (duration.value * 1_000_000).round(0).cast(pl.Int64, strict=False)
@@ -170,9 +184,13 @@ def _read_tsv(source: Source, options: ReadOptions) -> Iterator[Checked]:
     directives, header_lines = _header(source)
     sep = _separator(directives, source.name)
     names, tail_names = _field_names(directives, sep, source.name)
+    # IoT-23's space-separated tail is split into columns: its rejects show the fields joined, so
+    # every column is read there.
+    include = None if tail_names else _used(names)
     with source.open() as stream:
         for batch in read_delimited(
-            stream, source.name, delimiter=sep, columns=names, skip_lines=header_lines, block_bytes=options.block_bytes
+            stream, source.name, delimiter=sep, columns=names, skip_lines=header_lines,
+            block_bytes=options.block_bytes, include=include,
         ):
             fields = batch.fields
             rejects = [batch.rejects]
@@ -180,7 +198,7 @@ def _read_tsv(source: Source, options: ReadOptions) -> Iterator[Checked]:
                 fields, tail_rejects = _split_tail(fields, tail_names)
                 rejects.append(tail_rejects.with_columns(pl.lit(source.name).alias("source_file")))
             checked = check(_candidates(fields, directives), source.name)
-            rejects.append(attach_raw(checked.rejects, fields, sep))
+            rejects.append(attach_raw(checked.rejects, fields, sep) if tail_names else attach_lines(checked.rejects, batch.lines))
             yield Checked(checked.flows, pl.concat(rejects, how="vertical"))
 
 

@@ -92,6 +92,8 @@ def scan_series(path: str | os.PathLike[str]) -> tuple[pl.LazyFrame, dict]:  # t
     folder = Path(path)
     manifest = read_manifest(folder, SERIES_KIND)
     parts = sorted(folder.glob("part-*.parquet"))
+    if not parts:
+        raise ValueError(f"{folder}: a series without part files (written by an older netflowgen?); build it again")
     return pl.scan_parquet(parts), manifest
 
 

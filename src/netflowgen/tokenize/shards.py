@@ -22,6 +22,7 @@ step; a node's segments never cross a shard.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def _node_cuts(node_keys: np.ndarray, shard_rows: int) -> list[tuple[int, int]]:
 
 
 def write_tokens(
-    series: pl.DataFrame,
+    series: pl.DataFrame | Iterable[pl.DataFrame],
     tokenizer: Tokenizer,
     out: Path,
     *,
@@ -89,29 +90,18 @@ def write_tokens(
     shard_rows: int = 4_000_000,
     overwrite: bool = False,
 ) -> dict[str, object]:
-    """Encode a node-series table and write it as token shards; returns the manifest."""
-    table = series.sort("node", "step")
-    # Node keys in row order: unknown nodes all have id 0, so split shards on the node text.
-    keys = table["node"].rank("dense").to_numpy()
+    """Encode a node-series table, or parts of one with disjoint nodes (as a series artifact
+    stores them, so that only one part is in memory at a time), and write token shards; returns
+    the manifest."""
+    tables = [series] if isinstance(series, pl.DataFrame) else series
     shards = []
+    rows = 0
     with atomic_directory(out, overwrite) as tmp:
         tokenizer.save(tmp / "tokenizer.json")
-        for i, (lo, hi) in enumerate(_node_cuts(keys, shard_rows) if table.height else []):
-            part = table.slice(lo, hi - lo)
-            enc = tokenizer.encode(part)
-            step_s = part["step"].dt.epoch("s").to_numpy().astype(np.int64)
-            arrays = {
-                **enc,
-                "step": step_s,
-                "attack": part["attack"].cast(pl.UInt8).to_numpy(),
-                "labeled": (part["labeled_flows"] > 0).cast(pl.UInt8).to_numpy(),
-                "segments": segments_of(keys[lo:hi], step_s, step_seconds),
-            }
-            folder = tmp / f"shard-{i:05d}"
-            folder.mkdir()
-            for name in _ARRAYS:
-                np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            shards.append({"name": folder.name, "rows": hi - lo, "segments": int(len(arrays["segments"]))})
+        for table in tables:
+            table = table.sort("node", "step")
+            rows += table.height
+            shards += _write_shards(table, tokenizer, tmp, len(shards), step_seconds, shard_rows)
         manifest = {
             "features": list(tokenizer.config.features),
             "bins": tokenizer.bins,
@@ -119,13 +109,37 @@ def write_tokens(
             "step_seconds": step_seconds,
             "fit": fit,
             "source_series": source,
-            "rows": table.height,
+            "rows": rows,
             "nodes_known": len(tokenizer.nodes),
             "groups_known": len(tokenizer.groups),
             "shards": shards,
         }
         write_manifest(tmp, TOKENS_KIND, **manifest)
     return manifest
+
+
+def _write_shards(table: pl.DataFrame, tokenizer: Tokenizer, tmp: Path, first: int, step_seconds: float,
+                  shard_rows: int) -> list[dict]:  # type: ignore[type-arg]
+    # Node keys in row order: unknown nodes all have id 0, so split shards on the node text.
+    keys = table["node"].rank("dense").to_numpy()
+    shards = []
+    for i, (lo, hi) in enumerate(_node_cuts(keys, shard_rows) if table.height else [], start=first):
+        part = table.slice(lo, hi - lo)
+        enc = tokenizer.encode(part)
+        step_s = part["step"].dt.epoch("s").to_numpy().astype(np.int64)
+        arrays = {
+            **enc,
+            "step": step_s,
+            "attack": part["attack"].cast(pl.UInt8).to_numpy(),
+            "labeled": (part["labeled_flows"] > 0).cast(pl.UInt8).to_numpy(),
+            "segments": segments_of(keys[lo:hi], step_s, step_seconds),
+        }
+        folder = tmp / f"shard-{i:05d}"
+        folder.mkdir()
+        for name in _ARRAYS:
+            np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
+        shards.append({"name": folder.name, "rows": hi - lo, "segments": int(len(arrays["segments"]))})
+    return shards
 
 
 def open_tokens(path: str | os.PathLike[str]) -> tuple[dict, Tokenizer, list[TokenShard]]:  # type: ignore[type-arg]

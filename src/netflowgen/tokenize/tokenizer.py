@@ -87,21 +87,27 @@ class Tokenizer:
     # --- fitting -------------------------------------------------------------------------------
 
     @classmethod
-    def fit(cls, series: pl.DataFrame, config: TokenizerConfig) -> Tokenizer:
-        """Fit bins and vocabularies on a (training) node-series table."""
-        missing = [f for f in config.features if f not in series.columns]
+    def fit(cls, series: pl.DataFrame | pl.LazyFrame, config: TokenizerConfig) -> Tokenizer:
+        """Fit bins and vocabularies on a (training) node-series table.
+
+        A LazyFrame is read one column at a time, so a series larger than memory can be fitted.
+        """
+        lazy = series.lazy()
+        names = lazy.collect_schema().names()
+        missing = [f for f in config.features if f not in names]
         if missing:
             raise ValueError(f"series lacks the features {missing}")
         cuts, ranges, reps = {}, {}, {}
         for name in config.features:
-            values = series[name].cast(pl.Float64).to_numpy()
+            values = lazy.select(pl.col(name).cast(pl.Float64)).collect().to_series().to_numpy()
             if np.any(values < 0) or np.any(np.isnan(values)):
                 raise ValueError(f"feature {name!r} has negative or missing values; features are counts")
             c = _cuts(values[values > 0], config.n_bins, config.rule)
             cuts[name] = c.tolist()
             ranges[name], reps[name] = _ranges_and_representatives(values, c)
-        nodes = {n: i + 1 for i, n in enumerate(sorted(series["node"].unique().drop_nulls().to_list()))}
-        groups = {g: i + 1 for i, g in enumerate(sorted(series["group"].unique().drop_nulls().to_list()))}
+        vocab = lambda col: sorted(lazy.select(pl.col(col).unique()).collect().to_series().drop_nulls().to_list())  # noqa: E731
+        nodes = {n: i + 1 for i, n in enumerate(vocab("node"))}
+        groups = {g: i + 1 for i, g in enumerate(vocab("group"))}
         return cls(config, cuts, ranges, reps, nodes, groups)
 
     # --- encoding ------------------------------------------------------------------------------
@@ -232,7 +238,7 @@ def _ranges_and_representatives(values: np.ndarray, cuts: np.ndarray) -> tuple[l
     return ranges, reps
 
 
-def fit_part(series: pl.DataFrame, fraction: float = 0.8, until: datetime | None = None) -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
+def fit_part(series: pl.DataFrame | pl.LazyFrame, fraction: float = 0.8, until: datetime | None = None) -> tuple[pl.DataFrame | pl.LazyFrame, dict]:  # type: ignore[type-arg]
     """The rows a tokenizer may be fitted on, and a description of them for the manifest.
 
     By default the first ``fraction`` of every node's steps (the training side of the per-node

@@ -10,6 +10,7 @@ import pytest
 from netflowgen.read.fields import (
     Parsed,
     first_reason,
+    materialize,
     parse_datetime,
     parse_epoch,
     parse_float,
@@ -211,3 +212,60 @@ def test_first_reason_takes_the_first_non_null():
     df = pl.DataFrame({"a": [None, "a bad", None], "b": ["b bad", "b bad", None]}, schema={"a": pl.String, "b": pl.String})
     assert df.select(first_reason(pl.col("a"), pl.col("b"))).to_series().to_list() == ["b bad", "a bad", None]
     assert df.select(first_reason()).to_series().to_list() == [None]
+
+
+# --- fast paths: a plain cast first, the other forms only where it fails -----------------------
+
+TRICKY = [
+    "12", "-3", "+5", "00012", " 7 ", "\t8", "0x1f", "0X1F", "0x", "12.0", "12.5", "1e3", "-0",
+    "\uff11\uff12", "\u0663", "\u0661\u0662.5", "99999999999999999999", "9223372036854775807", "1709251200.123456",
+    "1709251200.", "-1.5", "1.2.3", "nan", "inf", "tcp", " UDP ", "arp", "LLC", "bogus", "", "-", " - ", None,
+]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: parse_int(S, "n"),
+        lambda: parse_float(S, "n"),
+        lambda: parse_epoch(S, "ts"),
+        lambda: parse_epoch(S, "ts", 0.001),
+        lambda: parse_proto(S, "pr"),
+        lambda: parse_datetime(S, "ts", "%Y-%m-%d"),
+    ],
+    ids=["int", "float", "epoch", "epoch_ms", "proto", "datetime"],
+)
+def test_mixed_forms_in_one_column_parse_as_each_alone(make):
+    # A column of common values with a few in other forms takes the fast path for most rows:
+    # every row must come out as it does alone, and materialize() must give the same reasons.
+    values = ["1", "2", *TRICKY, "3"] * 3
+    alone = [run(make(), [v])[0] for v in values]
+    assert run(make(), values) == alone
+    df = pl.DataFrame({"s": values}, schema={"s": pl.String})
+    fields, parsed = materialize(df, {"x": make()})
+    assert fields.select(parsed["x"].value, parsed["x"].reason).rows() == alone
+
+
+def test_fast_path_values_and_reasons():
+    assert run(parse_int(S, "n"), ["7", "\u0663", "1e3", " 0x10 "]) == [
+        (7, None), (None, "n: cannot parse \u0663"), (1000, None), (16, None),
+    ]
+    assert epoch_us(["\u0661\u0662.5", "+5", "5.+5", "5.-5"]) == [
+        (None, "ts: cannot parse \u0661\u0662.5"), (None, "ts: cannot parse +5"),
+        (None, "ts: cannot parse 5.+5"), (None, "ts: cannot parse 5.-5"),
+    ]
+    assert run(parse_proto(S), ["6", " 17 ", "TCP", "arp", "zzz", " ", None]) == [
+        (6, None), (17, None), (6, None), (None, "not an IP flow: protocol arp"),
+        (None, "proto: unknown protocol zzz"), (None, "proto: missing"), (None, "proto: missing"),
+    ]
+
+
+def test_flag_letters_from_distinct_values_keep_nulls_and_order():
+    values = ["...A.R..", None, "-", "S", "...A.R..", " fs ", "", "S"]
+    assert run(parse_tcp_flag_letters(S), values) == [
+        (20, None), (None, None), (None, None), (2, None), (20, None), (3, None), (None, None), (2, None),
+    ]
+    assert run(parse_zeek_history(S), ["ShADadFf", None, "-", "ShADadFf", "^dDa"]) == [
+        (19, None), (None, None), (None, None), (19, None), (16, None),
+    ]
+    assert run(parse_tcp_flag_letters(S), []) == []

@@ -7,7 +7,13 @@ import io
 import polars as pl
 import pytest
 
-from netflowgen.read.text import attach_raw, iter_line_blocks, read_delimited
+from netflowgen.read.text import (
+    _has_bad_bytes,
+    attach_lines,
+    attach_raw,
+    iter_line_blocks,
+    read_delimited,
+)
 from netflowgen.read.validate import REJECT_SCHEMA
 
 COLS = ["a", "b", "c"]
@@ -215,3 +221,45 @@ def test_attach_raw_fills_raw_text_of_validation_rejects():
     assert dict(out.schema) == REJECT_SCHEMA
     assert out.rows() == [("f", 9, "bad b", "4\t\t6"), ("f", 12, "kept", "original")]
     assert attach_raw(rejects.head(0), fields, ",").height == 0
+
+
+@pytest.mark.parametrize("block_bytes", [8, 1 << 20])
+def test_include_reads_some_columns_and_lines_give_whole_rows(block_bytes):
+    data = "\ufeffh1,h2,h3\n1,2,3\r\n#c,x,y\n4,5\n\n7,\u00e9,9\n, ,\t\n10,11,12".encode()
+    rows, rejects = [], []
+    for batch in read_delimited(
+        io.BytesIO(data), "in.csv", delimiter=",", columns=COLS, skip_lines=0, block_bytes=block_bytes,
+        include=["c", "b"],
+    ):
+        assert batch.fields.columns == ["b", "c", "source_row"]  # file order; "a" read only to tell comments
+        rows += batch.fields.rows()
+        rejects += batch.rejects["source_row"].to_list()
+        every = batch.fields.select(pl.col("source_row").cast(pl.UInt64))
+        lines = attach_lines(
+            every.select(pl.lit("in.csv").alias("source_file"), "source_row", pl.lit("r").alias("reason"),
+                         pl.lit(None, pl.String).alias("raw")),
+            batch.lines,
+        )
+        # The whole row as its fields joined: line end and the BOM Arrow drops at a block start left out.
+        for row, raw in lines.select("source_row", "raw").rows():
+            want = data.split(b"\n")[row - 1].decode().removesuffix("\r")
+            assert raw == (want.removeprefix("\ufeff") if row == 1 else want)
+        assert batch.lines.blank(batch.fields["source_row"], ",").to_list() == [
+            r == 7 for r in batch.fields["source_row"].to_list()
+        ]
+    assert rows == [("h2", "h3", 1), ("2", "3", 2), ("\u00e9", "9", 6), (" ", "\t", 7), ("11", "12", 8)]
+    assert rejects == [4]
+
+
+def test_include_must_name_columns():
+    with pytest.raises(ValueError, match="zz"):
+        list(read_delimited(io.BytesIO(b"1,2,3\n"), "in.csv", delimiter=",", columns=COLS, skip_lines=0, include=["zz"]))
+
+
+@pytest.mark.parametrize(
+    "block,bad",
+    [(b"a,b\r\nc\n", False), (b"a\rb\n", True), (b"a,b\r", False), (b"\xc3\xa9\n", False), (b"\xff\n", True),
+     (b"\xc3\xa9\r\n\r", False), (b"\xc3\xa9\rx\n", True), (b"", False)],
+)
+def test_has_bad_bytes(block, bad):
+    assert _has_bad_bytes(block) is bad

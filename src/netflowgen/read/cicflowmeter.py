@@ -59,14 +59,22 @@ import io
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import BinaryIO
 
 import polars as pl
 
 from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
-from netflowgen.read.fields import Parsed, first_reason, materialize, parse_int, parse_proto, unset
+from netflowgen.read.fields import (
+    Parsed,
+    first_reason,
+    materialize,
+    parse_int,
+    parse_proto,
+    unset,
+)
 from netflowgen.read.source import Source
-from netflowgen.read.text import attach_lines, iter_line_blocks, read_delimited
+from netflowgen.read.text import Lines, attach_lines, iter_line_blocks, read_delimited
 from netflowgen.read.validate import Checked, check
 from netflowgen.schema import MAX_BYTES_PER_PACKET
 
@@ -472,6 +480,8 @@ def _to_utf8(block: bytes) -> bytes:
 
     Lines that are neither stay as they are, for the engine to reject. Fast when all is UTF-8.
     """
+    if block.isascii():  # ASCII is UTF-8, and far cheaper to check
+        return block
     try:
         block.decode("utf-8")
         return block
@@ -511,6 +521,11 @@ class _Utf8Lines(io.RawIOBase):
         return n
 
 
+def _blank_lines(lines: Lines, delimiter: str, rows: pl.DataFrame) -> pl.Series:
+    """Which of ``rows`` have every field of their line blank (also the fields not read)."""
+    return lines.blank(rows["source_row"], delimiter)
+
+
 def _sniff(head: bytes, name: str) -> bool:
     first = head.split(b"\n", 1)[0].decode("utf-8", "replace")
     keys = {_key(h) for h in first.split(",")}
@@ -531,12 +546,11 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
             stream, source.name, delimiter=",", columns=columns, skip_lines=1, block_bytes=options.block_bytes,
             include=[c for c in columns if c in used],
         ):
-            lines = batch.lines
-            assert lines is not None  # read_delimited gives the lines of every batch
-            cand = candidates(batch.fields, layout, options.timezone, lambda rows: lines.blank(rows["source_row"], ","))
+            blank = partial(_blank_lines, batch.lines, ",")
+            cand = candidates(batch.fields, layout, options.timezone, blank)
             afternoon += int(cand[PM_INFERRED].sum())
             checked = check(cand, source.name)
-            rejects = pl.concat([batch.rejects, attach_lines(checked.rejects, lines)], how="vertical")
+            rejects = pl.concat([batch.rejects, attach_lines(checked.rejects, batch.lines)], how="vertical")
             yield Checked(checked.flows, rejects)
     warn_pm_inferred(source.name, afternoon)
 

@@ -25,8 +25,9 @@ needs time, so reading one raises :class:`FormatError` that says so. The v3 sets
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import polars as pl
 
@@ -34,7 +35,7 @@ from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
 from netflowgen.read.cicflowmeter import read_header
 from netflowgen.read.fields import Parsed, first_reason, parse_int, parse_proto, unset
 from netflowgen.read.source import Source
-from netflowgen.read.text import attach_raw, read_delimited
+from netflowgen.read.text import Lines, attach_lines, read_delimited
 from netflowgen.read.validate import Checked, check
 
 __all__ = ["FORMAT", "Layout", "find_layout", "candidates"]
@@ -51,6 +52,8 @@ _COUNTERS = {"fwd_packets": "IN_PKTS", "fwd_bytes": "IN_BYTES", "rev_packets": "
 _NUMBER_FIELDS = ("FLOW_START_MILLISECONDS", "FLOW_END_MILLISECONDS", "FLOW_DURATION_MILLISECONDS",
                   "L4_SRC_PORT", "L4_DST_PORT", "IN_BYTES", "IN_PKTS", "OUT_BYTES", "OUT_PKTS", "TCP_FLAGS")
 _DELIMITERS = (",", "|", "\t", ";")
+#: Candidate frame column: True where every field of the row is blank.
+_BLANK = "__nfg_blank"
 # Milliseconds that still fit in microseconds as Int64 (about year 292,000).
 _MAX_MS = 9_000_000_000_000_000 // 1000
 
@@ -102,16 +105,23 @@ def find_layout(header: Sequence[str], source_name: str, columns: Sequence[str] 
     return Layout(found, names)
 
 
-def candidates(fields: pl.DataFrame, layout: Layout) -> pl.DataFrame:
+def candidates(
+    fields: pl.DataFrame, layout: Layout, blank: Callable[[pl.DataFrame], pl.Series] | None = None
+) -> pl.DataFrame:
     """nProbe fields (String columns named as in ``layout``) -> candidate canonical rows.
 
     Rows written the common way take a fast path; the others (a few, if any) are parsed field by
-    field with the reason for what is wrong. Both give the same values.
+    field with the reason for what is wrong. Both give the same values. ``blank`` says which of
+    some rows have every field blank, where ``fields`` lacks columns of the file (default: every
+    column of ``fields`` blank).
     """
     fast, clean = _fast_candidates(fields, layout)
     if clean.all():
         return fast
-    careful = _careful_candidates(fields.filter(~clean), layout)
+    rest = fields.filter(~clean)
+    if blank is not None:
+        rest = rest.with_columns(blank(rest).alias(_BLANK))
+    careful = _careful_candidates(rest, layout)
     return pl.concat([fast.filter(clean), careful]).sort("source_row")
 
 
@@ -213,6 +223,10 @@ def _careful_candidates(fields: pl.DataFrame, layout: Layout) -> pl.DataFrame:
     def number(field: str) -> Parsed:
         return parse_int(col(field), layout.names.get(field, field))
 
+    if _BLANK not in fields.columns:  # every column of the file is in fields
+        data = [c for c in fields.columns if c != "source_row"]
+        fields = fields.with_columns(pl.all_horizontal([pl.col(c).str.strip_chars() == "" for c in data]).alias(_BLANK))
+
     start = _epoch_ms(number("FLOW_START_MILLISECONDS"), layout.names["FLOW_START_MILLISECONDS"])
     if "FLOW_END_MILLISECONDS" in layout.columns:
         end = _epoch_ms(number("FLOW_END_MILLISECONDS"), layout.names["FLOW_END_MILLISECONDS"])
@@ -226,7 +240,6 @@ def _careful_candidates(fields: pl.DataFrame, layout: Layout) -> pl.DataFrame:
         **{c: number(f) for c, f in _COUNTERS.items()},
         "tcp_flags": number("TCP_FLAGS"),
     }
-    data = [c for c in fields.columns if c != "source_row"]
     return fields.select(
         start.value.alias("ts_start"),
         end.value.alias("ts_end"),
@@ -236,8 +249,7 @@ def _careful_candidates(fields: pl.DataFrame, layout: Layout) -> pl.DataFrame:
         *_labels(layout),
         pl.col("source_row"),
         first_reason(
-            pl.when(pl.all_horizontal([pl.col(c).str.strip_chars() == "" for c in data]))
-            .then(pl.lit("empty row: every field is blank")),
+            pl.when(pl.col(_BLANK)).then(pl.lit("empty row: every field is blank")),
             pl.when(unset(col("IPV4_SRC_ADDR")).str.to_uppercase() == "IPV4_SRC_ADDR")
             .then(pl.lit("repeated header line")),
             start.reason,
@@ -247,6 +259,11 @@ def _careful_candidates(fields: pl.DataFrame, layout: Layout) -> pl.DataFrame:
               for c, f in _COUNTERS.items()],
         ).alias("reject"),
     ).cast(_candidate_schema(fields.schema["source_row"]))  # type: ignore[arg-type]
+
+
+def _blank_lines(lines: Lines, delimiter: str, rows: pl.DataFrame) -> pl.Series:
+    """Which of ``rows`` have every field of their line blank (also the fields not read)."""
+    return lines.blank(rows["source_row"], delimiter)
 
 
 def _delimiter(line: str) -> str:
@@ -267,12 +284,15 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
     layout = find_layout(header, source.name, columns)
     if layout is None:
         raise FormatError(f"{source.name}: not an nProbe field set (no IPV4_SRC_ADDR and IN_BYTES columns)")
+    used = set(layout.columns.values())
     with source.open() as stream:
         for batch in read_delimited(
-            stream, source.name, delimiter=delimiter, columns=columns, skip_lines=1, block_bytes=options.block_bytes
+            stream, source.name, delimiter=delimiter, columns=columns, skip_lines=1, block_bytes=options.block_bytes,
+            include=[c for c in columns if c in used],
         ):
-            checked = check(candidates(batch.fields, layout), source.name)
-            rejects = pl.concat([batch.rejects, attach_raw(checked.rejects, batch.fields, delimiter)], how="vertical")
+            blank = partial(_blank_lines, batch.lines, delimiter)
+            checked = check(candidates(batch.fields, layout, blank), source.name)
+            rejects = pl.concat([batch.rejects, attach_lines(checked.rejects, batch.lines)], how="vertical")
             yield Checked(checked.flows, rejects)
 
 

@@ -69,7 +69,7 @@ class TextBatch:
 
     fields: pl.DataFrame
     rejects: pl.DataFrame
-    lines: Lines | None = None
+    lines: Lines
     """The text of the block's lines: the raw text of rejects when some columns were not read."""
 
 
@@ -283,9 +283,9 @@ def _parse_block(
     return TextBatch(fields, reject_df, Lines(block, first_line, starts, ends))
 
 
-def attach_lines(rejects: pl.DataFrame, lines: Lines | None) -> pl.DataFrame:
+def attach_lines(rejects: pl.DataFrame, lines: Lines) -> pl.DataFrame:
     """Fill the ``raw`` text of validation rejects with the text of their lines."""
-    if rejects.height == 0 or lines is None:
+    if rejects.height == 0:
         return rejects
     text = lines.text(rejects["source_row"]).str.slice(0, _RAW_CHARS)
     return rejects.with_columns(pl.coalesce(pl.col("raw"), text).alias("raw"))

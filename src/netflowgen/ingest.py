@@ -103,9 +103,13 @@ def reason_kind(reason: str) -> str:
     'src_ip is not an IP address'
     >>> reason_kind("expected 23 fields, found 2")
     'wrong number of fields'
+    >>> reason_kind("ts: cannot parse 17724420O0.25")
+    'ts: cannot parse'
     """
     if reason.startswith("expected ") and " fields" in reason:
         return "wrong number of fields"
+    if ": cannot parse" in reason:
+        return reason[: reason.index(": cannot parse") + len(": cannot parse")]
     return reason.split(":", 1)[0]
 
 

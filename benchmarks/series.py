@@ -30,7 +30,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import netflowgen_command, run_measured, synth_flows, write_pcap  # noqa: E402
+from ingest import T0, netflowgen_command, run_measured, synth_flows, write_pcap  # noqa: E402
 
 from netflowgen.artifacts import write_manifest  # noqa: E402
 from netflowgen.ingest import DATASET_KIND  # noqa: E402
@@ -49,7 +49,7 @@ def canonical(chunk: pl.DataFrame, first_row: int, nodes: int, span_s: int) -> p
     """The synthetic flows as the canonical table: local endpoints drawn from a fixed population
     of ``nodes`` hosts (as in an ISP's customer range), times folded into ``span_s`` seconds."""
     ports = pl.col("proto").is_in([6, 17])
-    t0 = chunk["start_us"].min()
+    t0 = T0 * 1_000_000
     chunk = chunk.with_columns(
         pl.when(pl.col("src_local")).then(_pool_address("src", nodes)).otherwise(pl.col("src")).alias("src"),
         pl.when(pl.col("dst_local")).then(_pool_address("dst", nodes)).otherwise(pl.col("dst")).alias("dst"),

@@ -55,8 +55,8 @@ from netflowgen.read.fields import (
     unset,
 )
 from netflowgen.read.source import Source
-from netflowgen.read.text import attach_lines, read_delimited
-from netflowgen.read.validate import Checked, check
+from netflowgen.read.text import check_batch, read_delimited
+from netflowgen.read.validate import Checked
 
 __all__ = ["FORMAT"]
 
@@ -205,9 +205,7 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
             stream, source.name, delimiter=delimiter, columns=names, skip_lines=1,
             comment_prefix=None, block_bytes=options.block_bytes, include=[n for n in names if n in _USED],
         ):
-            checked = check(_candidates(batch.fields, options.timezone), source.name)
-            rejects = attach_lines(checked.rejects, batch.lines)
-            yield Checked(checked.flows, pl.concat([batch.rejects, rejects], how="vertical"))
+            yield check_batch(_candidates(batch.fields, options.timezone), batch, source.name)
 
 
 FORMAT = FlowFormat(

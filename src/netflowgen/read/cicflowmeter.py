@@ -74,8 +74,8 @@ from netflowgen.read.fields import (
     unset,
 )
 from netflowgen.read.source import Source
-from netflowgen.read.text import Lines, attach_lines, iter_line_blocks, read_delimited
-from netflowgen.read.validate import Checked, check
+from netflowgen.read.text import Lines, check_batch, iter_line_blocks, read_delimited
+from netflowgen.read.validate import Checked
 from netflowgen.schema import MAX_BYTES_PER_PACKET
 
 __all__ = ["FORMAT", "Layout", "find_layout", "candidates", "read_header", "warn_pm_inferred", "PM_INFERRED"]
@@ -549,9 +549,7 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
             blank = partial(_blank_lines, batch.lines, ",")
             cand = candidates(batch.fields, layout, options.timezone, blank)
             afternoon += int(cand[PM_INFERRED].sum())
-            checked = check(cand, source.name)
-            rejects = pl.concat([batch.rejects, attach_lines(checked.rejects, batch.lines)], how="vertical")
-            yield Checked(checked.flows, rejects)
+            yield check_batch(cand, batch, source.name)
     warn_pm_inferred(source.name, afternoon)
 
 

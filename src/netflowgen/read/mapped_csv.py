@@ -83,8 +83,8 @@ from netflowgen.read.fields import (
     unset,
 )
 from netflowgen.read.source import Source
-from netflowgen.read.text import attach_lines, read_delimited, unique_names
-from netflowgen.read.validate import Checked, check
+from netflowgen.read.text import check_batch, read_delimited, unique_names
+from netflowgen.read.validate import Checked
 
 __all__ = ["FORMAT", "ColumnSpec", "CsvMapping", "load_mapping", "resolve_mapping", "shipped_mappings"]
 
@@ -445,9 +445,7 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
             stream, source.name, delimiter=mapping.delimiter, columns=names, skip_lines=skip,
             comment_prefix=None, block_bytes=options.block_bytes, include=used,
         ):
-            checked = check(_candidates(batch.fields, mapping, options.timezone), source.name)
-            rejects = attach_lines(checked.rejects, batch.lines)
-            yield Checked(checked.flows, pl.concat([batch.rejects, rejects], how="vertical"))
+            yield check_batch(_candidates(batch.fields, mapping, options.timezone), batch, source.name)
 
 
 def _sniff(head: bytes, name: str) -> bool:

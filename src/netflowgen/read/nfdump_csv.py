@@ -41,8 +41,8 @@ from netflowgen.read.fields import (
     unset,
 )
 from netflowgen.read.source import Source
-from netflowgen.read.text import TextBatch, attach_lines, read_delimited, unique_names
-from netflowgen.read.validate import Checked, check
+from netflowgen.read.text import TextBatch, check_batch, read_delimited, unique_names
+from netflowgen.read.validate import Checked
 from netflowgen.schema import PORT_PROTOCOLS
 
 __all__ = ["FORMAT", "NFDUMP_PROTOCOLS"]
@@ -196,9 +196,7 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
             comment_prefix=None, block_bytes=options.block_bytes, include=[n for n in unique_names(names) if n in _USED],
         ):
             batch = _not_data(batch, names, trailer)
-            checked = check(_candidates(batch.fields, options.timezone), source.name)
-            rejects = pl.concat([batch.rejects, attach_lines(checked.rejects, batch.lines)], how="vertical")
-            yield Checked(checked.flows, rejects)
+            yield check_batch(_candidates(batch.fields, options.timezone), batch, source.name)
 
 
 FORMAT = FlowFormat(

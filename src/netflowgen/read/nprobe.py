@@ -35,8 +35,8 @@ from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
 from netflowgen.read.cicflowmeter import read_header
 from netflowgen.read.fields import Parsed, first_reason, parse_int, parse_proto, unset
 from netflowgen.read.source import Source
-from netflowgen.read.text import Lines, attach_lines, read_delimited
-from netflowgen.read.validate import Checked, check
+from netflowgen.read.text import Lines, check_batch, read_delimited
+from netflowgen.read.validate import Checked
 
 __all__ = ["FORMAT", "Layout", "find_layout", "candidates"]
 
@@ -291,9 +291,7 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
             include=[c for c in columns if c in used],
         ):
             blank = partial(_blank_lines, batch.lines, delimiter)
-            checked = check(candidates(batch.fields, layout, blank), source.name)
-            rejects = pl.concat([batch.rejects, attach_lines(checked.rejects, batch.lines)], how="vertical")
-            yield Checked(checked.flows, rejects)
+            yield check_batch(candidates(batch.fields, layout, blank), batch, source.name)
 
 
 FORMAT = FlowFormat(

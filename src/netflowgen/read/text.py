@@ -18,7 +18,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from netflowgen.read.validate import REJECT_SCHEMA
+from netflowgen.read.validate import REJECT_SCHEMA, Checked, check
 
 __all__ = [
     "TextBatch",
@@ -305,3 +305,11 @@ def attach_raw(rejects: pl.DataFrame, fields: pl.DataFrame, delimiter: str) -> p
         .with_columns(pl.coalesce("raw", "raw_text").alias("raw"))
         .select(list(REJECT_SCHEMA))
     )
+
+
+def check_batch(candidates: pl.DataFrame, batch: TextBatch, source_name: str) -> Checked:
+    """Validate a text batch's candidate rows: its flows, and every reject of the batch (the
+    engine's and validation's) with the full line it came from."""
+    checked = check(candidates, source_name)
+    rejects = pl.concat([batch.rejects, attach_lines(checked.rejects, batch.lines)], how="vertical")
+    return Checked(checked.flows, rejects)

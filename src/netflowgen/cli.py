@@ -332,14 +332,15 @@ def pretrain_cmd(
 ) -> None:
     """Pre-train FlowGPT to predict every node's next step (multi-GPU: launch with torchrun)."""
     _terminate_as_interrupt()
-    from netflowgen.train.loop import TrainConfig
+    from netflowgen.train.loop import TrainConfig, distributed
     from netflowgen.train.pretrain import PretrainConfig, pretrain
 
     try:
         train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(warmup, steps),
                             eval_every=eval_every, checkpoint_every=eval_every, seed=seed, precision=precision)
-        result, _ = pretrain(PretrainConfig(tokens, size, context, val_fraction), train, out_dir, resume=resume,
-                          overwrite=overwrite, device=device, show_progress=not as_json)
+        with distributed():
+            result, _ = pretrain(PretrainConfig(tokens, size, context, val_fraction), train, out_dir, resume=resume,
+                                 overwrite=overwrite, device=device, show_progress=not as_json)
     except KeyboardInterrupt:
         raise _fail(f"interrupted; continue with: netflowgen pretrain {tokens} --out {out_dir} --resume (same options)", 130) from None
     except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:

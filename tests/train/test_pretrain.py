@@ -165,7 +165,8 @@ import torch, torch.distributed as dist
 from pathlib import Path
 from netflowgen.train.loop import TrainConfig
 from netflowgen.train.pretrain import PretrainConfig, pretrain
-import netflowgen.train.loop as loop
+# The script owns its process group, as a user's own torchrun script would: pretrain() joins it.
+dist.init_process_group("gloo")
 result, m = pretrain(PretrainConfig(Path({str(tokens)!r}), "tiny", context=16),
          TrainConfig(steps=12, batch_size=8, warmup_steps=2, eval_every=6, checkpoint_every=6, log_every=3),
          Path({str(tmp_path / 'run')!r}), device="cpu", show_progress=False)
@@ -176,6 +177,7 @@ dist.all_gather(gathered, flat)
 if dist.get_rank() == 0:
     assert all(torch.equal(gathered[0], g) for g in gathered[1:]), "ranks differ"
     print("RANKS-IDENTICAL", dist.get_world_size())
+dist.barrier()  # no rank tears down while its peer still holds gloo work
 dist.destroy_process_group()
 """)
     torchrun = Path(sys.executable).parent / "torchrun"

@@ -10,7 +10,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from netflowgen.train.checkpoint import load_checkpoint, save_checkpoint
 from netflowgen.train.windows import Batch
 
-__all__ = ["TrainConfig", "lr_at", "train_loop", "autocast_dtype", "DistInfo", "dist_info"]
+__all__ = ["TrainConfig", "lr_at", "train_loop", "autocast_dtype", "DistInfo", "dist_info", "distributed"]
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,24 @@ def dist_info() -> DistInfo:
     if world > 1:
         return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
     return DistInfo()
+
+
+@contextlib.contextmanager
+def distributed() -> Iterator[DistInfo]:
+    """``dist_info()`` for the duration of a block, tearing down a process group the block created.
+
+    A gloo group left to interpreter shutdown can abort the process ("terminate called without an
+    active exception") when one rank exits while its peer still holds pending work, so the group is
+    destroyed explicitly, after a barrier, on the success path. On failure it is left alone: a
+    collective destroy would hang waiting for the failed peer, and torchrun reaps the job anyway.
+    A group that already existed belongs to the caller and is kept.
+    """
+    owned = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    info = dist_info()
+    yield info
+    if owned and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:

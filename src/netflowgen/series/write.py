@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import asdict
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -14,7 +15,7 @@ from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
 from netflowgen.series.build import SeriesConfig
 from netflowgen.series.features import FEATURES
 
-__all__ = ["SERIES_KIND", "write_series", "write_series_parts", "read_series", "scan_series", "series_summary"]
+__all__ = ["SERIES_KIND", "series_config_to_dict", "series_config_from_dict", "write_series", "write_series_parts", "read_series", "scan_series", "series_summary"]
 
 SERIES_KIND = "netflowgen.series"
 
@@ -58,6 +59,30 @@ def _merge(total: dict, part: dict) -> dict:  # type: ignore[type-arg]
     return merged
 
 
+def series_config_to_dict(config: SeriesConfig) -> dict[str, object]:
+    """The JSON form of a SeriesConfig, as manifests store it."""
+    cfg = {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(config).items()}
+    cfg["step_seconds"] = config.step.total_seconds()
+    cfg["max_gap_seconds"] = config.max_gap.total_seconds()
+    cfg["group_map"] = str(config.group_map) if config.group_map else None
+    cfg.pop("step")
+    cfg.pop("max_gap")
+    return cfg
+
+
+def series_config_from_dict(cfg: dict) -> SeriesConfig:  # type: ignore[type-arg]
+    """A SeriesConfig back from a manifest's ``config``: the same series from new flows."""
+    from netflowgen.series.nodes import NodeMode
+
+    c = dict(cfg)
+    return SeriesConfig(
+        step=timedelta(seconds=c.pop("step_seconds")), max_gap=timedelta(seconds=c.pop("max_gap_seconds")),
+        nodes=NodeMode(c.pop("nodes")), local_prefixes=tuple(c.pop("local_prefixes")),
+        group_map=Path(c["group_map"]) if c.pop("group_map", None) else None, attack=tuple(c.pop("attack", ())),
+        **{k: v for k, v in c.items() if k in ("group_ipv4_prefix", "group_ipv6_prefix")},
+    )
+
+
 def write_series_parts(parts: Iterable[pl.DataFrame], out: Path, config: SeriesConfig, inputs: list[str],
                        overwrite: bool = False) -> dict[str, object]:
     """Write a series artifact atomically from parts with disjoint nodes; returns its summary."""
@@ -72,12 +97,7 @@ def write_series_parts(parts: Iterable[pl.DataFrame], out: Path, config: SeriesC
             n += 1
         summary["groups"] = len(groups)
         summary["parts"] = n
-        cfg = {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(config).items()}
-        cfg["step_seconds"] = config.step.total_seconds()
-        cfg["max_gap_seconds"] = config.max_gap.total_seconds()
-        cfg.pop("step")
-        cfg.pop("max_gap")
-        write_manifest(tmp, SERIES_KIND, config=cfg, features={f.name: f.doc for f in FEATURES}, inputs=inputs,
+        write_manifest(tmp, SERIES_KIND, config=series_config_to_dict(config), features={f.name: f.doc for f in FEATURES}, inputs=inputs,
                        summary=summary)
     return summary
 

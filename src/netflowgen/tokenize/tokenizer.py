@@ -4,9 +4,12 @@ The contract, as the paper describes it (PAPER.md) and DESIGN section 5 fixes it
 
 * **Traffic bins.** Each traffic feature gets its own bins, fitted on training data only.
   Bin 0 holds exactly zero. Non-zero values are cut into ``n_bins - 1`` bins at quantiles of
-  ``log1p(value)`` over the non-zero training values (rule ``log-quantile``, the default), or at
+  ``log1p(value)`` over the non-zero training values (rule ``log-quantile``), or at
   evenly spaced points of ``log1p`` between the smallest and largest non-zero training value
-  (``log-uniform``). Cut points that coincide (a feature with few distinct values) are merged,
+  (``log-uniform``), or (``log-quantile-tail``) quantile bins for the bulk up to the 90th
+  percentile and a third of the bins spread evenly on ``log1p`` from there to the largest value:
+  attacks are extreme values, and plain quantile bins put a 40-fold flood into the same top bin
+  as a busy minute. This is the default: the paper leaves the rule open. Cut points that coincide (a feature with few distinct values) are merged,
   so a feature may have fewer bins than ``n_bins``; :attr:`Tokenizer.bins` says how many.
   Values beyond the fitted range fall into the first or last non-zero bin. Encoding is monotonic:
   a larger value never gets a smaller bin.
@@ -45,6 +48,10 @@ class BinRule(str, enum.Enum):
 
     LOG_QUANTILE = "log-quantile"
     LOG_UNIFORM = "log-uniform"
+    LOG_QUANTILE_TAIL = "log-quantile-tail"
+
+#: Share of the non-zero values the bulk bins of ``log-quantile-tail`` cover.
+TAIL_FROM = 0.9
 
 
 @dataclass(frozen=True)
@@ -55,7 +62,7 @@ class TokenizerConfig:
     """Traffic features to tokenize, in model order (see ``netflowgen.series.FEATURES``)."""
     n_bins: int = 10
     """Bins per feature including the zero bin (the paper uses 10)."""
-    rule: BinRule = BinRule.LOG_QUANTILE
+    rule: BinRule = BinRule.LOG_QUANTILE_TAIL
     """Where the non-zero bins are cut."""
     timezone: str = "UTC"
     """Time zone of the time fields (daily cycles follow local time)."""
@@ -216,6 +223,12 @@ def _cuts(nonzero: np.ndarray, n_bins: int, rule: BinRule) -> np.ndarray:
     logs = np.log1p(nonzero)
     if rule is BinRule.LOG_QUANTILE:
         cuts = np.quantile(logs, np.arange(1, k) / k, method="linear")
+    elif rule is BinRule.LOG_QUANTILE_TAIL:
+        k_tail = max(1, k // 3)
+        k_bulk = k - k_tail
+        bulk = np.quantile(logs, np.arange(1, k_bulk + 1) / k_bulk * TAIL_FROM, method="linear")
+        tail = np.linspace(bulk[-1], logs.max(), k_tail + 1)[1:-1]
+        cuts = np.concatenate([bulk, tail])
     else:
         cuts = np.linspace(logs.min(), logs.max(), k + 1)[1:-1]
     cuts = np.unique(cuts)

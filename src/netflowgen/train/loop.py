@@ -146,13 +146,18 @@ def distributed() -> Iterator[DistInfo]:
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     # No weight decay on biases, norms and embeddings' position rows: the usual GPT recipe.
-    decay, no_decay = [], []
+    # A model may scale the learning rate of some of its parameters (``lr_scale(name)``): a
+    # fine-tuned backbone moves more slowly than its new heads.
+    scale_of = getattr(model, "lr_scale", lambda name: 1.0)
+    groups: dict[tuple[bool, float], list[torch.nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (decay if p.dim() >= 2 and "ln" not in name else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95), fused=False)
+        decay = p.dim() >= 2 and "ln" not in name
+        groups.setdefault((decay, float(scale_of(name))), []).append(p)
+    param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_scale": scale}
+                    for (decay, scale), ps in groups.items()]
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(0.9, 0.95), fused=False)
 
 
 def _trim_metrics(path: Path, last_step: int) -> None:
@@ -217,7 +222,7 @@ def train_loop(
                 torch.manual_seed(cfg.seed * 1_000_003 + info.rank * 7_919 + step)
                 batch = sample(step, info.rank).to(device)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, cfg)
+                    group["lr"] = lr_at(step, cfg) * group.get("lr_scale", 1.0)
                 with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
                     loss = loss_of(train_model, batch)
                 optimizer.zero_grad(set_to_none=True)

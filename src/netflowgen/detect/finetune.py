@@ -1,0 +1,400 @@
+"""Few-label fine-tuning of FlowGPT into a detector, scoring, and zero-label anomaly scores.
+
+The detector is the pre-trained backbone with two small heads (DESIGN section 5):
+
+  * a per-step head on every position's hidden state: the decoder is causal, so the score of
+    step t depends on steps up to t only: early detection, as an online detector would see it;
+  * a window head on the last position: "does this window hold an attack?".
+
+Inputs are windows of ``history + window`` steps of one node: the ``window`` last steps carry
+(budgeted) labels, the ``history`` steps before them only give context, because traffic features
+are free and only labels are scarce. Scoring walks every segment of a node's series in strides of
+``window`` steps, each stride read with up to ``history`` steps before it, so every step is scored
+with between ``history`` and ``history + window - 1`` steps of its past (fewer at a series' start).
+
+Modes: ``full`` trains everything; ``probe`` freezes the backbone (a linear probe); ``last-k``
+trains the last k blocks, the final norm and the heads. ``init="scratch"`` is the same
+architecture from random weights: the baseline that says what pre-training is worth.
+
+Class imbalance: the step loss weighs positive steps by negatives / positives of the labelled
+training steps. The alert threshold is calibrated on the calibration windows of the budget (see
+``labels.py``), never on test rows.
+
+A detector directory describes itself::
+
+    DET/netflowgen.json      kind netflowgen.detector: task, budget, threshold, windows, source run
+    DET/model.safetensors    backbone and heads
+    DET/model_config.json    the backbone's FlowGPTConfig
+    DET/tokenizer.json       the run's tokenizer (never refitted on labelled or test data)
+    DET/metrics.jsonl        training log
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
+from netflowgen.detect.labels import Budget, attack_labels, parse_budget, segment_bounds, select_labels
+from netflowgen.model import FlowGPT, FlowGPTConfig
+from netflowgen.tokenize import Tokenizer
+from netflowgen.train.checkpoint import CHECKPOINT_DIR, load_weights, save_weights
+from netflowgen.train.loop import TrainConfig, train_loop
+
+__all__ = [
+    "DETECTOR_KIND", "FinetuneConfig", "EncodedSteps", "DetectorModel", "Detector", "finetune", "load_detector",
+    "score_steps", "surprise_scores", "MODES",
+]
+
+DETECTOR_KIND = "netflowgen.detector"
+MODES = ("full", "probe", "last-k")
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How a detector is fitted."""
+
+    attack: tuple[str, ...] = ()
+    """Classes that make a step positive (empty: the series' own ``attack`` flag)."""
+    budget: Budget = field(default_factory=lambda: parse_budget("0.1"))
+    mode: str = "full"
+    """full, probe (frozen backbone) or last-k."""
+    last_k: int = 1
+    init: str = "pretrained"
+    """pretrained, or scratch (same architecture, random weights: a baseline)."""
+    window: int = 32
+    """Labelled steps per window."""
+    history: int = 16
+    """Unlabelled steps of context read before each window."""
+    steps: int = 300
+    batch_size: int = 32
+    lr: float = 1e-3
+    window_weight: float = 0.5
+    """Weight of the window-classification loss next to the per-step loss."""
+    backbone_lr_scale: float = 0.1
+    """Learning rate of a pre-trained backbone relative to the heads (full and last-k modes)."""
+    node_dropout: float = 0.5
+    """Share of training windows read with the unknown node id: few labels come from few nodes,
+    and a detector that keys on their identity does not carry over to other nodes."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown fine-tuning mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.init not in ("pretrained", "scratch"):
+            raise ValueError("init is pretrained or scratch")
+        if self.window < 1 or self.history < 0 or self.last_k < 1:
+            raise ValueError("window and last_k must be >= 1, history >= 0")
+
+
+@dataclass
+class EncodedSteps:
+    """A node-series table as the model reads it, rows sorted by node and step."""
+
+    keys: pl.DataFrame  # node, step
+    traffic: np.ndarray  # (N, F) uint8
+    time: np.ndarray  # (N, 4) uint8
+    node: np.ndarray  # (N,) int64 ids
+    group: np.ndarray  # (N,) int64 ids
+    labels: np.ndarray  # (N,) uint8
+    bounds: np.ndarray  # (S, 2) [start, end) rows of consecutive steps of one node
+    step_s: np.ndarray  # (N,) int64 Unix seconds
+
+    @classmethod
+    def encode(cls, series: pl.DataFrame, tokenizer: Tokenizer, step_seconds: float,
+               attack: tuple[str, ...] | list[str] = ()) -> EncodedSteps:
+        series = series.sort("node", "step")
+        enc = tokenizer.encode(series)
+        step_s = series["step"].dt.epoch("s").to_numpy().astype(np.int64)
+        node_key = series["node"].rank("dense").to_numpy()
+        has_labels = "classes" in series.columns or "attack" in series.columns
+        labels = attack_labels(series, tuple(attack)) if has_labels else np.zeros(series.height, np.uint8)
+        return cls(series.select("node", "step"), enc["traffic"], enc["time"], enc["node"].astype(np.int64),
+                   enc["group"].astype(np.int64), labels, segment_bounds(node_key, step_s, step_seconds), step_s)
+
+    def __len__(self) -> int:
+        return len(self.node)
+
+
+@dataclass
+class WindowBatch:
+    traffic: torch.Tensor  # (B, T, F)
+    time: torch.Tensor  # (B, T, 4)
+    node: torch.Tensor  # (B,)
+    group: torch.Tensor  # (B,)
+    labels: torch.Tensor  # (B, T) float
+    mask: torch.Tensor  # (B, T) bool: positions whose label counts
+    last: torch.Tensor  # (B,) index of the last real position
+    rows: torch.Tensor  # (B, T) row of each position, -1 for padding
+
+    def to(self, device: torch.device | str) -> WindowBatch:
+        return WindowBatch(**{k: v.to(device) for k, v in self.__dict__.items()})
+
+
+def collate(steps: EncodedSteps, begin: np.ndarray, start: np.ndarray, end: np.ndarray, length: int,
+            mask: np.ndarray | None = None) -> WindowBatch:
+    """Windows of rows [begin, end) padded to ``length``; labels count on rows [start, end) that
+    ``mask`` allows."""
+    pos = np.arange(length)
+    rows = begin[:, None] + pos[None, :]
+    real = rows < end[:, None]
+    safe = np.where(real, rows, 0)
+    counted = real & (rows >= start[:, None])
+    if mask is not None:
+        counted &= mask[safe]
+    return WindowBatch(
+        traffic=torch.from_numpy(np.where(real[..., None], steps.traffic[safe], 0).astype(np.uint8)),
+        time=torch.from_numpy(np.where(real[..., None], steps.time[safe], 0).astype(np.uint8)),
+        node=torch.from_numpy(steps.node[begin]),
+        group=torch.from_numpy(steps.group[begin]),
+        labels=torch.from_numpy(np.where(counted, steps.labels[safe], 0).astype(np.float32)),
+        mask=torch.from_numpy(counted),
+        last=torch.from_numpy((end - begin - 1).astype(np.int64)),
+        rows=torch.from_numpy(np.where(real, rows, -1)),
+    )
+
+
+class DetectorModel(nn.Module):
+    """FlowGPT backbone plus a per-step head and a window head."""
+
+    def __init__(self, backbone: FlowGPT, backbone_lr_scale: float = 0.1) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.backbone_lr_scale = backbone_lr_scale
+        d = backbone.cfg.d_model
+        self.step_head = nn.Linear(d, 1)
+        self.window_head = nn.Linear(d, 1)
+        for head in (self.step_head, self.window_head):
+            nn.init.normal_(head.weight, std=0.02)
+            nn.init.zeros_(head.bias)
+
+    def lr_scale(self, name: str) -> float:
+        """The training loop's per-parameter learning-rate factor: with a handful of labels, a
+        backbone moving as fast as fresh heads forgets what pre-training taught and memorises
+        the labelled windows (their nodes and times)."""
+        return self.backbone_lr_scale if name.startswith("backbone.") else 1.0
+
+    def forward(self, traffic: torch.Tensor, time: torch.Tensor, node: torch.Tensor, group: torch.Tensor,
+                last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) step logits and (B,) window logits."""
+        hidden = self.backbone(traffic, time, node, group).hidden  # (B, T, d)
+        step = self.step_head(hidden).squeeze(-1)
+        final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, d)
+        return step, self.window_head(final).squeeze(-1)
+
+
+def _set_trainable(model: DetectorModel, mode: str, last_k: int) -> None:
+    for p in model.backbone.parameters():
+        p.requires_grad = mode == "full"
+    if mode == "last-k":
+        for block in model.backbone.blocks[-last_k:]:
+            for p in block.parameters():
+                p.requires_grad = True
+        for p in model.backbone.ln_f.parameters():
+            p.requires_grad = True
+
+
+def _loss(pos_weight: float, window_weight: float):  # type: ignore[no-untyped-def]
+    pw = torch.tensor(pos_weight)
+
+    def loss_of(model: nn.Module, b: WindowBatch) -> torch.Tensor:
+        step, window = model(b.traffic, b.time, b.node, b.group, b.last)
+        m = b.mask
+        step_loss = F.binary_cross_entropy_with_logits(step.float()[m], b.labels[m], pos_weight=pw.to(step.device))
+        has = m.any(dim=1)
+        target = (b.labels * m).amax(dim=1)
+        win_loss = F.binary_cross_entropy_with_logits(window.float()[has], target[has], pos_weight=pw.to(step.device))
+        return step_loss + window_weight * win_loss
+
+    return loss_of
+
+
+@torch.no_grad()
+def score_steps(model: DetectorModel | FlowGPT, steps: EncodedSteps, window: int, history: int,
+                batch_size: int = 64, device: str | torch.device = "cpu", kind: str = "detector") -> np.ndarray:
+    """A score for every row: the detector's attack probability (``kind="detector"``) or the
+    pre-trained model's surprise (``kind="surprise"``: the negative log-likelihood of the observed
+    bins of all features given the steps before, NaN on a segment's first step)."""
+    model.eval()
+    begins, starts, ends = [], [], []
+    for s, e in steps.bounds:
+        for p in range(s, e, window):
+            begins.append(max(s, p - history))
+            starts.append(p)
+            ends.append(min(p + window, e))
+    out = np.full(len(steps), np.nan, dtype=np.float64)
+    if not begins:
+        return out
+    b_all, s_all, e_all = np.asarray(begins), np.asarray(starts), np.asarray(ends)
+    length = history + window
+    for lo in range(0, len(b_all), batch_size):
+        sl = slice(lo, lo + batch_size)
+        b = collate(steps, b_all[sl], s_all[sl], e_all[sl], length).to(device)
+        if kind == "detector":
+            logits, _ = model(b.traffic, b.time, b.node, b.group, b.last)
+            values = torch.sigmoid(logits.float())
+        else:
+            values = _surprise(model, b)  # type: ignore[arg-type]
+        rows, keep = b.rows.cpu().numpy(), b.mask.cpu().numpy()
+        out[rows[keep]] = values.cpu().numpy()[keep]
+    return out
+
+
+def _surprise(model: FlowGPT, b: WindowBatch) -> torch.Tensor:
+    """(B, T) NLL of each position's bins predicted from the previous position (NaN at 0)."""
+    logits = model(b.traffic, b.time, b.node, b.group).logits  # (B, T, sum bins)
+    targets = b.traffic[:, 1:].long()  # the bins at positions 1.., predicted at 0..
+    nll = model.feature_nll(logits[:, :-1], targets).sum(-1)  # (B, T-1)
+    first = torch.full_like(nll[:, :1], float("nan"))
+    return torch.cat([first, nll], dim=1)
+
+
+def surprise_scores(model: FlowGPT, steps: EncodedSteps, context: int | None = None, batch_size: int = 64,
+                    device: str | torch.device = "cpu") -> np.ndarray:
+    """Zero-label anomaly score of every row: how surprising the observed step is to the
+    pre-trained model, in nats summed over features (NaN where a node's segment starts)."""
+    ctx = context or model.cfg.context
+    history = ctx // 2
+    return score_steps(model, steps, ctx - history, history, batch_size, device, kind="surprise")
+
+
+@dataclass
+class Detector:
+    """A loaded detector: model, tokenizer and what it was fitted for."""
+
+    model: DetectorModel
+    tokenizer: Tokenizer
+    manifest: dict  # type: ignore[type-arg]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.manifest["threshold"])
+
+    @property
+    def step_seconds(self) -> float:
+        return float(self.manifest["step_seconds"])
+
+    def encode(self, series: pl.DataFrame) -> EncodedSteps:
+        return EncodedSteps.encode(series, self.tokenizer, self.step_seconds, tuple(self.manifest["attack"]))
+
+    def score(self, series: pl.DataFrame, device: str = "cpu") -> pl.DataFrame:
+        """node, step, score, alert (and label, where the series has labels) of every row."""
+        steps = self.encode(series)
+        scores = score_steps(self.model, steps, self.manifest["window"], self.manifest["history"], device=device)
+        return steps.keys.with_columns(
+            pl.Series("score", scores), pl.Series("alert", scores >= self.threshold),
+            pl.Series("label", steps.labels.astype(bool)),
+        )
+
+
+def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: FinetuneConfig, out: Path | None = None, *,
+             allowed: pl.Expr | None = None, device: str = "cpu", show_progress: bool = True,
+             overwrite: bool = False, series_config: dict | None = None) -> Detector:  # type: ignore[type-arg]
+    """Fine-tune the run's backbone on a budget of labelled windows of ``series`` and calibrate
+    the alert threshold; written to ``out`` (a detector directory) when given.
+
+    ``allowed`` (a boolean expression over the series' columns) restricts labelling to the fitting
+    part of a split; rows outside it are never labelled, trained on or calibrated on (they may
+    still be read as unlabelled history, as their features are not labels).
+    """
+    from netflowgen.evaluate.metrics import calibrate_threshold
+    from netflowgen.train.pretrain import load_run
+
+    backbone, tokenizer, run_manifest = load_run(run, device="cpu")
+    run_step = json.loads((Path(run) / "train_config.json").read_text())["data"].get("step_seconds")
+    if run_step is not None and float(run_step) != float(step_seconds):
+        raise ValueError(f"the series' step is {step_seconds:g} s but {run} was pre-trained on {float(run_step):g} s steps")
+    length = cfg.history + cfg.window
+    if length > backbone.cfg.context:
+        raise ValueError(f"history + window = {length} steps exceeds the model's context ({backbone.cfg.context})")
+    if cfg.init == "scratch":
+        torch.manual_seed(cfg.seed)
+        backbone = FlowGPT(backbone.cfg)
+    series = series.sort("node", "step")
+    steps = EncodedSteps.encode(series, tokenizer, step_seconds, cfg.attack)
+    fit_rows = series.select(allowed).to_series().fill_null(False).to_numpy() if allowed is not None else None
+    selection = select_labels(steps.labels, steps.bounds, cfg.budget, cfg.window, cfg.seed, allowed=fit_rows,
+                              step_order=steps.step_s)
+    torch.manual_seed(cfg.seed)
+    model = DetectorModel(backbone, 1.0 if cfg.init == "scratch" else cfg.backbone_lr_scale)
+    _set_trainable(model, cfg.mode, cfg.last_k)
+    n_pos = int(steps.labels[selection.train].sum())
+    n_neg = int(selection.train.sum()) - n_pos
+    pos_weight = float(np.clip(n_neg / max(n_pos, 1), 1.0, 1000.0))
+    train_w = selection.windows
+    begins = np.maximum(train_w[:, 0] - cfg.history, _segment_start(steps.bounds, train_w[:, 0]))
+
+    def sample(step: int, rank: int) -> WindowBatch:
+        rng = np.random.default_rng([cfg.seed, rank, step])
+        k = rng.integers(0, len(train_w), size=cfg.batch_size)
+        batch = collate(steps, begins[k], train_w[k, 0], train_w[k, 1], length, selection.train)
+        forget = torch.from_numpy(rng.random(cfg.batch_size) < cfg.node_dropout)
+        batch.node = batch.node.masked_fill(forget, 0)
+        return batch
+
+    train_cfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup_steps=max(cfg.steps // 10, 1),
+                            eval_every=max(cfg.steps, 1), checkpoint_every=max(cfg.steps, 1), log_every=max(cfg.steps // 20, 1),
+                            seed=cfg.seed, precision="fp32")
+    work = Path(out) if out is not None else None
+    with (atomic_directory(work, overwrite) if work is not None else _scratch_dir()) as tmp:
+        records = train_loop(model, sample, None, _loss(pos_weight, cfg.window_weight), train_cfg, tmp,
+                             device=device, show_progress=show_progress, tokens_per_batch=cfg.batch_size * length)
+        shutil.rmtree(tmp / CHECKPOINT_DIR, ignore_errors=True)
+        scores = score_steps(model, steps, cfg.window, cfg.history, device=device)
+        cal = selection.calibrate if selection.calibrate.any() else selection.train
+        threshold = float(calibrate_threshold(scores[cal], steps.labels[cal].astype(bool)))
+        manifest = {
+            "model": "flowgpt", "attack": list(cfg.attack), "mode": cfg.mode, "last_k": cfg.last_k, "init": cfg.init,
+            "window": cfg.window, "history": cfg.history, "threshold": threshold, "step_seconds": step_seconds,
+            "pos_weight": pos_weight, "labels": selection.describe(steps.labels),
+            "config": {**asdict(cfg), "budget": str(cfg.budget)}, "source_run": str(run),
+            "source_run_manifest": {k: run_manifest.get(k) for k in ("size", "tokens", "steps", "parameters")},
+            "series_config": series_config, "final_loss": records[-1]["loss"] if records else None,
+        }
+        if work is not None:
+            save_weights(model, tmp / "model.safetensors")
+            (tmp / "model_config.json").write_text(json.dumps(backbone.cfg.to_dict(), indent=1) + "\n")
+            tokenizer.save(tmp / "tokenizer.json")
+            write_manifest(tmp, DETECTOR_KIND, **manifest)
+    model.eval()
+    return Detector(model, tokenizer, {**manifest, "kind": DETECTOR_KIND})
+
+
+def _segment_start(bounds: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    idx = np.searchsorted(bounds[:, 0], rows, side="right") - 1
+    return bounds[idx, 0]
+
+
+class _scratch_dir:
+    """A temporary directory as a context manager (a detector kept in memory only)."""
+
+    def __enter__(self) -> Path:
+        import tempfile
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="netflowgen-finetune-")
+        return Path(self._tmp.name)
+
+    def __exit__(self, *exc: object) -> None:
+        self._tmp.cleanup()
+
+
+def load_detector(path: str | os.PathLike[str], device: str = "cpu") -> Detector:
+    """A detector directory, loaded to give exactly the scores it gave when written."""
+    folder = Path(path)
+    manifest = read_manifest(folder, DETECTOR_KIND)
+    cfg = FlowGPTConfig.from_dict(json.loads((folder / "model_config.json").read_text()))
+    model = DetectorModel(FlowGPT(cfg))
+    load_weights(model, folder / "model.safetensors")
+    model.to(device).eval()
+    return Detector(model, Tokenizer.load(folder / "tokenizer.json"), manifest)
+
+

@@ -1,0 +1,127 @@
+"""Fine-tuning FlowGPT into a detector: it learns a planted attack with few labels, respects the
+split, reloads to identical scores; the zero-label surprise score needs no labels at all."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from netflowgen.detect.finetune import EncodedSteps, FinetuneConfig, finetune, load_detector, surprise_scores
+from netflowgen.detect.labels import parse_budget
+from netflowgen.tokenize import Tokenizer, TokenizerConfig
+from netflowgen.tokenize.shards import write_tokens
+from netflowgen.train.loop import TrainConfig
+from netflowgen.train.pretrain import PretrainConfig, load_run, pretrain
+
+T0 = datetime(2024, 5, 6, tzinfo=timezone.utc)
+STEPS = 480
+SPLIT = T0 + timedelta(minutes=320)
+
+
+def planted_series(seed: int = 0) -> pl.DataFrame:
+    """6 nodes with a daily-looking periodic load; attack episodes multiply inbound flows."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for n in range(6):
+        # Onsets off any grid: the time fields must not give them away.
+        onsets = rng.choice(np.arange(20, STEPS - 60, 40), size=3, replace=False) + rng.integers(0, 30, size=3)
+        attack = np.zeros(STEPS, dtype=bool)
+        for o in onsets:
+            attack[o : o + int(rng.integers(4, 9))] = True
+        base = 5 + 4 * np.sin(np.arange(STEPS) * 2 * np.pi / 30 + n)
+        flows_in = rng.poisson(base) + np.where(attack, rng.integers(150, 400, STEPS), 0)
+        flows_out = rng.poisson(base)
+        for t in range(STEPS):
+            rows.append({"node": f"10.0.0.{n}", "group": "10.0.0.0/24", "step": T0 + timedelta(minutes=t),
+                         "flows_in": int(flows_in[t]), "flows_out": int(flows_out[t]),
+                         "classes": ["DDoS"] if attack[t] else ["benign"],
+                         "attack": bool(attack[t]), "labeled_flows": 1})
+    return pl.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFrame]:
+    tmp = tmp_path_factory.mktemp("det")
+    series = planted_series()
+    pre = series.filter(pl.col("step") < SPLIT)  # pre-training never sees the test part
+    tok = Tokenizer.fit(pre, TokenizerConfig(("flows_in", "flows_out"), n_bins=10, rule="log-quantile-tail"))
+    write_tokens(pre, tok, tmp / "tok", step_seconds=60, fit=None, source="synthetic")
+    train = TrainConfig(steps=80, batch_size=16, lr=3e-3, warmup_steps=8, eval_every=80, checkpoint_every=80,
+                        eval_batches=2, log_every=20, weight_decay=0.0)
+    pretrain(PretrainConfig(tmp / "tok", "tiny", context=48), train, tmp / "run", show_progress=False)
+    return tmp / "run", series
+
+
+def _pr_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    from sklearn.metrics import average_precision_score
+
+    return float(average_precision_score(labels, scores))
+
+
+def test_few_labels_learn_the_planted_attack_on_later_time(run: tuple[Path, pl.DataFrame], tmp_path: Path) -> None:
+    path, series = run
+    cfg = FinetuneConfig(attack=("ddos",), budget=parse_budget("4ep"), steps=60, window=16, history=16, lr=3e-3)
+    det = finetune(path, series, 60, cfg, tmp_path / "det", allowed=pl.col("step") < SPLIT, show_progress=False)
+    assert det.manifest["labels"]["train_positive_steps"] > 0
+    scored = det.score(series)
+    test = scored.filter(pl.col("step") >= SPLIT)
+    assert test["label"].sum() > 0
+    assert _pr_auc(test["score"].to_numpy(), test["label"].to_numpy()) > 0.9
+    # The threshold was calibrated on labelled calibration windows, inside the fitting part.
+    assert 0 < det.threshold < 1
+    # Reloaded from its directory, the detector gives the very same scores.
+    again = load_detector(tmp_path / "det").score(series)
+    assert np.array_equal(again["score"].to_numpy(), scored["score"].to_numpy())
+
+
+def test_probe_mode_leaves_the_backbone_unchanged(run: tuple[Path, pl.DataFrame]) -> None:
+    path, series = run
+    before, _, _ = load_run(path)
+    cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("200"), mode="probe", steps=10, window=16, history=8)
+    det = finetune(path, series, 60, cfg, allowed=pl.col("step") < SPLIT, show_progress=False)
+    for (name, p0), p1 in zip(before.named_parameters(), det.model.backbone.parameters()):
+        assert torch.equal(p0, p1), name
+    assert det.manifest["labels"]["train_steps"] + det.manifest["labels"]["calibrate_steps"] >= 200
+
+
+def test_scores_are_causal(run: tuple[Path, pl.DataFrame]) -> None:
+    path, series = run
+    cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("100"), steps=5, window=16, history=8)
+    det = finetune(path, series, 60, cfg, show_progress=False)
+    cut = T0 + timedelta(minutes=200)
+    changed = series.with_columns(pl.when(pl.col("step") > cut).then(pl.col("flows_in") * 50).otherwise(pl.col("flows_in")))
+    a, b = det.score(series), det.score(changed)
+    early = (a["step"] <= cut).to_numpy()
+    # A window starting before the cut but scored after it reads only its own past.
+    assert np.array_equal(a["score"].to_numpy()[early], b["score"].to_numpy()[early])
+    assert not np.array_equal(a["score"].to_numpy()[~early], b["score"].to_numpy()[~early])
+
+
+def test_wrong_step_and_oversized_window_are_refused(run: tuple[Path, pl.DataFrame]) -> None:
+    path, series = run
+    with pytest.raises(ValueError, match="pre-trained on 60 s"):
+        finetune(path, series, 300, FinetuneConfig(), show_progress=False)
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        finetune(path, series, 60, FinetuneConfig(window=40, history=40), show_progress=False)
+
+
+def test_surprise_is_higher_on_attack_steps_without_any_label(run: tuple[Path, pl.DataFrame]) -> None:
+    path, series = run
+    model, tok, _ = load_run(path)
+    steps = EncodedSteps.encode(series, tok, 60, ("ddos",))
+    s = surprise_scores(model, steps)
+    first = steps.bounds[:, 0]
+    assert np.isnan(s[first]).all() and np.isfinite(np.delete(s, first)).all()
+    y = steps.labels
+    onset = np.zeros(len(y), dtype=bool)
+    onset[1:] = (y[1:] == 1) & (y[:-1] == 0)
+    onset[first] = False
+    benign = (y == 0) & np.isfinite(s)
+    # An attack's first step is what a next-step model cannot expect; once under way, a flood is
+    # predictable, so surprise is an onset detector, not a duration one.
+    assert s[onset].mean() > s[benign].mean() + 1.0, (s[onset].mean(), s[benign].mean())

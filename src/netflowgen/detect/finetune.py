@@ -44,7 +44,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
-from netflowgen.detect.labels import Budget, attack_labels, parse_budget, segment_bounds, select_labels
+from netflowgen.detect.labels import Budget, LabelSelection, attack_labels, parse_budget, segment_bounds, select_labels
 from netflowgen.model import FlowGPT, FlowGPTConfig
 from netflowgen.tokenize import Tokenizer
 from netflowgen.train.checkpoint import CHECKPOINT_DIR, load_weights, save_weights
@@ -298,13 +298,16 @@ class Detector:
 
 def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: FinetuneConfig, out: Path | None = None, *,
              allowed: pl.Expr | None = None, device: str = "cpu", show_progress: bool = True,
-             overwrite: bool = False, series_config: dict | None = None) -> Detector:  # type: ignore[type-arg]
+             overwrite: bool = False, series_config: dict | None = None,  # type: ignore[type-arg]
+             selection: LabelSelection | None = None) -> Detector:
     """Fine-tune the run's backbone on a budget of labelled windows of ``series`` and calibrate
     the alert threshold; written to ``out`` (a detector directory) when given.
 
     ``allowed`` (a boolean expression over the series' columns) restricts labelling to the fitting
     part of a split; rows outside it are never labelled, trained on or calibrated on (they may
-    still be read as unlabelled history, as their features are not labels).
+    still be read as unlabelled history, as their features are not labels). ``selection`` gives
+    the labelled windows instead of drawing them (rows of ``series`` sorted by node and step), so
+    that several methods can be compared on the very same labels.
     """
     from netflowgen.evaluate.metrics import calibrate_threshold
     from netflowgen.train.pretrain import load_run
@@ -321,9 +324,12 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
         backbone = FlowGPT(backbone.cfg)
     series = series.sort("node", "step")
     steps = EncodedSteps.encode(series, tokenizer, step_seconds, cfg.attack)
-    fit_rows = series.select(allowed).to_series().fill_null(False).to_numpy() if allowed is not None else None
-    selection = select_labels(steps.labels, steps.bounds, cfg.budget, cfg.window, cfg.seed, allowed=fit_rows,
-                              step_order=steps.step_s)
+    if selection is None:
+        fit_rows = series.select(allowed).to_series().fill_null(False).to_numpy() if allowed is not None else None
+        selection = select_labels(steps.labels, steps.bounds, cfg.budget, cfg.window, cfg.seed, allowed=fit_rows,
+                                  step_order=steps.step_s)
+    elif len(selection.train) != len(steps):
+        raise ValueError("the label selection was drawn for another series")
     torch.manual_seed(cfg.seed)
     model = DetectorModel(backbone, 1.0 if cfg.init == "scratch" else cfg.backbone_lr_scale)
     _set_trainable(model, cfg.mode, cfg.last_k)

@@ -8,11 +8,12 @@ import signal
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import polars as pl
 import typer
 from rich.console import Console
@@ -163,6 +164,72 @@ def _print_ingest(s: IngestSummary) -> None:
     out.print(t)
 
 
+@app.command("inject")
+def inject_cmd(
+    background: Annotated[Path, typer.Option("--background", "-b", help="Benign background flows: an ingested dataset (streams) or any supported input.")],
+    attack: Annotated[list[Path], typer.Option("--attack", "-a", help="Attack flows, e.g. a pcap of a DDoS at its victim (repeatable: each injection draws one).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to create.")],
+    victim: Annotated[Optional[list[str]], typer.Option("--victim", help="Address to attack; must occur in the background (repeatable).")] = None,
+    victims: Annotated[Optional[int], typer.Option("--victims", help="Draw this many victims among the background's local nodes that send traffic.")] = None,
+    at: Annotated[Optional[list[str]], typer.Option("--at", help="Start of the attack's first flow: ISO 8601 (UTC unless a zone is given) or epoch seconds (repeatable).")] = None,
+    times: Annotated[Optional[int], typer.Option("--times", help="Draw this many start times per victim, where the whole attack fits in the background.")] = None,
+    intensity: Annotated[Optional[list[str]], typer.Option("--intensity", help="0.25 = a quarter of the capture's flows; 2x = twice the victim's median flows per minute (repeatable, cycled over the injections).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every random draw.")] = 0,
+    label: Annotated[str, typer.Option(help="label of the injected flows.")] = "DDoS",
+    attack_type: Annotated[Optional[list[str]], typer.Option("--attack-type", help="label_detail of the injected flows: one for all or one per --attack (default: each file's stem).")] = None,
+    attack_victim: Annotated[Optional[str], typer.Option("--attack-victim", help="The captures' own victim (default: the address receiving most of their flows).")] = None,
+    prefix: Annotated[Optional[list[str]], typer.Option("--prefix", help="Extra local prefix that --victims draws from (repeatable).")] = None,
+    rate_step: Annotated[str, typer.Option(help="Step over which Nx intensities count flows, e.g. 60s, 5m.")] = "60s",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Place real attack flows onto benign background flows at chosen victims, times and intensities."""
+    from netflowgen.inject import INJECTIONS_NAME, InjectConfig, Intensity, inject, parse_time
+
+    _terminate_as_interrupt()
+    try:
+        config = InjectConfig(
+            background=background, attacks=tuple(attack), victims=tuple(victim or ()), n_victims=victims,
+            times=tuple(parse_time(t) for t in at or ()), n_times=times,
+            intensities=tuple(Intensity.parse(i) for i in intensity or ("1",)), seed=seed, label=label,
+            attack_types=tuple(attack_type or ()), attack_victim=attack_victim,
+            local_prefixes=DEFAULT_LOCAL_PREFIXES + tuple(prefix or ()), rate_step=parse_step(rate_step),
+            overwrite=overwrite,
+        )
+        started = time.perf_counter()
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]:>10,.0f}/s"), TimeElapsedColumn(), TextColumn("ETA"),
+                      TimeRemainingColumn(), console=err, disable=quiet or as_json) as progress:
+            tasks: dict[str, int] = {}
+
+            def update(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total or None, rate=0.0)
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                progress.update(tasks[stage], completed=done, total=total or None, rate=rate)
+
+            summary = inject(config, out_dir, progress=update)
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None
+    except (FormatError, ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps(summary.to_dict()))
+        return
+    t = Table("id", "victim", "attack type", "at", "intensity", "fraction", "flows", "packets",
+              title=f"{len(summary.injections)} injections into {out_dir} (ground truth: {out_dir / INJECTIONS_NAME})",
+              title_justify="left")
+    for j in summary.injections:
+        t.add_row(str(j.id), j.victim, j.attack_type, j.at, j.intensity, f"{j.fraction:.4f}", f"{j.flows:,}", f"{j.packets:,}")
+    out.print(t)
+    for a in summary.attacks:
+        if a.flows_left_out:
+            out.print(f"{a.path}: {a.flows_left_out:,} flows neither from nor to its victim {a.victim} were not injected")
+    out.print(f"{summary.background_rows:,} background flows unchanged + {summary.injected_rows:,} injected "
+              f"= {summary.rows_written:,} flows ({summary.seconds:.2f} s)")
+
+
 @app.command("inspect")
 def inspect_cmd(
     path: Annotated[Path, typer.Argument(help="An ingested dataset, or any supported input file or directory.")],
@@ -274,7 +341,7 @@ def tokenize_cmd(
     fit_fraction: Annotated[float, typer.Option(help="Fit on the first part of every node's steps.")] = 0.8,
     fit_until: Annotated[Optional[datetime], typer.Option(help="Fit on the steps before this time (UTC), all nodes alike; overrides --fit-fraction.")] = None,
     bins: Annotated[int, typer.Option(help="Bins per feature, zero bin included.")] = 10,
-    rule: Annotated[BinRule, typer.Option(help="Where non-zero bins are cut.")] = BinRule.LOG_QUANTILE,
+    rule: Annotated[BinRule, typer.Option(help="Where non-zero bins are cut.")] = BinRule.LOG_QUANTILE_TAIL,
     timezone: Annotated[str, typer.Option("--timezone", "--tz", help="Time zone of the time fields.")] = "UTC",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
     as_json: JsonOpt = False,
@@ -353,6 +420,172 @@ def pretrain_cmd(
     final = result.get("final") or {}
     out.print(f"run {out_dir}: {result['parameters']:,} parameters, {result['steps']} steps; "
               f"held-out next-step loss {final.get('val_loss', float('nan')):.4f}, bin accuracy {final.get('val_accuracy', float('nan')):.3f}")
+
+
+def _series_of(path: Path, config: dict | None, fmt: str | None = None, timezone: str = "UTC") -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
+    """A series artifact as it is, or flows turned into series with the given series config."""
+    from netflowgen.artifacts import read_manifest
+    from netflowgen.series.build import build_series
+    from netflowgen.series.write import SERIES_KIND, series_config_from_dict, series_config_to_dict
+
+    if path.is_dir() and (path / "netflowgen.json").is_file() and read_manifest(path).get("kind") == SERIES_KIND:
+        return read_series(path)
+    if config is None:
+        raise ValueError(f"{path} is not a series directory, and no series settings are known to build one from flows")
+    cfg = series_config_from_dict(config)
+    return build_series(scan_flows(path, _read_options(fmt, None, timezone)), cfg), {"config": series_config_to_dict(cfg)}
+
+
+@app.command("finetune")
+def finetune_cmd(
+    run: Annotated[Path, typer.Argument(help="A pre-trained run directory (from `netflowgen pretrain`).")],
+    series_path: Annotated[Path, typer.Option("--series", "-s", help="Labelled node series (from `netflowgen series`).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Detector directory to create.")],
+    attack: Annotated[Optional[list[str]], typer.Option("--attack", help="Class that makes a step positive (repeatable; default: the series' attack flag).")] = None,
+    budget: Annotated[str, typer.Option(help="Labels to use: a fraction of steps (0.05), a step count (200) or episodes (3ep).")] = "0.1",
+    mode: Annotated[str, typer.Option(help="full, probe (frozen backbone) or last-k.")] = "full",
+    last_k: Annotated[int, typer.Option(help="Blocks trained in last-k mode.")] = 1,
+    scratch: Annotated[bool, typer.Option("--scratch", help="Same architecture from random weights (the baseline).")] = False,
+    fit_until: Annotated[Optional[datetime], typer.Option(help="Label only steps before this time (UTC); later ones are the test part.")] = None,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 300,
+    window: Annotated[int, typer.Option(help="Labelled steps per window.")] = 32,
+    history: Annotated[int, typer.Option(help="Unlabelled context steps read before each window.")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Random seed (label draw and training).")] = 0,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune a pre-trained run into a detector with a small label budget."""
+    _terminate_as_interrupt()
+    from netflowgen.detect.finetune import FinetuneConfig, finetune
+    from netflowgen.detect.labels import parse_budget
+
+    try:
+        series, manifest = read_series(series_path)
+        cfg = FinetuneConfig(attack=tuple(attack or ()), budget=parse_budget(budget), mode=mode, last_k=last_k,
+                             init="scratch" if scratch else "pretrained", window=window, history=history, steps=steps,
+                             lr=lr, seed=seed)
+        until = fit_until.replace(tzinfo=fit_until.tzinfo or UTC) if fit_until else None
+        det = finetune(run, series, float(manifest["config"]["step_seconds"]), cfg, out_dir,
+                       allowed=(pl.col("step") < until) if until else None, show_progress=not as_json,
+                       overwrite=overwrite, series_config=manifest["config"])
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None
+    except (ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+        raise _fail(str(e)) from None
+    summary = {"detector": str(out_dir), "threshold": det.threshold, **det.manifest["labels"]}
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    out.print(f"detector {out_dir}: threshold {det.threshold:.4f}; labels used: {det.manifest['labels']}")
+
+
+@app.command("score")
+def score_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="A detector (from `netflowgen finetune`), or a pre-trained run for zero-label anomaly scores.")],
+    data: Annotated[Path, typer.Argument(help="Node series, or flows (any supported input) turned into series with the model's settings.")],
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write every (node, step) score here (.parquet or .csv).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Alert threshold instead of the calibrated one.")] = None,
+    quantile: Annotated[float, typer.Option(help="Zero-label scores: alert above this quantile of the scores.")] = 0.999,
+    fmt: FormatOpt = None,
+    timezone: TimezoneOpt = "UTC",
+    as_json: JsonOpt = False,
+) -> None:
+    """Per (node, step) scores and alerts, offline."""
+    from netflowgen.artifacts import read_manifest
+    from netflowgen.detect.finetune import DETECTOR_KIND, EncodedSteps, load_detector, surprise_scores
+    from netflowgen.train.pretrain import load_run
+
+    try:
+        kind = read_manifest(model_dir).get("kind")
+        if kind == DETECTOR_KIND:
+            det = load_detector(model_dir)
+            series, _ = _series_of(data, det.manifest.get("series_config"), fmt, timezone)
+            scores = det.score(series)
+            cut = threshold if threshold is not None else det.threshold
+        else:
+            model, tok, _ = load_run(model_dir)
+            cfg = json.loads((model_dir / "train_config.json").read_text())
+            series, _ = _series_of(data, None, fmt, timezone)
+            steps = EncodedSteps.encode(series, tok, float(cfg["data"]["step_seconds"]))
+            values = surprise_scores(model, steps)
+            finite = values[np.isfinite(values)]
+            cut = threshold if threshold is not None else (float(np.quantile(finite, quantile)) if len(finite) else float("inf"))
+            scores = steps.keys.with_columns(pl.Series("score", values), pl.Series("label", steps.labels.astype(bool)))
+        scores = scores.with_columns((pl.col("score") >= cut).fill_null(False).alias("alert"))
+        if out_path is not None:
+            _write_table_atomic(scores, out_path)
+    except (ValueError, FileNotFoundError, OSError, FormatError) as e:
+        raise _fail(str(e)) from None
+    alerts = scores.filter(pl.col("alert"))
+    summary = {"rows": scores.height, "nodes": scores["node"].n_unique(), "alerts": alerts.height,
+               "alert_nodes": alerts["node"].n_unique(), "threshold": cut, "out": str(out_path) if out_path else None}
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    out.print(f"{summary['rows']:,} steps of {summary['nodes']:,} nodes scored; {summary['alerts']:,} alerts on "
+              f"{summary['alert_nodes']:,} nodes (threshold {cut:.4g})" + (f"; written to {out_path}" if out_path else ""))
+    if alerts.height:
+        t = Table("node", "step", "score", title="first alerts", title_justify="left")
+        for row in alerts.sort("step").head(10).iter_rows(named=True):
+            t.add_row(row["node"], str(row["step"]), f"{row['score']:.4g}")
+        out.print(t)
+
+
+def _write_table_atomic(table: pl.DataFrame, path: Path) -> None:
+    import os
+
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if path.suffix == ".csv":
+            table.with_columns(pl.col("step").dt.to_string("%Y-%m-%dT%H:%M:%SZ")).write_csv(tmp)
+        else:
+            table.write_parquet(tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+@app.command("benchmark")
+def benchmark_cmd(
+    suite_file: Annotated[Path, typer.Argument(help="A suite file (TOML), e.g. benchmarks/suites/shared.toml.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json, report.md/.html and plots/.")],
+    data: Annotated[Optional[Path], typer.Option(help="Base folder of the suite's relative inputs (default: $NETFLOWGEN_SHARED_DATA or the suite's).")] = None,
+    seeds: Annotated[Optional[int], typer.Option(help="Use only the first N seeds of the suite.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a detection suite: every method on the same splits, budgets and seeds; write the report."""
+    import dataclasses
+
+    from netflowgen.evaluate.suite import load_suite, run_suite
+    from netflowgen.report.suite import main_table, write_report
+
+    _terminate_as_interrupt()
+    try:
+        suite = load_suite(suite_file, data)
+        if seeds is not None:
+            suite = dataclasses.replace(suite, seeds=suite.seeds[:seeds])
+        started = time.perf_counter()
+        with Progress(TextColumn("[bold]benchmark"), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=err, disable=as_json) as progress:
+            task = progress.add_task("", total=None)
+            results = run_suite(suite, out_dir, progress=lambda msg: progress.update(task, description=msg))
+        paths = write_report(results, out_dir)
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; what was finished is in {out_dir}", 130) from None
+    except (ValueError, FileNotFoundError, FormatError, OSError) as e:
+        raise _fail(str(e)) from None
+    summary = {"results": str(out_dir / "results.json"), "report": str(paths["html"]), "markdown": str(paths["markdown"]),
+               "seconds": round(time.perf_counter() - started, 1), "table": main_table(results)}
+    if as_json:
+        out.print_json(json.dumps(summary))
+        return
+    t = Table(*(main_table(results)[0].keys() if main_table(results) else ["task"]), title=f"{results['suite']}"
+              + (" (SYNTHETIC)" if results.get("synthetic") else ""), title_justify="left")
+    for row in main_table(results):
+        t.add_row(*row.values())
+    out.print(t)
+    out.print(f"report: {paths['html']} (and {paths['markdown']}); {summary['seconds']:.0f} s")
 
 
 @app.command("nextstep")
@@ -451,6 +684,77 @@ def generate_cmd(
         out.print(f"plot: {plot}")
 
 
+@app.command("collect")
+def collect_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Flow dataset directory to write (created, or continued if collect wrote it).")],
+    listen: Annotated[str, typer.Option(help="UDP HOST:PORT to receive NetFlow v5/v9/IPFIX on (port 0: any free port).")] = "127.0.0.1:2055",
+    rotate: Annotated[str, typer.Option(help="A new Parquet file per this interval, e.g. 60s, 5m.")] = "60s",
+    metrics: Annotated[Optional[str], typer.Option(help="Serve Prometheus /metrics and /health on this HOST:PORT, e.g. 127.0.0.1:9105.")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: at Ctrl-C or SIGTERM).")] = None,
+    rcvbuf: Annotated[int, typer.Option(help="Kernel socket buffer to ask for, bytes.")] = 64 << 20,
+    max_buffer_flows: Annotated[int, typer.Option(help="Write a file early when this many flows wait in memory.")] = 1_000_000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Receive NetFlow v5/v9/IPFIX export and write it as a flow dataset, until stopped."""
+    from netflowgen.collect.server import Collector, CollectorConfig, parse_address
+
+    _terminate_as_interrupt()
+    try:
+        config = CollectorConfig(
+            out=out_dir, listen=parse_address(listen), rotate=parse_step(rotate),
+            metrics=parse_address(metrics) if metrics else None, rcvbuf=rcvbuf, max_buffer_flows=max_buffer_flows,
+        )
+        if duration is not None and duration <= 0:
+            raise ValueError("--duration must be positive")
+        collector = Collector(config)
+        collector.start()
+    except (ValueError, OSError) as e:
+        raise _fail(str(e)) from None
+    host, port = collector.address
+    ready = f"listening on udp://{host}:{port} (socket buffer {collector.rcvbuf_granted:,} bytes), writing {out_dir}"
+    if collector.metrics_address:
+        ready += f", metrics on http://{collector.metrics_address[0]}:{collector.metrics_address[1]}/metrics"
+    err.print(ready, highlight=False, soft_wrap=True)
+    started = time.monotonic()
+    try:
+        with Progress(TextColumn("[bold]collect"), BarColumn() if duration else TextColumn(""),
+                      TextColumn("{task.fields[packets]:>10,} packets {task.fields[flows]:>12,} flows "
+                                 "{task.fields[rate]:>10,.0f} flows/s {task.fields[errors]:>6,} errors {task.fields[files]:>5,} files"),
+                      TimeElapsedColumn(), TextColumn("ETA" if duration else ""), TimeRemainingColumn() if duration else TextColumn(""),
+                      console=err, disable=as_json) as progress:
+            task = progress.add_task("collect", total=duration, packets=0, flows=0, rate=0.0, errors=0, files=0)
+            while duration is None or time.monotonic() - started < duration:
+                time.sleep(0.25)
+                if not collector.healthy():
+                    break
+                s = collector.summary()
+                elapsed = max(time.monotonic() - started, 1e-9)
+                progress.update(task, completed=min(elapsed, duration or elapsed), packets=s["packets"], flows=s["flows"],
+                                rate=s["flows"] / elapsed, errors=s["errors"], files=s["files"])
+    except KeyboardInterrupt:
+        pass  # the normal way to stop a collector
+    finally:
+        # Stopping writes the last file: a second Ctrl-C must not cut it short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            summary = collector.stop()
+        except (RuntimeError, OSError) as e:
+            raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+        return
+    t = Table("exporter", "packets", "flows", "rejected", "errors", "lost", "sequence gaps", title=(
+        f"collected into {out_dir}: {summary['rows_written']:,} flows in {summary['files']} files, "
+        f"{summary['seconds']:.1f} s, kernel drops {summary['kernel_drops']}"), title_justify="left")
+    for exporter, s in summary["exporters"].items():
+        errors = {**s["packet_errors"], **{f"set: {k}": v for k, v in s["set_errors"].items()}}
+        lost = ", ".join(f"{n:,} {unit}" for n, unit in ((s["lost_records"], "records"), (s["lost_packets"], "packets")) if n) or "0"
+        t.add_row(exporter, f"{s['packets']:,}", f"{s['flows']:,}", f"{sum(s['rejected'].values()):,}",
+                  ", ".join(f"{k} {v:,}" for k, v in errors.items()) or "0", lost, f"{s['sequence_gaps']:,}")
+    out.print(t)
+
+
 @app.command("formats")
 def formats_cmd(as_json: JsonOpt = False) -> None:
     """List the input formats and how each is recognised."""
@@ -462,6 +766,75 @@ def formats_cmd(as_json: JsonOpt = False) -> None:
     for r in rows:
         t.add_row(r["name"], r["description"])
     out.print(t)
+
+
+@app.command("simulate")
+def simulate_cmd(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Dataset directory to create.")],
+    nodes: Annotated[int, typer.Option(help="Local nodes of the simulated network (clients, servers, IoT).")] = 200,
+    days: Annotated[float, typer.Option(help="Days to simulate, in whole hours (0.25 = 6 hours).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed: the same options and seed give the same files, byte for byte.")] = 0,
+    start: Annotated[str, typer.Option(help="Start (UTC): a date such as 2026-01-05 (a Monday) or an ISO time on a whole hour.")] = "2026-01-05",
+    attacks: Annotated[int, typer.Option(help="DDoS attacks: SYN flood, DNS reflection, NTP reflection, ICMP flood, in turn.")] = 4,
+    scans: Annotated[int, typer.Option(help="Port scans (label 'scan', not DDoS).")] = 1,
+    flows_per_node_hour: Annotated[float, typer.Option(help="Mean benign flows per node and hour, over a whole week.")] = 60.0,
+    unidirectional: Annotated[bool, typer.Option("--unidirectional", help="NetFlow-like: one record per direction (rev_* = 0) instead of one per connection.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Generate SYNTHETIC flows of a simulated network with labeled attacks (a flow dataset as
+    ingest writes one, with the ground truth in attacks.csv)."""
+    from netflowgen.simulate import ATTACKS_NAME, AttackConfig, SimConfig, simulate
+
+    _terminate_as_interrupt()
+    try:
+        hours = round(days * 24)
+        if hours < 1 or abs(hours - days * 24) > 1e-6:
+            raise ValueError(f"--days {days}: give a whole number of hours, at least one (e.g. 0.25 = 6 hours)")
+        try:
+            when = datetime.fromisoformat(start)
+        except ValueError:
+            raise ValueError(f"--start {start!r}: not a date or ISO time (e.g. 2026-01-05 or 2026-01-05T08:00)") from None
+        config = SimConfig(
+            nodes=nodes, hours=hours, start=when, seed=seed, flows_per_node_hour=flows_per_node_hour,
+            attacks=AttackConfig(count=attacks, scans=scans), bidirectional=not unidirectional,
+        )
+        started = time.perf_counter()
+        with Progress(TextColumn("[bold]simulate[/] [yellow](synthetic)[/]"), BarColumn(),
+                      TextColumn("{task.fields[flows]:>13,} flows  {task.fields[rate]:>10,.0f} flows/s"),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                      console=err, disable=quiet or as_json) as progress:
+            task = progress.add_task("simulate", total=None, flows=0, rate=0.0)
+
+            def update(done: int, expected: int) -> None:
+                rate = done / max(time.perf_counter() - started, 1e-9)
+                progress.update(task, completed=min(done, expected), total=max(expected, 1), flows=done, rate=rate)
+
+            summary = simulate(config, out_dir, progress=update, overwrite=overwrite)
+            progress.update(task, completed=progress.tasks[0].total or 1)
+    except KeyboardInterrupt:
+        raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None
+    except (ValueError, FileExistsError, OSError) as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps(summary.to_dict()))
+        return
+    t = Table(title=f"SYNTHETIC flows in {summary.out} (netflowgen simulate, seed {summary.seed})",
+              show_header=False, title_justify="left")
+    t.add_row("nodes", f"{summary.nodes:,} (" + ", ".join(f"{k} {v:,}" for k, v in summary.nodes_by_role.items()) + ")")
+    t.add_row("time span", f"{summary.first_start} .. {summary.last_end} ({summary.hours} h)")
+    t.add_row("flows", f"{summary.rows_written:,} ({'bidirectional' if summary.bidirectional else 'one per direction'})")
+    t.add_row("packets / bytes", f"{summary.packets:,} / {summary.bytes:,}")
+    for label, n in summary.label_counts.items():
+        t.add_row("  label " + label, f"{n:,}")
+    for a in summary.attacks:
+        t.add_row(f"  {a['label']} {a['attack_id']}", f"{a['scenario']} on {a['victim']}, {a['start']} .. {a['end']}, "
+                  f"peak {a['peak_flows_per_s']:,.0f} flows/s, {a['flows']:,} flows")
+    t.add_row("partitions", str(len(summary.partitions)))
+    t.add_row("time", f"{summary.seconds:.2f} s ({summary.rows_written / max(summary.seconds, 1e-9):,.0f} flows/s)")
+    out.print(t)
+    out.print(f"[bold yellow]SYNTHETIC[/] data (generated, not captured); ground truth: {Path(summary.out) / ATTACKS_NAME}")
 
 
 @app.command("demo")

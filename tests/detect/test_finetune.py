@@ -74,6 +74,10 @@ def test_few_labels_learn_the_planted_attack_on_later_time(run: tuple[Path, pl.D
     assert _pr_auc(test["score"].to_numpy(), test["label"].to_numpy()) > 0.9
     # The threshold was calibrated on labelled calibration windows, inside the fitting part.
     assert 0 < det.threshold < 1
+    # The window head separates windows holding an attack from the others too.
+    windows = det.score_windows(series).filter(pl.col("first_step") >= SPLIT)
+    assert windows["label"].sum() > 0
+    assert _pr_auc(windows["score"].to_numpy(), windows["label"].to_numpy()) > 0.8
     # Reloaded from its directory, the detector gives the very same scores.
     again = load_detector(tmp_path / "det").score(series)
     assert np.array_equal(again["score"].to_numpy(), scored["score"].to_numpy())
@@ -125,3 +129,35 @@ def test_surprise_is_higher_on_attack_steps_without_any_label(run: tuple[Path, p
     # An attack's first step is what a next-step model cannot expect; once under way, a flood is
     # predictable, so surprise is an onset detector, not a duration one.
     assert s[onset].mean() > s[benign].mean() + 1.0, (s[onset].mean(), s[benign].mean())
+
+
+def test_cli_finetune_then_score_a_series(run: tuple[Path, pl.DataFrame], tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from netflowgen.cli import app
+    from netflowgen.series import SeriesConfig
+    from netflowgen.series.write import write_series
+
+    path, series = run
+    write_series(series.with_columns(pl.col("flows_in").alias("labeled_flows")), tmp_path / "series",
+                 SeriesConfig(attack=("DDoS",)), ["synthetic"])
+    runner = CliRunner()
+    res = runner.invoke(app, ["finetune", str(path), "--series", str(tmp_path / "series"), "--out", str(tmp_path / "det"),
+                              "--attack", "DDoS", "--budget", "2ep", "--steps", "20", "--window", "16",
+                              "--fit-until", SPLIT.strftime("%Y-%m-%dT%H:%M:%S"), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.stdout)
+    assert summary["train_positive_steps"] > 0 and 0 <= summary["threshold"] <= 1
+    res = runner.invoke(app, ["score", str(tmp_path / "det"), str(tmp_path / "series"), "--out", str(tmp_path / "s.parquet"), "--json"])
+    assert res.exit_code == 0, res.output
+    scored = pl.read_parquet(tmp_path / "s.parquet")
+    assert scored.height == series.height and json.loads(res.stdout)["alerts"] == int(scored["alert"].sum())
+    # Zero-label: a pre-trained run scores the same series by surprise.
+    res = runner.invoke(app, ["score", str(path), str(tmp_path / "series"), "--quantile", "0.99", "--json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["alerts"] >= 1
+    res = runner.invoke(app, ["finetune", str(path), "--series", str(tmp_path / "series"), "--out", str(tmp_path / "det2"),
+                              "--budget", "lots"])
+    assert res.exit_code == 1 and "not a label budget" in res.output

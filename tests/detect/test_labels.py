@@ -70,3 +70,10 @@ def test_labels_never_leave_the_allowed_rows() -> None:
         sel = select_labels(y, bounds, parse_budget(budget), window=16, seed=1, allowed=allowed)
         assert not (sel.train | sel.calibrate)[250:].any(), budget
         assert (sel.windows[:, 1] <= 250).all() and (sel.calibrate_windows[:, 1] <= 250).all()
+
+
+def test_a_single_positive_window_goes_to_training() -> None:
+    y = np.zeros(300, dtype=np.uint8)
+    y[280:283] = 1  # the only episode, in the latest window: calibration would take it
+    sel = select_labels(y, np.array([[0, 300]]), parse_budget("1ep"), window=16, seed=0)
+    assert y[sel.train].sum() == 3 and y[sel.calibrate].sum() == 0

@@ -1,10 +1,11 @@
 """Few-label fine-tuning of FlowGPT into a detector, scoring, and zero-label anomaly scores.
 
-The detector is the pre-trained backbone with two small heads (DESIGN section 5):
+The detector is the pre-trained backbone with a small head (DESIGN section 5):
 
   * a per-step head on every position's hidden state: the decoder is causal, so the score of
     step t depends on steps up to t only: early detection, as an online detector would see it;
-  * a window head on the last position: "does this window hold an attack?".
+  * window classification ("does this window hold an attack?") as the largest step logit
+    inside the window, trained with its own loss next to the per-step one.
 
 Inputs are windows of ``history + window`` steps of one node: the ``window`` last steps carry
 (budgeted) labels, the ``history`` steps before them only give context, because traffic features
@@ -52,7 +53,7 @@ from netflowgen.train.loop import TrainConfig, train_loop
 
 __all__ = [
     "DETECTOR_KIND", "FinetuneConfig", "EncodedSteps", "DetectorModel", "Detector", "finetune", "load_detector",
-    "score_steps", "surprise_scores", "MODES",
+    "score_steps", "score_windows", "surprise_scores", "MODES",
 ]
 
 DETECTOR_KIND = "netflowgen.detector"
@@ -133,6 +134,7 @@ class WindowBatch:
     group: torch.Tensor  # (B,)
     labels: torch.Tensor  # (B, T) float
     mask: torch.Tensor  # (B, T) bool: positions whose label counts
+    first: torch.Tensor  # (B,) index of the first labelled position (after the history)
     last: torch.Tensor  # (B,) index of the last real position
     rows: torch.Tensor  # (B, T) row of each position, -1 for padding
 
@@ -158,24 +160,25 @@ def collate(steps: EncodedSteps, begin: np.ndarray, start: np.ndarray, end: np.n
         group=torch.from_numpy(steps.group[begin]),
         labels=torch.from_numpy(np.where(counted, steps.labels[safe], 0).astype(np.float32)),
         mask=torch.from_numpy(counted),
+        first=torch.from_numpy((start - begin).astype(np.int64)),
         last=torch.from_numpy((end - begin - 1).astype(np.int64)),
         rows=torch.from_numpy(np.where(real, rows, -1)),
     )
 
 
 class DetectorModel(nn.Module):
-    """FlowGPT backbone plus a per-step head and a window head."""
+    """FlowGPT backbone plus a per-step head; a window's verdict is the largest step logit inside
+    it (history left out), the multiple-instance reading of "this window holds an attack": with a
+    handful of labelled windows a separate window head has too few examples to learn from, while
+    the window loss sharpens the step head where an attack's steps are uncertain."""
 
     def __init__(self, backbone: FlowGPT, backbone_lr_scale: float = 0.1) -> None:
         super().__init__()
         self.backbone = backbone
         self.backbone_lr_scale = backbone_lr_scale
-        d = backbone.cfg.d_model
-        self.step_head = nn.Linear(d, 1)
-        self.window_head = nn.Linear(d, 1)
-        for head in (self.step_head, self.window_head):
-            nn.init.normal_(head.weight, std=0.02)
-            nn.init.zeros_(head.bias)
+        self.step_head = nn.Linear(backbone.cfg.d_model, 1)
+        nn.init.normal_(self.step_head.weight, std=0.02)
+        nn.init.zeros_(self.step_head.bias)
 
     def lr_scale(self, name: str) -> float:
         """The training loop's per-parameter learning-rate factor: with a handful of labels, a
@@ -184,12 +187,14 @@ class DetectorModel(nn.Module):
         return self.backbone_lr_scale if name.startswith("backbone.") else 1.0
 
     def forward(self, traffic: torch.Tensor, time: torch.Tensor, node: torch.Tensor, group: torch.Tensor,
-                last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                first: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) step logits and (B,) window logits."""
         hidden = self.backbone(traffic, time, node, group).hidden  # (B, T, d)
         step = self.step_head(hidden).squeeze(-1)
-        final = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, d)
-        return step, self.window_head(final).squeeze(-1)
+        pos = torch.arange(hidden.shape[1], device=hidden.device)[None, :]
+        inside = (pos >= first[:, None]) & (pos <= last[:, None])  # (B, T)
+        window = step.masked_fill(~inside, float("-inf")).amax(dim=1)
+        return step, window
 
 
 def _set_trainable(model: DetectorModel, mode: str, last_k: int) -> None:
@@ -207,7 +212,7 @@ def _loss(pos_weight: float, window_weight: float):  # type: ignore[no-untyped-d
     pw = torch.tensor(pos_weight)
 
     def loss_of(model: nn.Module, b: WindowBatch) -> torch.Tensor:
-        step, window = model(b.traffic, b.time, b.node, b.group, b.last)
+        step, window = model(b.traffic, b.time, b.node, b.group, b.first, b.last)
         m = b.mask
         step_loss = F.binary_cross_entropy_with_logits(step.float()[m], b.labels[m], pos_weight=pw.to(step.device))
         has = m.any(dim=1)
@@ -240,7 +245,7 @@ def score_steps(model: DetectorModel | FlowGPT, steps: EncodedSteps, window: int
         sl = slice(lo, lo + batch_size)
         b = collate(steps, b_all[sl], s_all[sl], e_all[sl], length).to(device)
         if kind == "detector":
-            logits, _ = model(b.traffic, b.time, b.node, b.group, b.last)
+            logits, _ = model(b.traffic, b.time, b.node, b.group, b.first, b.last)
             values = torch.sigmoid(logits.float())
         else:
             values = _surprise(model, b)  # type: ignore[arg-type]
@@ -285,6 +290,10 @@ class Detector:
 
     def encode(self, series: pl.DataFrame) -> EncodedSteps:
         return EncodedSteps.encode(series, self.tokenizer, self.step_seconds, tuple(self.manifest["attack"]))
+
+    def score_windows(self, series: pl.DataFrame, device: str = "cpu") -> pl.DataFrame:
+        """The window head's verdict on every ``window`` steps of every node (see score_windows)."""
+        return score_windows(self.model, self.encode(series), self.manifest["window"], self.manifest["history"], device=device)
 
     def score(self, series: pl.DataFrame, device: str = "cpu") -> pl.DataFrame:
         """node, step, score, alert (and label, where the series has labels) of every row."""
@@ -373,6 +382,35 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
             write_manifest(tmp, DETECTOR_KIND, **manifest)
     model.eval()
     return Detector(model, tokenizer, {**manifest, "kind": DETECTOR_KIND})
+
+
+@torch.no_grad()
+def score_windows(model: DetectorModel, steps: EncodedSteps, window: int, history: int,
+                  batch_size: int = 64, device: str | torch.device = "cpu") -> pl.DataFrame:
+    """Window classification: for every run of ``window`` steps of a node (read with up to
+    ``history`` steps before it), the probability that it holds an attack; with its true answer."""
+    model.eval()
+    begins, starts, ends = [], [], []
+    for s, e in steps.bounds:
+        for p in range(s, e, window):
+            begins.append(max(s, p - history))
+            starts.append(p)
+            ends.append(min(p + window, e))
+    b_all, s_all, e_all = np.asarray(begins, dtype=np.int64), np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    probs = np.zeros(len(b_all))
+    for lo in range(0, len(b_all), batch_size):
+        sl = slice(lo, lo + batch_size)
+        b = collate(steps, b_all[sl], s_all[sl], e_all[sl], history + window).to(device)
+        _, logits = model(b.traffic, b.time, b.node, b.group, b.first, b.last)
+        probs[sl] = torch.sigmoid(logits.float()).cpu().numpy()
+    keys = steps.keys
+    return pl.DataFrame({
+        "node": keys["node"].gather(s_all) if len(s_all) else pl.Series([], dtype=pl.String),
+        "first_step": keys["step"].gather(s_all) if len(s_all) else pl.Series([], dtype=pl.Datetime("us", "UTC")),
+        "last_step": keys["step"].gather(e_all - 1) if len(e_all) else pl.Series([], dtype=pl.Datetime("us", "UTC")),
+        "score": probs,
+        "label": [bool(steps.labels[a:b].any()) for a, b in zip(s_all, e_all)],
+    })
 
 
 def _segment_start(bounds: np.ndarray, rows: np.ndarray) -> np.ndarray:

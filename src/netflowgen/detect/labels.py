@@ -181,12 +181,18 @@ def select_labels(labels: np.ndarray, bounds: np.ndarray, budget: Budget, window
     n_train = int(np.searchsorted(cum, cum[-1] * (1 - calibrate_fraction), side="left")) + 1 if len(windows) > 1 else 1
     n_train = min(max(n_train, 1), max(len(windows) - 1, 1))
     train_w, cal_w = windows[:n_train], windows[n_train:]
-    # Positives must reach both parts where the budget has more than one positive window.
+    # Positives must reach both parts where the budget has more than one positive window, and
+    # training first where it has only one (a threshold can fall back on training windows, a
+    # detector cannot learn an attack it never saw).
     pos_w = np.array([labels[s:e].any() for s, e in windows], dtype=bool)
     if pos_w.sum() >= 2 and not pos_w[n_train:].any():
         last_pos = np.flatnonzero(pos_w[:n_train])[-1]
         cal_w = np.concatenate([cal_w, windows[last_pos : last_pos + 1]])
         train_w = np.delete(train_w, last_pos, axis=0)
+    elif pos_w.any() and not pos_w[:n_train].any():
+        first_pos = n_train + int(np.flatnonzero(pos_w[n_train:])[0])
+        train_w = np.concatenate([train_w, windows[first_pos : first_pos + 1]])
+        cal_w = np.delete(cal_w, first_pos - n_train, axis=0)
     train, cal = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
     for s, e in train_w:
         train[s:e] = True

@@ -1,0 +1,574 @@
+"""Benchmark suites: detection tasks on real or simulated flows, every method on the same splits
+and labels, several seeds, one results file and a report.
+
+A suite is a TOML file (see ``benchmarks/suites/``)::
+
+    name = "shared"
+    data = "../shared/data"          # base of relative inputs; ${NETFLOWGEN_SHARED_DATA} wins
+    seeds = [0, 1, 2]
+    budgets = ["1ep", "3ep", "0.1"]  # label budgets (see netflowgen.detect.labels)
+    methods = ["flowgpt", "scratch", "lightgbm", "volume", "surprise"]
+
+    [pretrain]                       # one run per step width the tasks use
+    size = "tiny"
+    steps = 1500
+
+    [finetune]
+    steps = 150
+
+    [datasets.iot23]
+    inputs = ["iot23-34-1/conn.log.labeled"]
+    prefixes = []                    # extra local prefixes for the node series
+    mapping = ""                     # a CSV mapping (e.g. westermo); timezone = "UTC"
+
+    [[tasks]]
+    name = "mirai"
+    kind = "labeled"                 # the dataset's own labels
+    dataset = "iot23"
+    attack = ["DDoS"]
+    step = "60s"
+    fit_fraction = 0.6
+    test_only = []                   # attack classes held out of fitting
+
+    [[tasks]]
+    name = "stopddos-tcp-to-udp"
+    kind = "inject"                  # real attack captures placed onto real backgrounds
+    backgrounds = ["ctu50-008", ...] # one victim each: the dataset's busiest local node
+    train_attacks = ["stopddos/pkt.TCP.synflood.spoofed.pcap", ...]
+    test_attacks = [...]
+    test_victims = 2                 # victims whose attacks are only in the test part
+    intensities = ["1x", "4x", "16x"]
+    injections_per_victim = 3
+
+The run, for every task: flows -> (injection) -> labelled node series -> split (``splits.py``);
+pre-training per step width on the unlabelled flows of every dataset before its earliest test
+cut; then for every budget and seed one label draw shared by every method; every method scores
+every row; thresholds are calibrated on the draw's calibration windows; metrics on the test part.
+Methods:
+
+* ``flowgpt``: the pre-trained FlowGPT fine-tuned (full); ``flowgpt-probe``: its frozen backbone
+  with trained heads; ``scratch``: the same architecture and training from random weights;
+* ``lightgbm``: gradient-boosted trees on the node-step features with lags, on the same labels;
+* ``volume``: the operator's EWMA z-score on flows and packets (only its threshold is fitted);
+* ``surprise``: the pre-trained model's zero-label anomaly score (only its threshold is fitted).
+
+Every task also reports the PR-AUC of the best single feature on its test part; above 0.95 the
+task is marked trivial.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from netflowgen.series.build import SeriesConfig, build_series, parse_step
+from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
+
+__all__ = ["SuiteSpec", "DatasetSpec", "TaskSpec", "load_suite", "run_suite", "METHODS"]
+
+log = logging.getLogger(__name__)
+
+METHODS = ("flowgpt", "flowgpt-probe", "scratch", "lightgbm", "volume", "surprise")
+RESULTS_NAME = "results.json"
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    inputs: tuple[str, ...]
+    prefixes: tuple[str, ...] = ()
+    mapping: str | None = None
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    kind: str  # labeled | inject
+    step: str = "60s"
+    attack: tuple[str, ...] = ()
+    dataset: str | None = None
+    fit_fraction: float = 0.6
+    test_only: tuple[str, ...] = ()
+    description: str = ""
+    # inject tasks
+    backgrounds: tuple[str, ...] = ()
+    train_attacks: tuple[str, ...] = ()
+    test_attacks: tuple[str, ...] = ()
+    test_victims: int = 1
+    intensities: tuple[str, ...] = ("1.0",)
+    injections_per_victim: int = 2
+    label: str = "DDoS"
+    split_seed: int = 0
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    name: str
+    data: Path
+    datasets: dict[str, DatasetSpec]
+    tasks: tuple[TaskSpec, ...]
+    seeds: tuple[int, ...] = (0, 1, 2)
+    budgets: tuple[str, ...] = ("1ep", "3ep", "0.1")
+    methods: tuple[str, ...] = ("flowgpt", "scratch", "lightgbm", "volume", "surprise")
+    pretrain: dict[str, Any] = field(default_factory=dict)
+    finetune: dict[str, Any] = field(default_factory=dict)
+    synthetic: bool = False
+    description: str = ""
+
+    def resolve(self, path: str) -> Path:
+        p = Path(os.path.expandvars(path))
+        return p if p.is_absolute() else self.data / p
+
+
+def load_suite(path: Path, data: Path | None = None) -> SuiteSpec:
+    """Read a suite file; relative inputs resolve against ``data``, else $NETFLOWGEN_SHARED_DATA,
+    else the file's ``data`` (relative to the current directory)."""
+    try:
+        raw = tomllib.loads(Path(path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not a valid suite file: {e}") from e
+    base = data or (Path(os.environ["NETFLOWGEN_SHARED_DATA"]) if os.environ.get("NETFLOWGEN_SHARED_DATA") else Path(raw.get("data", ".")))
+    datasets = {}
+    for name, d in raw.get("datasets", {}).items():
+        if "inputs" not in d:
+            raise ValueError(f"{path}: dataset {name!r} has no inputs")
+        datasets[name] = DatasetSpec(name, tuple(d["inputs"]), tuple(d.get("prefixes", ())), d.get("mapping") or None,
+                                     d.get("timezone", "UTC"))
+    tasks = []
+    known = {f.name for f in TaskSpec.__dataclass_fields__.values()}
+    for i, t in enumerate(raw.get("tasks", [])):
+        unknown = set(t) - known
+        if unknown:
+            raise ValueError(f"{path}: task {i + 1} has unknown settings {sorted(unknown)}")
+        t = {k: tuple(v) if isinstance(v, list) else v for k, v in t.items()}
+        task = TaskSpec(**t)
+        if task.kind not in ("labeled", "inject"):
+            raise ValueError(f"{path}: task {task.name!r}: kind must be labeled or inject")
+        for ds in ((task.dataset,) if task.kind == "labeled" else task.backgrounds):
+            if ds not in datasets:
+                raise ValueError(f"{path}: task {task.name!r} names the unknown dataset {ds!r}")
+        tasks.append(task)
+    if not tasks:
+        raise ValueError(f"{path}: a suite needs at least one [[tasks]] entry")
+    methods = tuple(raw.get("methods", SuiteSpec.methods))
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"{path}: unknown methods {bad}; choose from {', '.join(METHODS)}")
+    return SuiteSpec(raw.get("name", Path(path).stem), base, datasets, tuple(tasks), tuple(raw.get("seeds", (0, 1, 2))),
+                     tuple(str(b) for b in raw.get("budgets", SuiteSpec.budgets)), methods, raw.get("pretrain", {}),
+                     raw.get("finetune", {}), bool(raw.get("synthetic", False)), raw.get("description", ""))
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+class _Data:
+    """Datasets ingested once into OUT/data/<name> (canonical, inspectable), then read from there."""
+
+    def __init__(self, suite: SuiteSpec, root: Path) -> None:
+        self.suite, self.root = suite, root
+        self.flows: dict[str, pl.DataFrame] = {}
+
+    def path(self, name: str) -> Path:
+        from netflowgen.ingest import IngestConfig, ingest
+        from netflowgen.read import ReadOptions
+
+        out = self.root / name
+        if not (out / "netflowgen.json").is_file():
+            spec = self.suite.datasets[name]
+            mapping = Path(spec.mapping) if spec.mapping else None
+            ingest(IngestConfig([self.suite.resolve(p) for p in spec.inputs], out,
+                                ReadOptions(mapping=mapping, timezone=spec.timezone)))
+        return out
+
+    def get(self, name: str) -> pl.DataFrame:
+        if name not in self.flows:
+            from netflowgen.ingest import scan_flows
+
+            flows = scan_flows(self.path(name)).collect()
+            # 1970 clocks are valid rows of an odd capture, not a time to split or pre-train on.
+            self.flows[name] = flows.filter(pl.col("quality") & 8 == 0) if flows.height else flows
+        return self.flows[name]
+
+    def prefixes(self, name: str) -> tuple[str, ...]:
+        return DEFAULT_LOCAL_PREFIXES + self.suite.datasets[name].prefixes
+
+
+def _cut(flows: pl.DataFrame, fraction: float, step: timedelta) -> datetime:
+    lo, hi = flows["ts_start"].min(), flows["ts_start"].max()
+    t = lo + (hi - lo) * fraction  # type: ignore[operator]
+    us = int(step.total_seconds() * 1e6)
+    epoch_us = int(t.timestamp() * 1e6) // us * us  # type: ignore[union-attr]
+    return datetime.fromtimestamp(epoch_us / 1e6, tz=timezone.utc)
+
+
+def _busiest_local(flows: pl.DataFrame, prefixes: tuple[str, ...]) -> str:
+    from netflowgen.series.nodes import is_local
+
+    both = pl.concat([flows.select(pl.col("src_ip").alias("ip")), flows.select(pl.col("dst_ip").alias("ip"))])
+    local = both.filter(is_local(pl.col("ip"), prefixes)).group_by("ip").len().sort(["len", "ip"], descending=[True, False])
+    if local.height == 0:
+        raise ValueError("no local node in the background; give its prefix in the dataset's prefixes")
+    return str(local["ip"][0])
+
+
+@dataclass
+class TaskData:
+    """A task made ready: its labelled series (with a dataset column) and its split."""
+
+    spec: TaskSpec
+    series: pl.DataFrame
+    split: Any  # splits.Split
+    step: timedelta
+    injections: pl.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def prepare_task(task: TaskSpec, data: _Data, work: Path, progress: Callable[[str], None]) -> TaskData:
+    from netflowgen.evaluate.splits import Split
+
+    step = parse_step(task.step)
+    if task.kind == "labeled":
+        assert task.dataset is not None
+        flows = data.get(task.dataset)
+        cut = _cut(flows, task.fit_fraction, step)
+        cfg = SeriesConfig(step=step, local_prefixes=data.prefixes(task.dataset), attack=task.attack)
+        series = build_series(flows.lazy(), cfg).with_columns(pl.lit(task.dataset).alias("dataset"))
+        split = Split({task.dataset: cut}, test_only=tuple(a.lower() for a in task.test_only))
+        return TaskData(task, series, split, step)
+    return _prepare_inject(task, data, work, step, progress)
+
+
+def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, progress: Callable[[str], None]) -> TaskData:
+    from netflowgen.evaluate.splits import Split
+    from netflowgen.inject import InjectConfig, Intensity, inject
+
+    rng = np.random.default_rng(task.split_seed)
+    order = rng.permutation(len(task.backgrounds))
+    test_bg = {task.backgrounds[i] for i in order[: task.test_victims]}
+    train_types = [Path(a).name.split(".pcap")[0] for a in task.train_attacks]
+    test_types = [Path(a).name.split(".pcap")[0] for a in task.test_attacks]
+    attack = tuple(dict.fromkeys(train_types + test_types))
+    cuts, victims, parts, truth = {}, set(), [], []
+    for i, bg in enumerate(task.backgrounds):
+        flows = data.get(bg)
+        cut = _cut(flows, task.fit_fraction, step)
+        cuts[bg] = cut
+        victim = _busiest_local(flows, data.prefixes(bg))
+        testing = bg in test_bg
+        if testing:
+            victims.add(victim)
+        lo, hi = (cut, flows["ts_start"].max()) if testing else (flows["ts_start"].min(), cut)
+        # Start times well inside the part: an attack lasts seconds to minutes, 15 minutes of room.
+        room = timedelta(minutes=15)
+        span = (hi - lo - 2 * room).total_seconds()  # type: ignore[operator]
+        if span <= 0:
+            raise ValueError(f"task {task.name}: the {'test' if testing else 'fitting'} part of {bg} is too short to inject into")
+        times = tuple(sorted(lo + room + timedelta(seconds=float(s)) for s in rng.uniform(0, span, task.injections_per_victim)))
+        attacks = tuple(data.suite.resolve(a) for a in (task.test_attacks if testing else task.train_attacks))
+        out = work / f"{bg}"
+        progress(f"{task.name}: injecting into {bg} ({'test' if testing else 'fitting'} part, victim {victim})")
+        summary = inject(InjectConfig(data.path(bg), attacks, victims=(victim,), times=times,
+                                      intensities=tuple(Intensity.parse(x) for x in task.intensities),
+                                      seed=task.split_seed * 1000 + i, label=task.label,
+                                      local_prefixes=data.prefixes(bg), overwrite=True), out)
+        del summary
+        from netflowgen.ingest import scan_flows
+
+        injected = scan_flows(out).collect()
+        cfg = SeriesConfig(step=step, local_prefixes=data.prefixes(bg), attack=attack)
+        parts.append(build_series(injected.lazy(), cfg).with_columns(pl.lit(bg).alias("dataset")))
+        gt = pl.read_csv(out / "injections.csv", try_parse_dates=True)
+        truth.append(gt.with_columns(pl.lit(bg).alias("dataset"), pl.lit("test" if testing else "fit").alias("part")))
+    series = pl.concat(parts, how="vertical_relaxed")
+    split = Split(cuts, test_nodes=frozenset(victims), test_only=tuple(t.lower() for t in test_types),
+                  notes=[f"training attack types: {', '.join(train_types)}", f"test attack types: {', '.join(test_types)}",
+                         f"test victims: {', '.join(sorted(victims))}"])
+    return TaskData(task, series, split, step, pl.concat(truth, how="diagonal_relaxed"))
+
+
+# --- pre-training -----------------------------------------------------------------------------
+
+
+def pretrain_for(step: timedelta, suite: SuiteSpec, data: _Data, cuts: dict[str, datetime], out: Path,
+                 show_progress: bool) -> Path:
+    """One pre-training run at ``step`` on every dataset's unlabelled flows before its test cut."""
+    from netflowgen.series import feature_names
+    from netflowgen.tokenize import Tokenizer, TokenizerConfig
+    from netflowgen.tokenize.shards import write_tokens
+    from netflowgen.train.loop import TrainConfig
+    from netflowgen.train.pretrain import PretrainConfig, pretrain
+
+    run = out / f"pretrain-{int(step.total_seconds())}s"
+    if (run / "model.safetensors").is_file():
+        return run
+    parts = []
+    for name in suite.datasets:
+        flows = data.get(name)
+        if name in cuts:
+            flows = flows.filter(pl.col("ts_start") < cuts[name])
+        if flows.height == 0:
+            continue
+        # Labels are dropped: pre-training is unsupervised, whatever the data carries.
+        flows = flows.with_columns(pl.lit(None, pl.String).alias("label"), pl.lit(None, pl.String).alias("label_detail"))
+        parts.append(build_series(flows.lazy(), SeriesConfig(step=step, local_prefixes=data.prefixes(name))))
+    corpus = pl.concat(parts).sort("node", "step")
+    # Two captures can hold the same address at overlapping times: keep one row per (node, step).
+    corpus = corpus.unique(["node", "step"], keep="first", maintain_order=True)
+    p = suite.pretrain
+    tok = Tokenizer.fit(corpus, TokenizerConfig(tuple(feature_names()), int(p.get("bins", 10))))
+    tokens = out / f"tokens-{int(step.total_seconds())}s"
+    write_tokens(corpus, tok, tokens, step_seconds=step.total_seconds(), fit={"by": "suite", "before_test_cuts": True},
+                 source="suite pre-training corpus", overwrite=True)
+    steps = int(p.get("steps", 1500))
+    train = TrainConfig(steps=steps, batch_size=int(p.get("batch_size", 32)), lr=float(p.get("lr", 1e-3)),
+                        warmup_steps=min(100, steps // 10), eval_every=max(steps // 3, 1), checkpoint_every=steps,
+                        eval_batches=20, seed=0)
+    pretrain(PretrainConfig(tokens, p.get("size", "tiny"), int(p.get("context", 64))), train, run,
+             overwrite=True, show_progress=show_progress)
+    return run
+
+
+# --- methods -----------------------------------------------------------------------------------
+
+
+def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, budget: Any, seed: int,
+            suite: SuiteSpec, cache: dict[str, np.ndarray]) -> np.ndarray:
+    """Every row's score (rows in node, step order), for one method."""
+    from netflowgen.detect.finetune import FinetuneConfig, finetune, score_steps, surprise_scores
+
+    series = task.series
+    f = suite.finetune
+    if method in ("flowgpt", "flowgpt-probe", "scratch"):
+        cfg = FinetuneConfig(attack=task.attack_classes, budget=budget, mode="probe" if method == "flowgpt-probe" else "full",
+                             init="scratch" if method == "scratch" else "pretrained", window=int(f.get("window", 32)),
+                             history=int(f.get("history", 16)), steps=int(f.get("steps", 150)),
+                             batch_size=int(f.get("batch_size", 32)), lr=float(f.get("lr", 1e-3)), seed=seed)
+        det = finetune(run, series, task.step.total_seconds(), cfg, selection=selection, show_progress=False)
+        return score_steps(det.model, steps, cfg.window, cfg.history)
+    if method == "surprise":
+        if "surprise" not in cache:
+            from netflowgen.train.pretrain import load_run
+
+            model, _, _ = load_run(run)
+            s = surprise_scores(model, steps)
+            cache["surprise"] = np.where(np.isfinite(s), s, np.nanmin(s) if np.isfinite(s).any() else 0.0)
+        return cache["surprise"]
+    if method == "volume":
+        if "volume" not in cache:
+            from netflowgen.detect.baselines import VolumeConfig, VolumeDetector
+
+            scored = VolumeDetector(VolumeConfig(step=task.step)).score(series)
+            cache["volume"] = _aligned(scored, steps)
+        return cache["volume"]
+    if method == "lightgbm":
+        from netflowgen.detect.baselines import GBTConfig, GBTDetector
+
+        labelled = series.with_columns(pl.Series("_y", steps.labels.astype(bool)))
+        gbt = GBTDetector(GBTConfig(step=task.step, seed=seed))
+        gbt.fit(labelled, label_col="_y", train_rows=selection.train, valid_rows=selection.calibrate)
+        return _aligned(gbt.score(series), steps)
+    raise ValueError(f"unknown method {method!r}")
+
+
+def _aligned(scored: pl.DataFrame, steps: Any) -> np.ndarray:
+    joined = steps.keys.join(scored, on=["node", "step"], how="left", maintain_order="left")
+    return joined["score"].fill_null(float("-inf")).to_numpy()
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | None = None,
+              show_progress: bool = False, max_seconds: float | None = None) -> dict[str, Any]:
+    """Run every task, method, budget and seed; returns (and writes to OUT/results.json) the results."""
+    from netflowgen.detect.finetune import EncodedSteps
+    from netflowgen.detect.labels import parse_budget, select_labels
+    from netflowgen.evaluate.metrics import (
+        TRIVIAL_PR_AUC, best_single_feature, calibrate_threshold, detection_metrics, summarize_seeds,
+    )
+    from netflowgen.evaluate.splits import check_no_leak
+    from netflowgen.train.pretrain import load_run
+
+    say = progress or (lambda msg: log.info(msg))
+    started = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    data = _Data(suite, out / "data")
+    tasks: list[TaskData] = []
+    for spec in suite.tasks:
+        say(f"{spec.name}: preparing ({spec.kind})")
+        t = prepare_task(spec, data, out / "tasks" / spec.name, say)
+        tasks.append(t)
+        folder = out / "tasks" / spec.name
+        folder.mkdir(parents=True, exist_ok=True)
+        t.series.write_parquet(folder / "series.parquet")  # for the report's timeline
+    # Pre-training per step width, before every dataset's earliest test cut.
+    cuts: dict[str, datetime] = {}
+    for t in tasks:
+        for ds, cut in t.split.cuts.items():
+            cuts[ds] = min(cuts.get(ds, cut), cut)
+    runs: dict[timedelta, Path] = {}
+    for step in sorted({t.step for t in tasks}):
+        say(f"pre-training at {step.total_seconds():g} s steps")
+        runs[step] = pretrain_for(step, suite, data, cuts, out / "pretrain", show_progress)
+    results: dict[str, Any] = {"suite": suite.name, "description": suite.description, "synthetic": suite.synthetic,
+                               "methods": list(suite.methods), "budgets": list(suite.budgets), "seeds": list(suite.seeds),
+                               "pretrain": {f"{int(s.total_seconds())}s": _run_info(r) for s, r in runs.items()},
+                               "tasks": {}}
+    for t in tasks:
+        run = runs[t.step]
+        _, tok, _ = load_run(run)
+        series = t.series.sort("node", "step")
+        t.series = series
+        steps = EncodedSteps.encode(series, tok, t.step.total_seconds(), t.attack_classes)
+        fit_rows, test_rows = t.split.fit_rows(series), t.split.test_rows(series, t.attack_classes)
+        labels = steps.labels.astype(bool)
+        test_series = series.filter(pl.Series(test_rows)).with_columns(pl.Series("_y", labels[test_rows]))
+        entry: dict[str, Any] = {
+            "kind": t.spec.kind, "description": t.spec.description, "step_seconds": t.step.total_seconds(),
+            "attack": list(t.attack_classes), "split": t.split.describe(),
+            "rows": series.height, "nodes": series["node"].n_unique(),
+            "fit_rows": int(fit_rows.sum()), "fit_positive": int(labels[fit_rows].sum()),
+            "test_rows": int(test_rows.sum()), "test_positive": int(labels[test_rows].sum()), "runs": [], "errors": [],
+        }
+        if entry["test_positive"] == 0:
+            entry["errors"].append("the test part holds no attack step")
+        else:
+            name, value = best_single_feature(test_series, label="_y")
+            entry["best_single_feature"] = {"name": name, "pr_auc": value}
+            entry["trivial"] = value > TRIVIAL_PR_AUC
+        cache: dict[str, np.ndarray] = {}
+        for budget_text in suite.budgets:
+            budget = parse_budget(budget_text)
+            for seed in suite.seeds:
+                try:
+                    selection = select_labels(steps.labels, steps.bounds, budget, int(suite.finetune.get("window", 32)),
+                                              seed, allowed=fit_rows, step_order=steps.step_s)
+                except ValueError as e:
+                    entry["errors"].append(f"budget {budget_text}, seed {seed}: {e}")
+                    continue
+                check_no_leak(series, t.split, selection.train | selection.calibrate, test_rows)
+                cal = selection.calibrate if labels[selection.calibrate].any() else selection.train | selection.calibrate
+                for method in suite.methods:
+                    if entry["test_positive"] == 0:
+                        break
+                    say(f"{t.spec.name}: {method}, budget {budget_text}, seed {seed}")
+                    t0 = time.perf_counter()
+                    try:
+                        scores = _scores(method, t, steps, selection, run, budget, seed, suite, cache)
+                    except ValueError as e:
+                        entry["errors"].append(f"{method}, budget {budget_text}, seed {seed}: {e}")
+                        continue
+                    threshold = calibrate_threshold(scores[cal], labels[cal])
+                    frame = series.select("node", "step").with_columns(pl.Series("label", labels), pl.Series("score", scores))
+                    metrics = detection_metrics(frame.filter(pl.Series(test_rows)), threshold, t.step).to_dict()
+                    rec = {"method": method, "budget": budget_text, "seed": seed, "seconds": round(time.perf_counter() - t0, 2),
+                           "labels": selection.describe(steps.labels), **metrics}
+                    if t.injections is not None:
+                        rec["by_intensity"] = _by_intensity(t, frame, test_rows, threshold)
+                    entry["runs"].append(rec)
+                    if seed == suite.seeds[0] and budget_text == suite.budgets[-1]:
+                        _save_scores(out / "tasks" / t.spec.name / f"scores-{method}.parquet",
+                                     frame.with_columns(pl.Series("test", test_rows)), threshold)
+        entry["summary"] = _summarize(entry["runs"], summarize_seeds)
+        results["tasks"][t.spec.name] = entry
+        if max_seconds is not None and time.perf_counter() - started > max_seconds:
+            say(f"time limit of {max_seconds:g} s reached; later tasks skipped")
+            break
+    results["seconds"] = round(time.perf_counter() - started, 1)
+    _write_json(out / RESULTS_NAME, results)
+    return results
+
+
+def _run_info(run: Path) -> dict[str, Any]:
+    from netflowgen.artifacts import read_manifest
+
+    m = read_manifest(run)
+    return {"path": str(run), "size": m.get("size"), "steps": m.get("steps"), "parameters": m.get("parameters"),
+            "final": m.get("final")}
+
+
+def _by_intensity(t: TaskData, frame: pl.DataFrame, test_rows: np.ndarray, threshold: float) -> dict[str, Any]:
+    """Metrics per attack intensity: the positives of that intensity's injections against every
+    negative of the test part."""
+    from netflowgen.evaluate.metrics import detection_metrics
+
+    gt = t.injections.filter(pl.col("part") == "test")  # type: ignore[union-attr]
+    step_us = int(t.step.total_seconds() * 1e6)
+    test = frame.with_row_index("_row").filter(pl.Series(test_rows))
+    out = {}
+    intensity_col = "intensity" if "intensity" in gt.columns else gt.columns[0]
+    for value in gt[intensity_col].unique().sort().to_list():
+        mine = gt.filter(pl.col(intensity_col) == value)
+        hit = pl.lit(False)
+        for row in mine.iter_rows(named=True):
+            start = _floor(row["start"], step_us)
+            hit = hit | ((pl.col("node") == row["victim"]) & (pl.col("step") >= start) & (pl.col("step") <= row["end"]))
+        rows = test.filter(~pl.col("label") | hit)
+        if rows["label"].sum() == 0:
+            continue
+        out[str(value)] = detection_metrics(rows.drop("_row"), threshold, t.step).to_dict()
+    return out
+
+
+def _floor(value: Any, step_us: int) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    us = int(value.timestamp() * 1e6) // step_us * step_us
+    return datetime.fromtimestamp(us / 1e6, tz=timezone.utc)
+
+
+def _summarize(runs: list[dict[str, Any]], summarize_seeds: Callable[..., Any]) -> list[dict[str, Any]]:
+    keys = sorted({(r["method"], r["budget"]) for r in runs}, key=lambda k: (k[1], k[0]))
+    rows = []
+    for method, budget in keys:
+        mine = [r for r in runs if r["method"] == method and r["budget"] == budget]
+        stats = summarize_seeds([{k: v for k, v in r.items() if k not in ("labels", "by_intensity")} for r in mine])
+        row = {"method": method, "budget": budget, "seeds": len(mine), "metrics": stats}
+        intens: dict[str, list[dict[str, Any]]] = {}
+        for r in mine:
+            for k, v in (r.get("by_intensity") or {}).items():
+                intens.setdefault(k, []).append(v)
+        if intens:
+            row["by_intensity"] = {k: summarize_seeds(v) for k, v in intens.items()}
+        rows.append(row)
+    return rows
+
+
+def _save_scores(path: Path, frame: pl.DataFrame, threshold: float) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    frame.with_columns((pl.col("score") >= threshold).alias("alert"), pl.lit(threshold).alias("threshold")).write_parquet(tmp)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _attack_classes(self: TaskData) -> tuple[str, ...]:
+    if self.spec.kind == "labeled":
+        return self.spec.attack
+    types = [Path(a).name.split(".pcap")[0] for a in (*self.spec.train_attacks, *self.spec.test_attacks)]
+    return tuple(dict.fromkeys(types))
+
+
+TaskData.attack_classes = property(_attack_classes)  # type: ignore[attr-defined]
+del _attack_classes, asdict, re

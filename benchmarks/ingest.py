@@ -11,7 +11,9 @@ Figures (each needs the reader module of its format; missing ones are skipped an
    ``nfdump -r FILE -o csv > /dev/null`` over the same files. The files come from a synthetic pcap
    of distinct flows turned into nfcapd files by the real ``nfpcapd``. Aim: ratio >= 1.0.
 3. Memory: peak RSS of ``netflowgen ingest`` on a ``--rows`` Zeek TSV (10 million rows by
-   default), against the aim of 2 GB.
+   default), against the aim of 2 GB. Its flows come from the built-in simulator
+   (``netflowgen.simulate``: a network of clients, servers and IoT devices over three days, with
+   its attacks), written as Zeek would log them.
 
 Every command measured runs as its own process. Ingest rows/s use the time the CLI reports for
 the ingest itself (start-up left out; the wall time of the command is in the JSON too). Both
@@ -20,7 +22,7 @@ for ingest less the CPU time of a start-up run on a ten-row file): on a machine 
 work the wall-time ratio drops, the CPU ratio holds up better. The 1-minute load average at the
 end of each run is recorded.
 
-The synthetic flows are seeded (``--seed``) and spread over three days: private and public IPv4
+The synthetic flows of figures 1 and 2 are seeded (``--seed``) and spread over three days: private and public IPv4
 with about 3% IPv6 (compressed, zero-padded and link-local forms), TCP/UDP/ICMP with realistic
 ports and outcomes (established, unanswered SYN, rejected), heavy-tailed packet counts
 (Pareto), 40-1500 bytes per packet, and the unset fields, non-IP records and labels each format
@@ -44,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -710,20 +712,107 @@ TEXT_FORMATS: dict[str, TextFormat] = {
 }
 
 
-def write_text(fmt: TextFormat, path: Path, rows: int, seed: int, advance: Callable[[int], None]) -> None:
-    """Write ``rows`` synthetic flows in ``fmt`` to ``path``, chunk by chunk (bounded memory)."""
+def write_text(
+    fmt: TextFormat,
+    path: Path,
+    rows: int,
+    seed: int,
+    advance: Callable[[int], None],
+    flows: Iterable[pl.DataFrame] | None = None,
+) -> None:
+    """Write ``rows`` synthetic flows in ``fmt`` to ``path``, chunk by chunk (bounded memory).
+
+    The flows come from :func:`synth_flows`, or from ``flows`` (frames in its layout, e.g.
+    :func:`simulated_flows`) when given."""
     n_chunks = max(1, -(-rows // CHUNK_ROWS))
+    if flows is None:
+        flows = (
+            synth_flows(min(CHUNK_ROWS, rows - chunk * CHUNK_ROWS), seed, chunk, n_chunks) for chunk in range(n_chunks)
+        )
+    written = 0
     with open(path, "wb") as out:
         out.write(fmt.header().encode())
-        for chunk in range(n_chunks):
-            n = min(CHUNK_ROWS, rows - chunk * CHUNK_ROWS)
-            flows = synth_flows(n, seed, chunk, n_chunks)
-            text = fmt.rows(flows, np.random.default_rng([seed, chunk, 1]))
+        for chunk, frame in enumerate(flows):
+            text = fmt.rows(frame, np.random.default_rng([seed, chunk, 1]))
             text.write_csv(
                 out, include_header=False, separator=fmt.separator, quote_style="never", float_precision=None
             )
-            advance(n)
+            written += frame.height
+            advance(frame.height)
         out.write(fmt.trailer(rows).encode())
+    if written != rows:
+        raise BenchmarkError(f"{path.name}: wrote {written} flows, {rows} were asked for")
+
+
+def simulated_flows(rows: int, seed: int) -> Iterator[pl.DataFrame]:
+    """Exactly ``rows`` flows of ``netflowgen simulate`` (a network over three days, with its
+    attacks), in the layout of :func:`synth_flows` (IPv4 only: the simulator has no IPv6)."""
+    from netflowgen.simulate import (
+        AttackConfig,
+        SimConfig,
+        expected_flows,
+        iter_chunks,
+        scale_to_flows,
+    )
+
+    config = SimConfig(nodes=max(100, rows // 5000), hours=SPAN_S // 3600, seed=seed)
+    if expected_flows(config.with_(flows_per_node_hour=0.0))[1] > rows / 10:
+        config = config.with_(attacks=AttackConfig(count=0, scans=0))
+    # Ask for enough that the Poisson counts cannot fall short, then cut at exactly ``rows``.
+    config = scale_to_flows(config, int(rows + 6 * rows**0.5 + 1000))
+    left = rows
+    for chunk in iter_chunks(config):
+        if left == 0:
+            return
+        frame = pl.from_arrow(chunk.table.slice(0, left))
+        assert isinstance(frame, pl.DataFrame)
+        left -= frame.height
+        yield from_canonical(frame)
+    if left:
+        raise BenchmarkError(f"the simulation made {rows - left} flows, fewer than {rows}")
+
+
+def from_canonical(flows: pl.DataFrame) -> pl.DataFrame:
+    """Canonical flows in the layout of :func:`synth_flows`, for the text-format writers.
+
+    The per-direction TCP flags and the outcome are recovered from the simulator's records: no
+    answer (rev_packets 0) is an unanswered SYN, SYN|RST|ACK with one answer a refusal."""
+    flags = pl.col("tcp_flags").fill_null(0).cast(pl.Int64)
+    tcp = pl.col("proto") == _TCP
+    kind = (
+        pl.when(tcp & (pl.col("rev_packets") == 0))
+        .then(pl.lit("tcp-s0"))
+        .when(tcp & (flags == 22) & (pl.col("rev_packets") == 1))
+        .then(pl.lit("tcp-rej"))
+        .when(tcp)
+        .then(pl.lit("tcp-est"))
+        .when(pl.col("proto") == _UDP)
+        .then(pl.lit("udp"))
+        .otherwise(pl.lit("icmp"))
+    )
+    icmp = pl.col("proto").is_in([_ICMP, _ICMP6])
+    local = ("10.", "192.168.", "172.16.")
+    return flows.select(
+        pl.col("ts_start").dt.epoch("us").alias("start_us"),
+        (pl.col("ts_end") - pl.col("ts_start")).dt.total_microseconds().alias("dur_us"),
+        pl.lit(False).alias("v6"),
+        pl.col("src_ip").alias("src"),
+        pl.col("dst_ip").alias("dst"),
+        # ICMP: type and code where the ports are (an echo request, 8/0).
+        pl.when(icmp).then(8).otherwise(pl.col("src_port")).cast(pl.Int64).alias("sport"),
+        pl.when(icmp).then(0).otherwise(pl.col("dst_port")).cast(pl.Int64).alias("dport"),
+        pl.col("proto").cast(pl.Int64),
+        pl.col("fwd_packets").cast(pl.Int64).alias("fpk"),
+        pl.col("fwd_bytes").cast(pl.Int64).alias("fby"),
+        pl.col("rev_packets").cast(pl.Int64).alias("rpk"),
+        pl.col("rev_bytes").cast(pl.Int64).alias("rby"),
+        pl.when(kind.is_in(["tcp-s0", "tcp-rej"])).then(2).otherwise(flags).alias("fflags"),
+        pl.when(kind == "tcp-rej").then(20).when(kind == "tcp-s0").then(0).otherwise(flags).alias("rflags"),
+        kind.alias("kind"),
+        pl.any_horizontal(pl.col("src_ip").str.starts_with(p) for p in local).alias("src_local"),
+        pl.any_horizontal(pl.col("dst_ip").str.starts_with(p) for p in local).alias("dst_local"),
+        pl.when(pl.col("label") == "benign").then(pl.lit("Benign")).otherwise(pl.col("label")).alias("label"),
+    )
 
 
 # --- pcap -> nfcapd ----------------------------------------------------------------------------
@@ -1160,8 +1249,8 @@ def bench_memory(rows: int, s: Settings, progress: Progress) -> dict[str, Any]:
     fmt = TEXT_FORMATS["zeek"]
     path = s.work / "memory" / fmt.file_name
     path.parent.mkdir(parents=True, exist_ok=True)
-    task = progress.add_task(f"write {rows:,}-row zeek", total=rows)
-    write_text(fmt, path, rows, s.seed + 1, lambda k: progress.advance(task, k))
+    task = progress.add_task(f"simulate {rows:,}-row zeek", total=rows)
+    write_text(fmt, path, rows, s.seed + 1, lambda k: progress.advance(task, k), simulated_flows(rows, s.seed + 1))
     task = progress.add_task(f"netflowgen ingest {rows:,} rows", total=None)
     run = run_ingest([path], s.work / "memory" / "out", s.work)
     _done(progress, task)

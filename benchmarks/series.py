@@ -4,10 +4,11 @@
    ingested. Then, in the same run: `netflowgen series` (every destination a node, 60 s steps,
    all 24 features and the labels) on those flows, against `nfdump -R DIR -A dstip` aggregating
    the same flows by destination. Ratio = series flows/s / nfdump flows/s (aim: >= 1).
-2. Scale: a canonical flow dataset of --flows synthetic flows (default 100 million over one day,
-   local endpoints from a population of --nodes hosts, written directly as Parquet), and the
-   peak memory and flows/s of `netflowgen series` on it (default nodes: the local prefixes;
-   aim: under 4 GB). The series has about nodes x steps rows whatever the flow count.
+2. Scale: a flow dataset of about --flows flows from the built-in simulator (`netflowgen
+   simulate`: default 100 million over one day, --nodes local nodes with their roles, daily
+   cycle and attacks), and the peak memory and flows/s of `netflowgen series` on it (default
+   nodes: the local prefixes; aim: under 4 GB). The series has about nodes x steps rows whatever
+   the flow count.
 
     .venv/bin/python benchmarks/series.py [--flows 100000000] [--ref-flows 2000000] [--json]
 """
@@ -24,77 +25,23 @@ import time
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import T0, netflowgen_command, run_measured, synth_flows, write_pcap  # noqa: E402
+from ingest import netflowgen_command, run_measured, write_pcap
 
-from netflowgen.artifacts import write_manifest  # noqa: E402
-from netflowgen.ingest import DATASET_KIND  # noqa: E402
-from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, arrow_schema  # noqa: E402
-
-CHUNK = 5_000_000
+from netflowgen.simulate import SimConfig, scale_to_flows, simulate
 
 
-def _pool_address(col: str, nodes: int) -> pl.Expr:
-    """A local address out of a pool of ``nodes`` (10.x.y.z), chosen by a hash of the original."""
-    i = (pl.col(col).hash(seed=1) % nodes).cast(pl.Int64)
-    return pl.format("10.{}.{}.{}", i // 65536, (i // 256) % 256, i % 256)
-
-
-def canonical(chunk: pl.DataFrame, first_row: int, nodes: int, span_s: int) -> pl.DataFrame:
-    """The synthetic flows as the canonical table: local endpoints drawn from a fixed population
-    of ``nodes`` hosts (as in an ISP's customer range), times folded into ``span_s`` seconds."""
-    ports = pl.col("proto").is_in([6, 17])
-    t0 = T0 * 1_000_000
-    chunk = chunk.with_columns(
-        pl.when(pl.col("src_local")).then(_pool_address("src", nodes)).otherwise(pl.col("src")).alias("src"),
-        pl.when(pl.col("dst_local")).then(_pool_address("dst", nodes)).otherwise(pl.col("dst")).alias("dst"),
-        (t0 + (pl.col("start_us") - t0) % (span_s * 1_000_000)).alias("start_us"),
-    )
-    return chunk.select(
-        pl.col("start_us").cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts_start"),
-        (pl.col("start_us") + pl.col("dur_us")).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("ts_end"),
-        pl.col("src").alias("src_ip"),
-        pl.col("dst").alias("dst_ip"),
-        pl.when(ports).then(pl.col("sport")).alias("src_port"),
-        pl.when(ports).then(pl.col("dport")).alias("dst_port"),
-        pl.col("proto"),
-        pl.col("fpk").alias("fwd_packets"),
-        pl.col("fby").alias("fwd_bytes"),
-        pl.col("rpk").alias("rev_packets"),
-        pl.col("rby").alias("rev_bytes"),
-        pl.when(pl.col("proto") == 6).then(pl.col("fflags") | pl.col("rflags")).alias("tcp_flags"),
-        pl.col("label"),
-        pl.lit(None, pl.String).alias("label_detail"),
-        pl.lit(0).alias("quality"),
-        pl.lit("synthetic").alias("source_file"),
-        (pl.int_range(pl.len()) + first_row + 1).alias("source_row"),
-    ).cast(FLOW_SCHEMA)  # type: ignore[arg-type]
-
-
-def write_dataset(out: Path, flows: int, seed: int, nodes: int, span_s: int, progress: Progress) -> int:
-    """A canonical flow dataset of ``flows`` synthetic flows, written chunk by chunk."""
-    out.mkdir(parents=True)
-    n_chunks = max(1, -(-flows // CHUNK))
-    task = progress.add_task("synthetic flows", total=flows)
-    written = 0
-    for c in range(n_chunks):
-        n = min(CHUNK, flows - written)
-        table = canonical(synth_flows(n, seed, c, n_chunks), written, nodes, span_s)
-        days = table.with_columns(pl.col("ts_start").dt.strftime("%Y-%m-%d").alias("_day"))
-        for (day,), part in days.partition_by("_day", as_dict=True).items():
-            folder = out / f"date={day}"
-            folder.mkdir(exist_ok=True)
-            pq.write_table(part.drop("_day").to_arrow().cast(arrow_schema()), folder / f"part-{c:05d}.parquet",
-                           compression="zstd")
-        written += n
-        progress.update(task, completed=written)
-    write_manifest(out, DATASET_KIND, schema_version=SCHEMA_VERSION, synthetic=True, summary={"rows_written": written})
-    return written
+def write_dataset(out: Path, flows: int, seed: int, nodes: int, hours: int, progress: Progress) -> int:
+    """A simulated flow dataset of about ``flows`` flows (``netflowgen simulate``, its default
+    roles and attacks, scaled to that many flows); returns how many were written."""
+    config = scale_to_flows(SimConfig(nodes=nodes, hours=hours, seed=seed), flows)
+    task = progress.add_task("simulate flows", total=flows)
+    summary = simulate(config, out, progress=lambda done, expected: progress.update(task, completed=done, total=expected))
+    return summary.rows_written
 
 
 def series_run(flows_dir: Path, out: Path, extra: list[str]) -> dict:  # type: ignore[type-arg]
@@ -110,7 +57,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--flows", type=int, default=100_000_000, help="flows for the memory figure")
     ap.add_argument("--ref-flows", type=int, default=2_000_000, help="flows for the nfdump comparison")
-    ap.add_argument("--nodes", type=int, default=20_000, help="local hosts in the scale dataset")
+    ap.add_argument("--nodes", type=int, default=20_000, help="local nodes of the simulated scale dataset")
     ap.add_argument("--hours", type=int, default=24, help="time span of the scale dataset")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--dataset", type=Path, default=None, help="use this flow dataset for the scale figure instead of generating one")
@@ -156,7 +103,7 @@ def main() -> None:
             # 2. scale and memory
             big_flows = args.dataset or work / "big-flows"
             if args.dataset is None:
-                written = write_dataset(big_flows, args.flows, args.seed, args.nodes, args.hours * 3600, progress)
+                written = write_dataset(big_flows, args.flows, args.seed, args.nodes, args.hours, progress)
             else:
                 written = pl.scan_parquet(sorted(big_flows.glob("date=*/*.parquet"))).select(pl.len()).collect().item()
             size = sum(f.stat().st_size for f in big_flows.rglob("*.parquet"))

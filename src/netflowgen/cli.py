@@ -693,6 +693,7 @@ def collect_cmd(
     duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: at Ctrl-C or SIGTERM).")] = None,
     rcvbuf: Annotated[int, typer.Option(help="Kernel socket buffer to ask for, bytes.")] = 64 << 20,
     max_buffer_flows: Annotated[int, typer.Option(help="Write a file early when this many flows wait in memory.")] = 1_000_000,
+    backlog_bytes: Annotated[int, typer.Option(help="Bytes of received datagrams held ahead of the decoder.")] = 64 << 20,
     as_json: JsonOpt = False,
 ) -> None:
     """Receive NetFlow v5/v9/IPFIX export and write it as a flow dataset, until stopped."""
@@ -703,6 +704,7 @@ def collect_cmd(
         config = CollectorConfig(
             out=out_dir, listen=parse_address(listen), rotate=parse_step(rotate),
             metrics=parse_address(metrics) if metrics else None, rcvbuf=rcvbuf, max_buffer_flows=max_buffer_flows,
+            backlog_bytes=backlog_bytes,
         )
         if duration is not None and duration <= 0:
             raise ValueError("--duration must be positive")

@@ -67,14 +67,30 @@ def test_formats_lists_every_registered_reader() -> None:
     assert {"zeek", "zeek-json"} <= set(names)
 
 
-def test_demo_ingests_the_shipped_sample(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--json"])
+def test_the_shipped_sample_ingests_with_its_four_broken_rows(tmp_path: Path) -> None:
+    from importlib import resources
+
+    with resources.as_file(resources.files("netflowgen") / "samples") as samples:
+        result = runner.invoke(app, ["ingest", str(samples), "--out", str(tmp_path / "ds"), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    ingest = report["ingest"]
+    ingest = json.loads(result.stdout)
     assert ingest["rows_read"] == ingest["rows_written"] + ingest["rows_rejected"]
     # The sample holds four broken rows on purpose (scripts/make_samples.py).
     assert ingest["rejects_by_reason"] == {"not an IP flow": 2, "wrong number of fields": 1, "ts: cannot parse": 1}
     assert ingest["skipped_files"] == {}, "every shipped sample file must be readable"
-    assert report["inspect"]["flows"] == ingest["rows_written"]
-    assert "Malicious" in report["inspect"]["labels"]
+
+
+def test_demo_runs_the_whole_job_and_says_it_is_synthetic(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo"), "--quick", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    report = Path(summary["report"])
+    assert report.is_file() and "SYNTHETIC" in report.read_text()
+    results = json.loads((report.parent / "results.json").read_text())
+    assert results["synthetic"] is True
+    for name, task in results["tasks"].items():
+        assert task["test_positive"] > 0, name
+        assert {r["method"] for r in task["runs"]} == {"flowgpt", "scratch", "lightgbm", "volume", "surprise"}, task["errors"]
+        assert (report.parent / "plots" / f"{name}-budget.png").is_file()
+    rows = {(r["task"], r["method"]) for r in summary["table"]}
+    assert len(rows) == 10

@@ -1,0 +1,608 @@
+"""The UDP collector behind ``netflowgen collect``: NetFlow v5/v9/IPFIX in, a flow dataset out.
+
+Threads and what each does:
+
+* **receive**: nothing but ``recvfrom_into`` into a preallocated ring of bytes (the *arena*) and
+  a queue entry (position, length, exporter) per datagram. Exporters send in bursts (softflowd
+  replaying a capture sends everything at once), so the kernel socket buffer is made as large as
+  allowed (``SO_RCVBUFFORCE`` when root, else ``SO_RCVBUF`` up to ``net.core.rmem_max``; the
+  size granted is reported) and the receive thread never waits for decoding unless the arena is
+  full.
+* **decode**: feeds the datagrams to :class:`~netflowgen.collect.netflow.Decoder`, takes the
+  decoded flows in batches, and writes them: a Parquet file per UTC day every ``rotate``
+  interval (aligned to the Unix epoch) or as soon as ``max_buffer_flows`` flows wait in memory.
+* **metrics** (optional): Prometheus text at ``/metrics`` and a JSON ``/health`` on a loopback
+  port.
+
+The output directory is a flow dataset that :func:`netflowgen.ingest.scan_flows`, ``netflowgen
+series`` and ``netflowgen inspect`` read while it grows::
+
+    OUT/date=YYYY-MM-DD/part-NNNNN.parquet   canonical flows (each file written under a hidden
+                                             temporary name, renamed into place when complete)
+    OUT/rejects.csv                          records validation set aside, with their reasons
+    OUT/netflowgen.json                      kind "netflowgen.flows", replaced atomically at every
+                                             rotation (rows, files, exporters, loss)
+
+Stopping (:meth:`Collector.stop`, SIGINT/SIGTERM through the CLI) reads what the kernel already
+holds (a wake-up datagram sent to the socket marks the end: datagrams queue in order), decodes
+it, writes the last file and the manifest, and leaves no temporary file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import http.server
+import json
+import logging
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from netflowgen.artifacts import MANIFEST_NAME, read_manifest, write_manifest
+from netflowgen.collect.netflow import Decoder, ExporterStats
+from netflowgen.ingest import DATASET_KIND, REJECTS_NAME
+from netflowgen.read.validate import REJECT_SCHEMA
+from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, arrow_schema
+
+__all__ = ["Collector", "CollectorConfig", "parse_address"]
+
+log = logging.getLogger(__name__)
+
+_MAX_DATAGRAM = 65_535
+_SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux
+_WAKE = b"netflowgen-collect-stop"
+_LOCK_NAME = ".collect.lock"
+
+
+def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
+    """``HOST:PORT``, ``[IPv6]:PORT`` or ``PORT`` -> (host, port).
+
+    >>> parse_address("127.0.0.1:2055"), parse_address("[::1]:9995"), parse_address("4739")
+    (('127.0.0.1', 2055), ('::1', 9995), ('127.0.0.1', 4739))
+    """
+    t = text.strip()
+    if t.startswith("["):
+        host, _, rest = t[1:].partition("]")
+        port_text = rest.lstrip(":")
+    elif t.count(":") == 1:
+        host, port_text = t.split(":")
+    elif ":" in t:
+        raise ValueError(f"not an address: {text!r} (write IPv6 addresses as [::1]:2055)")
+    else:
+        host, port_text = default_host, t
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"not an address: {text!r} (use HOST:PORT, e.g. 127.0.0.1:2055)") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"port out of range in {text!r}")
+    return host or default_host, port
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    """Where to listen and how to write."""
+
+    out: Path
+    """Flow dataset directory (created, or continued if a previous collector wrote it)."""
+    listen: tuple[str, int] = ("127.0.0.1", 2055)
+    """UDP address to receive export on (port 0: any free port, see ``Collector.address``)."""
+    rotate: timedelta = timedelta(seconds=60)
+    """A new file per this interval of wall-clock time (aligned to the Unix epoch)."""
+    metrics: tuple[str, int] | None = None
+    """Loopback HTTP address for ``/metrics`` and ``/health`` (None: no metrics server)."""
+    rcvbuf: int = 64 << 20
+    """Kernel socket buffer to ask for, bytes."""
+    backlog_bytes: int = 64 << 20
+    """Bytes of datagrams the receive thread can hold ahead of the decoder."""
+    max_buffer_flows: int = 1_000_000
+    """Flows (and rejects) held in memory at most: a file is written early when this many wait."""
+    take_every: float = 0.25
+    """Seconds between decoded batches at the latest."""
+    take_records: int = 100_000
+    """Records that make a decoded batch early."""
+
+    def __post_init__(self) -> None:
+        if self.rotate <= timedelta(0):
+            raise ValueError("rotate must be positive")
+        if self.backlog_bytes < 4 * _MAX_DATAGRAM:
+            raise ValueError(f"backlog_bytes must be at least {4 * _MAX_DATAGRAM}")
+        if self.max_buffer_flows < 1 or self.take_records < 1 or self.take_every <= 0:
+            raise ValueError("max_buffer_flows, take_records and take_every must be positive")
+
+
+@dataclass
+class _Totals:
+    files: int = 0
+    rows_written: int = 0
+    rows_rejected: int = 0
+    first_start: datetime | None = None
+    last_end: datetime | None = None
+    partitions: set[str] = field(default_factory=set)
+
+
+class Collector:
+    """Receive, decode and write flow export until stopped.
+
+    >>> import tempfile
+    >>> c = Collector(CollectorConfig(Path(tempfile.mkdtemp()) / "flows", listen=("127.0.0.1", 0)))
+    >>> c.start(); host, port = c.address; summary = c.stop()
+    >>> summary["packets"], summary["rows_written"]
+    (0, 0)
+    """
+
+    def __init__(self, config: CollectorConfig) -> None:
+        self.config = config
+        self.decoder = Decoder()
+        self.address: tuple[str, int] = config.listen
+        self.metrics_address: tuple[str, int] | None = None
+        self.rcvbuf_granted = 0
+        self.rcvbuf_forced = False
+        self._lock = threading.Lock()  # guards decoder stats and totals against the metrics thread
+        self._queue: queue.SimpleQueue[tuple[int, int, str] | None] = queue.SimpleQueue()
+        self._arena = bytearray(config.backlog_bytes)
+        self._consumed = 0  # virtual arena offset the decoder has finished with
+        self._stopping = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._sock: socket.socket | None = None
+        self._http: http.server.ThreadingHTTPServer | None = None
+        self._lock_file: Any = None
+        self._buffer: list[pl.DataFrame] = []
+        self._rejects: list[pl.DataFrame] = []
+        self.buffered_flows = 0
+        self.buffered_rejects = 0
+        self.backlog = 0
+        self.arena_waits = 0
+        self.totals = _Totals()
+        self._next_part = 0
+        self._started_at = 0.0
+        self._started_utc = ""
+        self._failure: BaseException | None = None
+        self._switch_interval = sys.getswitchinterval()
+        self._summary: dict[str, Any] | None = None
+
+    # -- life cycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the dataset, bind the socket, start the threads. Raises ``OSError``/``ValueError``
+        with a message saying what is wrong (address in use, directory not a flow dataset)."""
+        self._bind()
+        try:
+            self._open_dataset()
+            if self.config.metrics is not None:
+                self._start_metrics(self.config.metrics)
+        except BaseException:
+            self._release()
+            raise
+        self._started_at = time.monotonic()
+        self._started_utc = datetime.now(UTC).isoformat(timespec="seconds")
+        self._write_manifest(running=True)
+        # The receive thread must get the interpreter soon after each datagram even while the
+        # decoder runs Python code: a shorter switch interval than the default 5 ms.
+        sys.setswitchinterval(min(self._switch_interval, 0.0005))
+        for name, target in (("netflowgen-receive", self._receive), ("netflowgen-decode", self._decode)):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info("listening on udp://%s:%d, writing %s", *self.address, self.config.out)
+
+    def stop(self) -> dict[str, Any]:
+        """Read what the kernel holds, decode and write everything; the run's summary."""
+        if self._summary is not None:
+            return self._summary
+        if not self._threads:  # never started
+            self._release()
+            self._summary = self.summary()
+            return self._summary
+        self._stopping.set()
+        receiver, decoder = self._threads
+        while receiver.is_alive():
+            self._wake()
+            receiver.join(0.5)
+        decoder.join()
+        sys.setswitchinterval(self._switch_interval)
+        summary = self.summary()
+        summary["running"] = False
+        self._write_manifest(running=False)
+        self._release()
+        self._summary = summary
+        if self._failure is not None:
+            raise RuntimeError(f"the collector failed: {self._failure}") from self._failure
+        return summary
+
+    def healthy(self) -> bool:
+        return self._failure is None and all(t.is_alive() for t in self._threads)
+
+    def _release(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if self._lock_file is not None:
+            with contextlib.suppress(OSError):
+                (self.config.out / _LOCK_NAME).unlink()
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- socket ---------------------------------------------------------------------------------
+
+    def _bind(self) -> None:
+        host, port = self.config.listen
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_RCVBUFFORCE, self.config.rcvbuf)
+                self.rcvbuf_forced = True
+            except OSError:  # not root (CAP_NET_ADMIN): the kernel caps SO_RCVBUF at rmem_max
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.config.rcvbuf)
+            # Linux reports twice the size asked for (its bookkeeping is included).
+            self.rcvbuf_granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            sock.bind((host, port))
+        except OSError as e:
+            sock.close()
+            raise OSError(f"cannot listen on udp://{host}:{port}: {e.strerror or e}") from e
+        self._sock = sock
+        self.address = sock.getsockname()[:2]
+        if self.rcvbuf_granted < self.config.rcvbuf:
+            log.warning("socket buffer %d bytes granted of %d asked (raise net.core.rmem_max or run as root)",
+                        self.rcvbuf_granted, self.config.rcvbuf)
+
+    def _wake(self) -> None:
+        """Send the end marker to our own socket (from this host, so the receiver knows it)."""
+        host, port = self.address
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        target = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+        with contextlib.suppress(OSError), socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.sendto(_WAKE, (target, port))
+
+    def kernel_drops(self) -> int | None:
+        """Datagrams the kernel dropped on this socket (its buffer was full), from /proc (Linux)."""
+        sock = self._sock
+        if sock is None:
+            return None
+        try:
+            inode = os.fstat(sock.fileno()).st_ino
+        except OSError:
+            return None
+        for table in ("/proc/net/udp", "/proc/net/udp6"):
+            with contextlib.suppress(OSError):
+                for line in Path(table).read_text().splitlines()[1:]:
+                    parts = line.split()
+                    if len(parts) >= 13 and parts[9] == str(inode):
+                        return int(parts[-1])
+        return None
+
+    # -- threads --------------------------------------------------------------------------------
+
+    def _receive(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        arena = memoryview(self._arena)
+        size = len(self._arena)
+        put = self._queue.put
+        written = 0  # virtual offset: position in the arena is written % size
+        try:
+            while True:
+                pos = written % size
+                if pos + _MAX_DATAGRAM > size:  # no room for a whole datagram before the end: wrap
+                    written += size - pos
+                    pos = 0
+                while written + _MAX_DATAGRAM - self._consumed > size:
+                    if self._failure is not None:  # the decoder is gone: nothing will free the arena
+                        return
+                    self.arena_waits += 1
+                    time.sleep(0.0005)
+                n, addr = sock.recvfrom_into(arena[pos:pos + _MAX_DATAGRAM])
+                if self._stopping.is_set() and arena[pos:pos + n] == _WAKE:
+                    break
+                put((written, n, addr[0]))
+                written += n
+        except OSError as e:
+            if not self._stopping.is_set():
+                self._failure = e
+                log.error("receive thread: %s", e)
+        finally:
+            put(None)
+
+    def _decode(self) -> None:
+        arena = memoryview(self._arena)
+        size = len(self._arena)
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        last_take = time.monotonic()
+        rotate_s = self.config.rotate.total_seconds()
+        next_rotation = (time.time() // rotate_s + 1) * rotate_s
+        done = False
+        try:
+            while not done:
+                try:
+                    batch = [get(timeout=0.05)]
+                except queue.Empty:
+                    batch = []
+                # Everything that is queued already, in one go under the lock.
+                while batch and batch[-1] is not None and len(batch) < 512:
+                    try:
+                        batch.append(get_nowait())
+                    except queue.Empty:
+                        break
+                with self._lock:
+                    for item in batch:
+                        if item is None:
+                            done = True
+                            break
+                        start, n, exporter = item
+                        pos = start % size
+                        self.decoder.feed(arena[pos:pos + n], exporter)
+                        self._consumed = start + n
+                    self.backlog = self._queue.qsize()
+                now = time.monotonic()
+                if done or self.decoder.pending_records >= self.config.take_records or now - last_take >= self.config.take_every:
+                    self._take()
+                    last_take = now
+                held = self.buffered_flows + self.buffered_rejects
+                if done or time.time() >= next_rotation or held >= self.config.max_buffer_flows:
+                    self._flush()
+                    next_rotation = (time.time() // rotate_s + 1) * rotate_s
+        except BaseException as e:  # a bug must not hang the collector: report it and stop
+            self._failure = e
+            log.exception("decode thread failed")
+            self._stopping.set()
+
+    def _take(self) -> None:
+        with self._lock:
+            checked = self.decoder.take()
+        if checked.flows.height:
+            self._buffer.append(checked.flows)
+            self.buffered_flows += checked.flows.height
+        if checked.rejects.height:
+            self._rejects.append(checked.rejects)
+            self.buffered_rejects += checked.rejects.height
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def _open_dataset(self) -> None:
+        out = self.config.out
+        if out.exists():
+            if not out.is_dir():
+                raise ValueError(f"{out} exists and is not a directory")
+            if any(out.iterdir()):
+                manifest = read_manifest(out, DATASET_KIND) if (out / MANIFEST_NAME).is_file() else None
+                if manifest is None or "collector" not in manifest:
+                    raise ValueError(f"{out} is not empty and was not written by `netflowgen collect`; choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        self._lock_file = open(out / _LOCK_NAME, "w")  # noqa: SIM115 (held for the collector's life)
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock_file.close()
+            self._lock_file = None
+            raise ValueError(f"another collector is writing to {out}") from None
+        # Leftovers of a collector that was killed: temporary files are never part of the dataset.
+        for stale in out.glob("date=*/.part-*.tmp"):
+            stale.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            (out / f".{MANIFEST_NAME}.dir" / MANIFEST_NAME).unlink()
+        parts = sorted(out.glob("date=*/part-*.parquet"))
+        for part in parts:
+            self.totals.rows_written += pq.read_metadata(part).num_rows
+            self.totals.partitions.add(part.parent.name)
+            number = part.stem.removeprefix("part-")
+            if number.isdigit():
+                self._next_part = max(self._next_part, int(number) + 1)
+        self.totals.files = len(parts)
+        if not (out / REJECTS_NAME).is_file():
+            pl.DataFrame(schema=REJECT_SCHEMA).write_csv(out / REJECTS_NAME)
+
+    def _flush(self) -> None:
+        """Write the buffered flows: one file per UTC day, each renamed into place when complete."""
+        buffered, self._buffer = self._buffer, []
+        rejects, self._rejects = self._rejects, []
+        self.buffered_rejects = 0
+        if rejects:
+            with open(self.config.out / REJECTS_NAME, "ab") as f:
+                pl.concat(rejects).write_csv(f, include_header=False)
+        if not buffered:
+            if rejects:
+                with self._lock:
+                    self.totals.rows_rejected += sum(r.height for r in rejects)
+                self._write_manifest(running=True)
+            return
+        flows = pl.concat(buffered, how="vertical")
+        days = flows.with_columns(pl.col("ts_start").dt.strftime("%Y-%m-%d").alias("_day"))
+        schema = arrow_schema()
+        written: list[tuple[str, int]] = []
+        for (day,), part in days.partition_by("_day", as_dict=True, maintain_order=True).items():
+            folder = self.config.out / f"date={day}"
+            folder.mkdir(exist_ok=True)
+            name = f"part-{self._next_part:05d}.parquet"
+            self._next_part += 1
+            tmp = folder / f".{name}.tmp"
+            try:
+                pq.write_table(part.drop("_day").to_arrow().cast(schema), tmp, compression="zstd")
+                os.replace(tmp, folder / name)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            written.append((f"date={day}", part.height))
+        lo, hi = flows["ts_start"].min(), flows["ts_end"].max()
+        with self._lock:
+            t = self.totals
+            t.files += len(written)
+            t.rows_written += flows.height
+            t.rows_rejected += sum(r.height for r in rejects)
+            t.partitions.update(day for day, _ in written)
+            t.first_start = lo if t.first_start is None or lo < t.first_start else t.first_start  # type: ignore[operator]
+            t.last_end = hi if t.last_end is None or hi > t.last_end else t.last_end  # type: ignore[operator]
+            self.buffered_flows = 0
+        self._write_manifest(running=True)
+
+    def _write_manifest(self, running: bool) -> None:
+        out = self.config.out
+        tmp_dir = out / f".{MANIFEST_NAME}.dir"
+        tmp_dir.mkdir(exist_ok=True)
+        summary = self.summary()
+        summary["running"] = running
+        write_manifest(
+            tmp_dir,
+            DATASET_KIND,
+            schema_version=SCHEMA_VERSION,
+            columns={name: str(dtype) for name, dtype in FLOW_SCHEMA.items()},
+            layout="date=YYYY-MM-DD/part-NNNNN.parquet, by UTC day of ts_start; rejects in " + REJECTS_NAME,
+            collector={"listen": f"udp://{self.address[0]}:{self.address[1]}", "started": self._started_utc,
+                       "updated": datetime.now(UTC).isoformat(timespec="seconds"),
+                       "rotate_seconds": self.config.rotate.total_seconds(), "running": running},
+            summary={
+                "rows_written": summary["rows_written"], "rows_rejected": summary["rows_rejected"],
+                "rows_read": summary["rows_written"] + summary["rows_rejected"],
+                "first_start": summary["first_start"], "last_end": summary["last_end"],
+                "files": summary["files"], "partitions": summary["partitions"],
+                "inputs": [{"source": f"udp://{e}", "format": "netflow", "rows_read": s["records"],
+                            "rows_written": s["flows"], "rows_rejected": sum(s["rejected"].values())}
+                           for e, s in summary["exporters"].items()],
+                "exporters": summary["exporters"],
+            },
+        )
+        # Written beside and renamed over the old one: readers see the old or the new manifest.
+        os.replace(tmp_dir / MANIFEST_NAME, out / MANIFEST_NAME)
+        tmp_dir.rmdir()
+
+    # -- reporting ------------------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """Counters of this run (files and rows: of the whole dataset)."""
+        with self._lock:
+            exporters = {e: s.to_dict() for e, s in sorted(self.decoder.stats.items())}
+            t = self.totals
+            totals = {
+                "files": t.files, "rows_written": t.rows_written, "rows_rejected": t.rows_rejected,
+                "first_start": t.first_start.isoformat() if t.first_start else None,  # type: ignore[attr-defined]
+                "last_end": t.last_end.isoformat() if t.last_end else None,  # type: ignore[attr-defined]
+                "partitions": sorted(t.partitions), "buffered_flows": self.buffered_flows,
+            }
+        stats = list(exporters.values())
+        return {
+            "out": str(self.config.out),
+            "listen": f"udp://{self.address[0]}:{self.address[1]}",
+            "seconds": round(time.monotonic() - self._started_at, 3) if self._started_at else 0.0,
+            "rcvbuf_requested": self.config.rcvbuf,
+            "rcvbuf_granted": self.rcvbuf_granted,
+            "rcvbuf_forced": self.rcvbuf_forced,
+            "kernel_drops": self.kernel_drops(),
+            "packets": sum(s["packets"] for s in stats),
+            "records": sum(s["records"] for s in stats),
+            "flows": sum(s["flows"] for s in stats),
+            "errors": sum(sum(s["packet_errors"].values()) + sum(s["set_errors"].values()) for s in stats),
+            "rejected": sum(sum(s["rejected"].values()) for s in stats),
+            "lost_records": sum(s["lost_records"] for s in stats),
+            "lost_packets": sum(s["lost_packets"] for s in stats),
+            **totals,
+            "exporters": exporters,
+        }
+
+    def metrics_text(self) -> str:
+        """Prometheus text exposition format (version 0.0.4)."""
+        with self._lock:
+            stats = [ExporterStats(**vars(s)) for s in self.decoder.stats.values()]  # a snapshot
+            for fresh, s in zip(stats, self.decoder.stats.values()):
+                for name in ("versions", "packet_errors", "set_errors", "rejected"):
+                    setattr(fresh, name, Counter(getattr(s, name)))
+            t = self.totals
+            files, rows, rejected, buffered = t.files, t.rows_written, t.rows_rejected, self.buffered_flows
+            backlog, templates = self.backlog, len(self.decoder.templates)
+        lines: list[str] = []
+
+        def metric(name: str, kind: str, doc: str, samples: list[tuple[dict[str, str], float | int]]) -> None:
+            lines.append(f"# HELP netflowgen_collect_{name} {doc}")
+            lines.append(f"# TYPE netflowgen_collect_{name} {kind}")
+            for labels, value in samples:
+                text = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
+                lines.append(f"netflowgen_collect_{name}{{{text}}} {value}" if text else f"netflowgen_collect_{name} {value}")
+
+        def per_exporter(attr: str) -> list[tuple[dict[str, str], float | int]]:
+            return [({"exporter": s.exporter}, getattr(s, attr)) for s in stats]
+
+        metric("packets_total", "counter", "Datagrams received.", per_exporter("packets"))
+        metric("datagram_bytes_total", "counter", "Bytes of datagrams received.", per_exporter("datagram_bytes"))
+        metric("records_total", "counter", "Flow data records decoded.", per_exporter("records"))
+        metric("flows_total", "counter", "Flow records that passed validation.", per_exporter("flows"))
+        metric("flow_bytes_total", "counter", "Bytes the valid flows account for.", per_exporter("flow_bytes"))
+        metric("flow_packets_total", "counter", "Packets the valid flows account for.", per_exporter("flow_packets"))
+        metric("decode_errors_total", "counter", "Datagrams (level=packet) and sets (level=set) skipped, by reason.",
+               [({"exporter": s.exporter, "level": "packet", "reason": r}, n) for s in stats for r, n in s.packet_errors.items()]
+               + [({"exporter": s.exporter, "level": "set", "reason": r}, n) for s in stats for r, n in s.set_errors.items()])
+        metric("rejected_total", "counter", "Decoded records validation set aside, by reason.",
+               [({"exporter": s.exporter, "reason": r}, n) for s in stats for r, n in s.rejected.items()])
+        metric("options_records_total", "counter", "Options data records (decoded and skipped).", per_exporter("options_records"))
+        metric("templates", "gauge", "Templates currently defined.", per_exporter("templates"))
+        metric("template_redefinitions_total", "counter", "Templates replaced by a different definition.", per_exporter("template_redefinitions"))
+        metric("sequence_gaps_total", "counter", "Forward jumps of export sequence numbers.", per_exporter("sequence_gaps"))
+        metric("sequence_resets_total", "counter", "Backward jumps of export sequence numbers (restart, reordering).", per_exporter("sequence_resets"))
+        metric("lost_total", "counter", "Export the sequence numbers say was never received (unit: records for v5 and IPFIX, packets for v9).",
+               [({"exporter": s.exporter, "unit": "records"}, s.lost_records) for s in stats]
+               + [({"exporter": s.exporter, "unit": "packets"}, s.lost_packets) for s in stats])
+        drops = self.kernel_drops()
+        if drops is not None:
+            metric("kernel_drops_total", "counter", "Datagrams the kernel dropped on the socket (buffer full).", [({}, drops)])
+        metric("socket_buffer_bytes", "gauge", "Kernel socket buffer granted.", [({}, self.rcvbuf_granted)])
+        metric("backlog_datagrams", "gauge", "Datagrams received and not yet decoded.", [({}, backlog)])
+        metric("buffered_flows", "gauge", "Decoded flows waiting for the next file.", [({}, buffered)])
+        metric("files_written_total", "counter", "Parquet files in the dataset.", [({}, files)])
+        metric("rows_written_total", "counter", "Flows in the dataset's files.", [({}, rows)])
+        metric("rows_rejected_total", "counter", "Records in the rejects file.", [({}, rejected)])
+        metric("template_cache", "gauge", "Templates held, all exporters.", [({}, templates)])
+        metric("uptime_seconds", "gauge", "Seconds since the collector started.", [({}, round(time.monotonic() - self._started_at, 3))])
+        return "\n".join(lines) + "\n"
+
+    def _start_metrics(self, address: tuple[str, int]) -> None:
+        collector = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?")[0] == "/metrics":
+                    body, status, kind = collector.metrics_text().encode(), 200, "text/plain; version=0.0.4; charset=utf-8"
+                elif self.path.split("?")[0] == "/health":
+                    ok = collector.healthy()
+                    health = {"status": "ok" if ok else "failing", "uptime_seconds": round(time.monotonic() - collector._started_at, 3),
+                              "threads": {t.name: t.is_alive() for t in collector._threads},
+                              "error": None if collector._failure is None else str(collector._failure)}
+                    body, status, kind = json.dumps(health).encode(), 200 if ok else 503, "application/json"
+                else:
+                    body, status, kind = b"not found: try /metrics or /health\n", 404, "text/plain"
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("metrics: " + format, *args)
+
+        class Server(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+            daemon_threads = True
+
+        try:
+            self._http = Server(address, Handler)
+        except OSError as e:
+            raise OSError(f"cannot serve metrics on http://{address[0]}:{address[1]}: {e.strerror or e}") from e
+        self.metrics_address = self._http.server_address[:2]  # type: ignore[assignment]
+        threading.Thread(target=self._http.serve_forever, name="netflowgen-metrics", daemon=True).start()
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

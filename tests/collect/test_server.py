@@ -1,0 +1,210 @@
+"""The collector in-process on 127.0.0.1: atomic file rotation into a readable flow dataset, restart,
+and the Prometheus endpoint's counters."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from netflowgen.artifacts import read_manifest
+from netflowgen.cli import app
+from netflowgen.collect import server as server_module
+from netflowgen.collect.server import Collector, CollectorConfig, parse_address
+from netflowgen.ingest import scan_flows
+from netflowgen.series import SeriesConfig, build_series
+from tests.collect import packets as P
+from tests.collect.packets import T0
+
+
+def v9_packets(n_packets: int, per_packet: int) -> list[bytes]:
+    """v9 datagrams of `per_packet` flows each (template in the first), flows numbered in order."""
+    out = []
+    for k in range(n_packets):
+        records = [P.record(P.V4_MS, P.v4_values(f"10.0.{k}.{i + 1}", "192.0.2.9", 1000 + i, 443, 6, 2, 100 + i,
+                                                 T0 * 1000 + k, T0 * 1000 + k + 1)) for i in range(per_packet)]
+        sets = ([P.template_set(9, [(256, P.V4_MS)])] if k == 0 else []) + [P.data_set(256, records)]
+        out.append(P.v9(sets, uptime_ms=1000, seq=k))
+    return out
+
+
+def send(address: tuple[str, int], datagrams: list[bytes]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for d in datagrams:
+            s.sendto(d, address)
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def collectors() -> Iterator[list[Collector]]:
+    """Collectors a test starts; stopped at the end whatever happens."""
+    started: list[Collector] = []
+    yield started
+    for c in started:
+        try:
+            c.stop()
+        except RuntimeError:
+            pass
+
+
+def start(collectors: list[Collector], out: Path, **options: object) -> Collector:
+    config = CollectorConfig(out=out, listen=("127.0.0.1", 0), take_every=0.02, **options)  # type: ignore[arg-type]
+    c = Collector(config)
+    c.start()
+    collectors.append(c)
+    return c
+
+
+def test_rotation_is_atomic_and_the_dataset_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collectors: list[Collector]) -> None:
+    out = tmp_path / "flows"
+    writes: list[tuple[str, bool, int]] = []
+    real_write = pq.write_table
+
+    def spy(table, where, **kwargs):  # type: ignore[no-untyped-def]
+        path = Path(where)
+        final = path.parent / path.name[1:].removesuffix(".tmp")
+        # While a file is written, the dataset shows only complete files.
+        visible = scan_flows(out).select(pl.len()).collect().item()
+        writes.append((path.name, final.exists(), visible))
+        real_write(table, where, **kwargs)
+
+    monkeypatch.setattr(server_module.pq, "write_table", spy)
+    c = start(collectors, out, rotate=timedelta(hours=1), max_buffer_flows=5)
+    assert read_manifest(out, "netflowgen.flows")["collector"]["running"] is True
+    assert scan_flows(out).collect().height == 0  # readable from the start
+    for k, datagram in enumerate(v9_packets(3, 4)):
+        send(c.address, [datagram])
+        wait_for(lambda: c.summary()["flows"] == 4 * (k + 1), f"packet {k}")  # noqa: B023
+    summary = c.stop()
+    # 8 flows waiting (more than 5) were written early; the last 4 when stopping.
+    assert (summary["rows_written"], summary["flows"], summary["files"]) == (12, 12, 2)
+    assert writes == [(".part-00000.parquet.tmp", False, 0), (".part-00001.parquet.tmp", False, 8)]
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert files == ["date=2024-03-01/part-00000.parquet", "date=2024-03-01/part-00001.parquet", "netflowgen.json", "rejects.csv"]
+    assert [pq.read_metadata(out / f).num_rows for f in files[:2]] == [8, 4]
+    flows = scan_flows(out).collect().sort("source_row")
+    assert flows["source_row"].to_list() == list(range(1, 13))
+    assert flows["source_file"].unique().to_list() == ["udp://127.0.0.1"]
+    assert flows["fwd_bytes"].sum() == 3 * sum(100 + i for i in range(4))
+    manifest = read_manifest(out, "netflowgen.flows")
+    assert (manifest["summary"]["rows_written"], manifest["summary"]["files"], manifest["collector"]["running"]) == (12, 2, False)
+    # What `netflowgen series` does with it.
+    series = build_series(scan_flows(out), SeriesConfig(step=timedelta(minutes=1)))
+    assert series["flows_out"].sum() == 12
+
+
+def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collectors: list[Collector]) -> None:
+    out = tmp_path / "flows"
+
+    def broken(table, where, **kwargs):  # type: ignore[no-untyped-def]
+        Path(where).write_bytes(b"PAR1 half a file")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(server_module.pq, "write_table", broken)
+    c = start(collectors, out, max_buffer_flows=1)
+    send(c.address, v9_packets(1, 3))
+    wait_for(lambda: not c.healthy(), "the write failure")
+    with pytest.raises(RuntimeError, match="No space left on device"):
+        c.stop()
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["netflowgen.json", "rejects.csv"]
+
+
+def test_restart_continues_the_dataset(tmp_path: Path, collectors: list[Collector]) -> None:
+    out = tmp_path / "flows"
+    first = start(collectors, out)
+    send(first.address, v9_packets(1, 2))
+    wait_for(lambda: first.summary()["flows"] == 2, "the first flows")
+    with pytest.raises(ValueError, match="another collector"):
+        Collector(CollectorConfig(out=out, listen=("127.0.0.1", 0))).start()
+    first.stop()
+    stale = out / "date=2024-03-01" / ".part-00007.parquet.tmp"
+    stale.write_bytes(b"left by a killed collector")
+    second = start(collectors, out)
+    assert not stale.exists()
+    send(second.address, v9_packets(1, 3))
+    wait_for(lambda: second.summary()["flows"] == 3, "the second flows")
+    summary = second.stop()
+    assert sorted(p.name for p in (out / "date=2024-03-01").iterdir()) == ["part-00000.parquet", "part-00001.parquet"]
+    assert summary["rows_written"] == 5 == scan_flows(out).collect().height
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not written by `netflowgen collect`"):
+        Collector(CollectorConfig(out=other, listen=("127.0.0.1", 0))).start()
+
+
+def _scrape(url: str) -> dict[str, float]:
+    samples: dict[str, float] = {}
+    with urllib.request.urlopen(url, timeout=5) as response:
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        for line in response.read().decode().splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                samples[name] = float(value)
+    return samples
+
+
+def test_prometheus_endpoint_returns_the_counters(tmp_path: Path, collectors: list[Collector]) -> None:
+    c = start(collectors, tmp_path / "flows", metrics=("127.0.0.1", 0))
+    record = P.v5_record("10.0.0.1", "10.0.0.2", 1, 2, 17, 1, 60, 0, 0)
+    send(c.address, [P.v5([record] * 2, uptime_ms=1, seq=0), P.v5([record], uptime_ms=1, seq=5), b"\x00\x07garbage"])
+    wait_for(lambda: c.summary()["packets"] == 3 and c.summary()["flows"] == 3, "three datagrams")
+    host, port = c.metrics_address  # type: ignore[misc]
+    m = _scrape(f"http://{host}:{port}/metrics")
+    e = '{exporter="127.0.0.1"}'
+    assert m[f"netflowgen_collect_packets_total{e}"] == 3
+    assert m[f"netflowgen_collect_records_total{e}"] == 3
+    assert m[f"netflowgen_collect_flows_total{e}"] == 3
+    assert m[f"netflowgen_collect_flow_bytes_total{e}"] == 180
+    assert m['netflowgen_collect_decode_errors_total{exporter="127.0.0.1",level="packet",reason="unknown version"}'] == 1
+    assert m[f"netflowgen_collect_sequence_gaps_total{e}"] == 1
+    assert m['netflowgen_collect_lost_total{exporter="127.0.0.1",unit="records"}'] == 3  # 2 expected after seq 0, 5 came
+    assert m['netflowgen_collect_lost_total{exporter="127.0.0.1",unit="packets"}'] == 0
+    assert m["netflowgen_collect_kernel_drops_total"] == 0
+    assert m["netflowgen_collect_socket_buffer_bytes"] == c.rcvbuf_granted > 0
+    with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=5) as response:
+        health = json.loads(response.read())
+    assert (health["status"], health["threads"]) == ("ok", {"netflowgen-receive": True, "netflowgen-decode": True})
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(f"http://{host}:{port}/nothing", timeout=5)
+    assert missing.value.code == 404
+
+
+def test_parse_address_errors() -> None:
+    assert parse_address("[::1]:0") == ("::1", 0)
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_address("localhost:http")
+    with pytest.raises(ValueError, match="out of range"):
+        parse_address("127.0.0.1:70000")
+
+
+def test_cli_refuses_bad_addresses_before_writing_anything(tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "flows"
+    bad = runner.invoke(app, ["collect", "--out", str(out), "--listen", "127.0.0.1:port"])
+    assert bad.exit_code == 1
+    assert "not an address: '127.0.0.1:port'" in bad.output
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        busy = runner.invoke(app, ["collect", "--out", str(out), "--listen", f"127.0.0.1:{port}"])
+    assert busy.exit_code == 1
+    assert f"cannot listen on udp://127.0.0.1:{port}: Address already in use" in busy.output
+    assert not out.exists()

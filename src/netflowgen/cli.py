@@ -443,14 +443,15 @@ def finetune_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Detector directory to create.")],
     attack: Annotated[Optional[list[str]], typer.Option("--attack", help="Class that makes a step positive (repeatable; default: the series' attack flag).")] = None,
     budget: Annotated[str, typer.Option(help="Labels to use: a fraction of steps (0.05), a step count (200) or episodes (3ep).")] = "0.1",
-    mode: Annotated[str, typer.Option(help="full, probe (frozen backbone) or last-k.")] = "full",
+    mode: Annotated[str, typer.Option(help="probe (frozen backbone), full or last-k.")] = "probe",
+    head: Annotated[str, typer.Option(help="What the step head reads: surprise (the pre-trained model's per-feature surprise), hidden (its hidden state) or both.")] = "surprise",
     last_k: Annotated[int, typer.Option(help="Blocks trained in last-k mode.")] = 1,
-    scratch: Annotated[bool, typer.Option("--scratch", help="Same architecture from random weights (the baseline).")] = False,
+    scratch: Annotated[bool, typer.Option("--scratch", help="Same architecture from random weights, trained in full (the baseline).")] = False,
     fit_until: Annotated[Optional[datetime], typer.Option(help="Label only steps before this time (UTC); later ones are the test part.")] = None,
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 300,
     window: Annotated[int, typer.Option(help="Labelled steps per window.")] = 32,
     history: Annotated[int, typer.Option(help="Unlabelled context steps read before each window.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 1e-3,
+    lr: Annotated[float, typer.Option(help="Peak learning rate of the head (the backbone's is a tenth).")] = 1e-2,
     seed: Annotated[int, typer.Option(help="Random seed (label draw and training).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
     as_json: JsonOpt = False,
@@ -462,7 +463,8 @@ def finetune_cmd(
 
     try:
         series, manifest = read_series(series_path)
-        cfg = FinetuneConfig(attack=tuple(attack or ()), budget=parse_budget(budget), mode=mode, last_k=last_k,
+        cfg = FinetuneConfig(attack=tuple(attack or ()), budget=parse_budget(budget), mode="full" if scratch else mode,
+                             head_inputs="hidden" if scratch else head, last_k=last_k,
                              init="scratch" if scratch else "pretrained", window=window, history=history, steps=steps,
                              lr=lr, seed=seed)
         until = fit_until.replace(tzinfo=fit_until.tzinfo or UTC) if fit_until else None

@@ -46,8 +46,11 @@ cut; then for every budget and seed one label draw shared by every method; every
 every row; thresholds are calibrated on the draw's calibration windows; metrics on the test part.
 Methods:
 
-* ``flowgpt``: the pre-trained FlowGPT fine-tuned (full); ``flowgpt-probe``: its frozen backbone
-  with trained heads; ``scratch``: the same architecture and training from random weights;
+* ``flowgpt``: the pre-trained FlowGPT, frozen, with a linear step head on its per-feature
+  surprise (the default of ``netflowgen finetune``); ``flowgpt-full``: every weight fine-tuned,
+  the head on hidden state and surprise; ``flowgpt-hidden``: the paper's reading, a classification
+  layer on the frozen representation; ``scratch``: the same architecture trained from random
+  weights (full, on its hidden state);
 * ``lightgbm``: gradient-boosted trees on the node-step features with lags, on the same labels;
 * ``volume``: the operator's EWMA z-score on flows and packets (only its threshold is fitted);
 * ``surprise``: the pre-trained model's zero-label anomaly score (only its threshold is fitted).
@@ -80,7 +83,7 @@ __all__ = ["SuiteSpec", "DatasetSpec", "TaskSpec", "load_suite", "run_suite", "M
 
 log = logging.getLogger(__name__)
 
-METHODS = ("flowgpt", "flowgpt-probe", "scratch", "lightgbm", "volume", "surprise")
+METHODS = ("flowgpt", "flowgpt-full", "flowgpt-hidden", "scratch", "lightgbm", "volume", "surprise")
 RESULTS_NAME = "results.json"
 
 
@@ -366,11 +369,13 @@ def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, 
 
     series = task.series
     f = suite.finetune
-    if method in ("flowgpt", "flowgpt-probe", "scratch"):
-        cfg = FinetuneConfig(attack=(), budget=budget, mode="probe" if method == "flowgpt-probe" else "full",
+    if method in ("flowgpt", "flowgpt-full", "flowgpt-hidden", "scratch"):
+        mode, head = {"flowgpt": ("probe", "surprise"), "flowgpt-full": ("full", "both"),
+                      "flowgpt-hidden": ("probe", "hidden"), "scratch": ("full", "hidden")}[method]
+        cfg = FinetuneConfig(attack=(), budget=budget, mode=mode, head_inputs=head,
                              init="scratch" if method == "scratch" else "pretrained", window=int(f.get("window", 32)),
                              history=int(f.get("history", 16)), steps=int(f.get("steps", 150)),
-                             batch_size=int(f.get("batch_size", 32)), lr=float(f.get("lr", 1e-3)), seed=seed)
+                             batch_size=int(f.get("batch_size", 32)), lr=float(f.get("lr", 1e-2)), seed=seed)
         det = finetune(run, series, task.step.total_seconds(), cfg, selection=selection, show_progress=False)
         return score_steps(det.model, steps, cfg.window, cfg.history)
     if method == "surprise":

@@ -759,6 +759,49 @@ def collect_cmd(
     out.print(t)
 
 
+@app.command("detect")
+def detect_cmd(
+    detector: Annotated[Path, typer.Argument(help="A detector directory (from `netflowgen finetune`).")],
+    listen: Annotated[str, typer.Option(help="UDP HOST:PORT to receive NetFlow v5/v9/IPFIX on (port 0: any free port).")] = "127.0.0.1:2055",
+    alerts: Annotated[Optional[Path], typer.Option(help="Append alerts here as JSON lines (default: stdout).")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also keep the received flows as a dataset here.")] = None,
+    api: Annotated[Optional[str], typer.Option(help="Serve /health, /metrics and /alerts on this HOST:PORT, e.g. 127.0.0.1:9106.")] = None,
+    grace: Annotated[float, typer.Option(help="Steps a step stays open for flows that arrive late.")] = 1.0,
+    idle_steps: Annotated[int, typer.Option(help="Steps without traffic after which a node is forgotten.")] = 60,
+    duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: at Ctrl-C or SIGTERM).")] = None,
+) -> None:
+    """Score live flow export: every active node at each step boundary, alerts as JSON lines."""
+    from netflowgen.collect.server import parse_address
+    from netflowgen.detect.live import LiveConfig, LiveDetector
+
+    _terminate_as_interrupt()
+    try:
+        live = LiveDetector(LiveConfig(detector, parse_address(listen), out_dir, alerts, parse_address(api) if api else None,
+                                       grace, idle_steps))
+        live.start()
+    except (ValueError, OSError, FileNotFoundError) as e:
+        raise _fail(str(e)) from None
+    host, port = live.address
+    ready = f"listening on udp://{host}:{port}, scoring every {live.step.total_seconds():g} s step with {detector}"
+    if live.api_address:
+        ready += f", API on http://{live.api_address[0]}:{live.api_address[1]}/health"
+    err.print(ready, highlight=False, soft_wrap=True)
+    started = time.monotonic()
+    try:
+        while duration is None or time.monotonic() - started < duration:
+            time.sleep(0.25)
+            if not live.collector.healthy():
+                break
+    except KeyboardInterrupt:
+        pass  # the normal way to stop
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        summary = live.stop()
+    err.print(f"{summary['node_steps_scored']:,} node-steps scored, {summary['alerts']:,} alerts, "
+              f"{summary['late_flows']:,} late flows", highlight=False)
+
+
 @app.command("formats")
 def formats_cmd(as_json: JsonOpt = False) -> None:
     """List the input formats and how each is recognised."""

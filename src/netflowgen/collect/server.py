@@ -42,6 +42,7 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,8 +144,11 @@ class Collector:
     (0, 0)
     """
 
-    def __init__(self, config: CollectorConfig) -> None:
+    def __init__(self, config: CollectorConfig, on_flows: Callable[[pl.DataFrame], None] | None = None) -> None:
         self.config = config
+        # Called from the decode thread with every batch of decoded, validated flows (the live
+        # detector aggregates them online); it must not block for long.
+        self.on_flows = on_flows
         self.decoder = Decoder()
         self.address: tuple[str, int] = config.listen
         self.metrics_address: tuple[str, int] | None = None
@@ -369,6 +373,8 @@ class Collector:
         if checked.flows.height:
             self._buffer.append(checked.flows)
             self.buffered_flows += checked.flows.height
+            if self.on_flows is not None:
+                self.on_flows(checked.flows)
         if checked.rejects.height:
             self._rejects.append(checked.rejects)
             self.buffered_rejects += checked.rejects.height

@@ -7,6 +7,7 @@ import logging
 import signal
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -71,6 +72,20 @@ def _terminate_as_interrupt() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event set by Ctrl-C or SIGTERM, for the long-running servers: a KeyboardInterrupt would
+    land in whatever code the main thread runs, and Polars raises a pending one in the worker
+    thread that happens to be collecting, killing the decoder mid-batch."""
+    stop = threading.Event()
+
+    def handler(signum, frame):  # type: ignore[no-untyped-def]
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -701,7 +716,7 @@ def collect_cmd(
     """Receive NetFlow v5/v9/IPFIX export and write it as a flow dataset, until stopped."""
     from netflowgen.collect.server import Collector, CollectorConfig, parse_address
 
-    _terminate_as_interrupt()
+    stop = _stop_on_signals()
     try:
         config = CollectorConfig(
             out=out_dir, listen=parse_address(listen), rotate=parse_step(rotate),
@@ -727,20 +742,15 @@ def collect_cmd(
                       TimeElapsedColumn(), TextColumn("ETA" if duration else ""), TimeRemainingColumn() if duration else TextColumn(""),
                       console=err, disable=as_json) as progress:
             task = progress.add_task("collect", total=duration, packets=0, flows=0, rate=0.0, errors=0, files=0)
-            while duration is None or time.monotonic() - started < duration:
-                time.sleep(0.25)
+            while (duration is None or time.monotonic() - started < duration) and not stop.wait(0.25):
                 if not collector.healthy():
                     break
                 s = collector.summary()
                 elapsed = max(time.monotonic() - started, 1e-9)
                 progress.update(task, completed=min(elapsed, duration or elapsed), packets=s["packets"], flows=s["flows"],
                                 rate=s["flows"] / elapsed, errors=s["errors"], files=s["files"])
-    except KeyboardInterrupt:
-        pass  # the normal way to stop a collector
     finally:
-        # Stopping writes the last file: a second Ctrl-C must not cut it short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # Stopping writes the last file: a second Ctrl-C only sets the stop event again.
         try:
             summary = collector.stop()
         except (RuntimeError, OSError) as e:
@@ -774,7 +784,7 @@ def detect_cmd(
     from netflowgen.collect.server import parse_address
     from netflowgen.detect.live import LiveConfig, LiveDetector
 
-    _terminate_as_interrupt()
+    stop = _stop_on_signals()
     try:
         live = LiveDetector(LiveConfig(detector, parse_address(listen), out_dir, alerts, parse_address(api) if api else None,
                                        grace, idle_steps))
@@ -787,17 +797,13 @@ def detect_cmd(
         ready += f", API on http://{live.api_address[0]}:{live.api_address[1]}/health"
     err.print(ready, highlight=False, soft_wrap=True)
     started = time.monotonic()
+    while (duration is None or time.monotonic() - started < duration) and not stop.wait(0.25):
+        if not live.collector.healthy():
+            break
     try:
-        while duration is None or time.monotonic() - started < duration:
-            time.sleep(0.25)
-            if not live.collector.healthy():
-                break
-    except KeyboardInterrupt:
-        pass  # the normal way to stop
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         summary = live.stop()
+    except (RuntimeError, OSError) as e:
+        raise _fail(str(e)) from None
     err.print(f"{summary['node_steps_scored']:,} node-steps scored, {summary['alerts']:,} alerts, "
               f"{summary['late_flows']:,} late flows", highlight=False)
 

@@ -100,6 +100,7 @@ def test_a_replayed_flood_alerts_within_two_steps_and_normal_traffic_does_not(de
                 break
             time.sleep(0.2)
         assert got == exported, (got, exported)
+        assert health["score_errors"] == 0, health
         assert "netflowgen_detect_node_steps_scored_total" in metrics
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
@@ -107,7 +108,7 @@ def test_a_replayed_flood_alerts_within_two_steps_and_normal_traffic_does_not(de
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == 0, stderr
+    assert proc.returncode == 0, stderr[:6000]
     alerts = [json.loads(line) for line in alerts_file.read_text().splitlines()]
     steps = [datetime.fromisoformat(a["step"].replace("Z", "+00:00")) for a in alerts if a["node"] == VICTIM]
     assert steps, f"no alert for the victim; all alerts: {alerts}"

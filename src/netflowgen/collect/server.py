@@ -40,6 +40,7 @@ import queue
 import socket
 import sys
 import threading
+import traceback
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -223,7 +224,9 @@ class Collector:
         self._release()
         self._summary = summary
         if self._failure is not None:
-            raise RuntimeError(f"the collector failed: {self._failure}") from self._failure
+            # The type and the place, not only the message: some exceptions have none.
+            where = "".join(traceback.format_exception(self._failure)[-3:]).strip()
+            raise RuntimeError(f"the collector failed: {self._failure!r}\n{where}") from self._failure
         return summary
 
     def healthy(self) -> bool:

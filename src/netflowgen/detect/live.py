@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -69,6 +69,7 @@ class LiveDetector:
         self.collector = Collector(CollectorConfig(out, listen=config.listen), on_flows=self._on_flows)
         self._lock = threading.Lock()
         self.watermark: datetime | None = None
+        self.score_errors = 0
         self._sink: IO[str] = open(config.alerts, "a") if config.alerts else sys.stdout  # noqa: SIM115
         self._http: http.server.ThreadingHTTPServer | None = None
         self.api_address: tuple[str, int] | None = None
@@ -84,12 +85,18 @@ class LiveDetector:
 
     def _on_flows(self, flows: pl.DataFrame) -> None:
         with self._lock:
-            self.online.add(flows)
-            latest = flows["ts_end"].max()
-            if latest is not None and (self.watermark is None or latest > self.watermark):  # type: ignore[operator]
-                self.watermark = latest  # type: ignore[assignment]
-            if self.watermark is not None:
-                self._score(self.online.advance(self.watermark))
+            try:
+                self.online.add(flows)
+                latest = flows["ts_end"].max()
+                if latest is not None and (self.watermark is None or latest > self.watermark):  # type: ignore[operator]
+                    self.watermark = latest  # type: ignore[assignment]
+                if self.watermark is not None:
+                    self._score(self.online.advance(self.watermark))
+            except Exception:
+                # Collection goes on (the flows are written either way); the failure is logged
+                # and counted in /health and /metrics.
+                self.score_errors += 1
+                log.exception("scoring failed")
 
     def _score(self, rows: pl.DataFrame) -> None:
         if rows.height == 0:
@@ -118,13 +125,15 @@ class LiveDetector:
         o, s = self.online, self.scorer
         return {"watermark": self.watermark.isoformat() if self.watermark else None, "active_nodes": o.active_nodes,
                 "steps_scored": s.steps_scored, "node_steps_scored": s.nodes_scored, "alerts": s.alerts,
-                "late_flows": o.late_flows, "evicted_nodes": o.evicted_nodes, "threshold": self.detector.threshold}
+                "late_flows": o.late_flows, "evicted_nodes": o.evicted_nodes, "score_errors": self.score_errors,
+                "threshold": self.detector.threshold}
 
     def metrics_text(self) -> str:
         lines = [self.collector.metrics_text().rstrip("\n")]
         for name, value, doc in (("netflowgen_detect_node_steps_scored_total", self.scorer.nodes_scored, "Node-steps scored."),
                                  ("netflowgen_detect_alerts_total", self.scorer.alerts, "Alerts raised."),
                                  ("netflowgen_detect_late_flows_total", self.online.late_flows, "Flows beyond the grace period."),
+                                 ("netflowgen_detect_score_errors_total", self.score_errors, "Batches whose scoring failed."),
                                  ("netflowgen_detect_active_nodes", self.online.active_nodes, "Nodes held in memory.")):
             kind = "gauge" if name.endswith("nodes") else "counter"
             lines += [f"# HELP {name} {doc}", f"# TYPE {name} {kind}", f"{name} {value}"]
@@ -158,9 +167,3 @@ class LiveDetector:
         self.api_address = self._http.server_address[:2]  # type: ignore[assignment]
         threading.Thread(target=self._http.serve_forever, name="netflowgen-detect-api", daemon=True).start()
 
-
-def _utc(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-del timedelta

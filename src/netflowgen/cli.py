@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -90,6 +91,14 @@ def _stop_on_signals() -> threading.Event:
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
     err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    if code == 130:
+        # Interrupted, and the command has already cleaned up (its temporary output is gone).
+        # Exit now: a Polars query cut short can still be unwinding in worker threads, and one
+        # of them re-raising the interrupt during interpreter shutdown turned exit 130 into a
+        # death by SIGINT (seen under load).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     return typer.Exit(code)
 
 

@@ -788,6 +788,7 @@ def detect_cmd(
     grace: Annotated[float, typer.Option(help="Steps a step stays open for flows that arrive late.")] = 1.0,
     idle_steps: Annotated[int, typer.Option(help="Steps without traffic after which a node is forgotten.")] = 60,
     duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: at Ctrl-C or SIGTERM).")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Score live flow export: every active node at each step boundary, alerts as JSON lines."""
     from netflowgen.collect.server import parse_address
@@ -813,8 +814,11 @@ def detect_cmd(
         summary = live.stop()
     except (RuntimeError, OSError) as e:
         raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps(summary, default=str))
+        return
     err.print(f"{summary['node_steps_scored']:,} node-steps scored, {summary['alerts']:,} alerts, "
-              f"{summary['late_flows']:,} late flows", highlight=False)
+              f"{summary['late_flows']:,} late flows, {summary['score_errors']:,} scoring errors", highlight=False)
 
 
 @app.command("formats")

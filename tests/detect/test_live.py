@@ -81,7 +81,7 @@ def test_a_replayed_flood_alerts_within_two_steps_and_normal_traffic_does_not(de
     pcap = write_pcap(tmp_path / "flood.pcap", pkts=capture())
     alerts_file = tmp_path / "alerts.jsonl"
     proc = subprocess.Popen([sys.executable, "-m", "netflowgen.cli", "detect", str(detector), "--listen", "127.0.0.1:0",
-                             "--alerts", str(alerts_file), "--api", "127.0.0.1:0", "--out", str(tmp_path / "flows")],
+                             "--alerts", str(alerts_file), "--api", "127.0.0.1:0", "--out", str(tmp_path / "flows"), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()  # type: ignore[union-attr]
@@ -103,13 +103,15 @@ def test_a_replayed_flood_alerts_within_two_steps_and_normal_traffic_does_not(de
         assert health["score_errors"] == 0, health
         assert "netflowgen_detect_node_steps_scored_total" in metrics
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 0, stderr[:6000]
     alerts = [json.loads(line) for line in alerts_file.read_text().splitlines()]
+    summary = json.loads(stdout)
+    assert summary["alerts"] == len(alerts) and summary["score_errors"] == 0 and summary["collector"]["flows"] == exported
     steps = [datetime.fromisoformat(a["step"].replace("Z", "+00:00")) for a in alerts if a["node"] == VICTIM]
     assert steps, f"no alert for the victim; all alerts: {alerts}"
     assert min(steps) >= ONSET, "an alert during the normal minutes"

@@ -46,10 +46,10 @@ cut; then for every budget and seed one label draw shared by every method; every
 every row; thresholds are calibrated on the draw's calibration windows; metrics on the test part.
 Methods:
 
-* ``flowgpt``: the pre-trained FlowGPT, frozen, with a linear step head on its per-feature
-  surprise (the default of ``netflowgen finetune``); ``flowgpt-full``: every weight fine-tuned,
-  the head on hidden state and surprise; ``flowgpt-hidden``: the paper's reading, a classification
-  layer on the frozen representation; ``scratch``: the same architecture trained from random
+* ``flowgpt``: the pre-trained FlowGPT fine-tuned in full, its step head on the hidden state and
+  the per-feature surprise (the default of ``netflowgen finetune``); ``flowgpt-surprise``: the
+  backbone frozen, a linear head on the surprise alone; ``flowgpt-hidden``: the paper's reading,
+  a classification layer on the frozen representation; ``scratch``: the same architecture trained from random
   weights (full, on its hidden state);
 * ``lightgbm``: gradient-boosted trees on the node-step features with lags, on the same labels;
 * ``volume``: the operator's EWMA z-score on flows and packets (only its threshold is fitted);
@@ -83,7 +83,7 @@ __all__ = ["SuiteSpec", "DatasetSpec", "TaskSpec", "load_suite", "run_suite", "M
 
 log = logging.getLogger(__name__)
 
-METHODS = ("flowgpt", "flowgpt-full", "flowgpt-hidden", "scratch", "lightgbm", "volume", "surprise")
+METHODS = ("flowgpt", "flowgpt-surprise", "flowgpt-hidden", "scratch", "lightgbm", "volume", "surprise")
 RESULTS_NAME = "results.json"
 
 
@@ -369,8 +369,8 @@ def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, 
 
     series = task.series
     f = suite.finetune
-    if method in ("flowgpt", "flowgpt-full", "flowgpt-hidden", "scratch"):
-        mode, head = {"flowgpt": ("probe", "surprise"), "flowgpt-full": ("full", "both"),
+    if method in ("flowgpt", "flowgpt-surprise", "flowgpt-hidden", "scratch"):
+        mode, head = {"flowgpt": ("full", "both"), "flowgpt-surprise": ("probe", "surprise"),
                       "flowgpt-hidden": ("probe", "hidden"), "scratch": ("full", "hidden")}[method]
         cfg = FinetuneConfig(attack=(), budget=budget, mode=mode, head_inputs=head,
                              init="scratch" if method == "scratch" else "pretrained", window=int(f.get("window", 32)),

@@ -19,13 +19,13 @@ __all__ = ["demo_config", "demo_suite", "run_demo"]
 
 
 def demo_config(quick: bool = False) -> Any:
-    """The simulated network: 60 nodes over three days (a day for tests), with DDoS attacks from
+    """The simulated network: 40 nodes over two days (a day for tests), with DDoS attacks from
     faint (about a busy node's normal rate) to loud, of four kinds, and a few port scans."""
     from netflowgen.simulate.config import AttackConfig, SimConfig
 
-    attacks = AttackConfig(count=8 if quick else 30, duration_s=(120.0, 1800.0), ramp_s=(10.0, 300.0),
+    attacks = AttackConfig(count=8 if quick else 24, duration_s=(120.0, 1800.0), ramp_s=(10.0, 300.0),
                            peak_flows_per_s=(0.02, 5.0), sources=(20.0, 2000.0), scans=2 if quick else 4)
-    return SimConfig(nodes=16 if quick else 60, hours=24 if quick else 72, seed=7, flows_per_node_hour=60.0, attacks=attacks)
+    return SimConfig(nodes=16 if quick else 40, hours=24 if quick else 48, seed=7, flows_per_node_hour=60.0, attacks=attacks)
 
 
 def demo_suite(flows: Path, quick: bool = False) -> Any:
@@ -47,8 +47,8 @@ def demo_suite(flows: Path, quick: bool = False) -> Any:
         name="demo (synthetic)", data=flows.parent, datasets={"sim": DatasetSpec("sim", (str(flows),))}, tasks=tasks,
         seeds=(0,) if quick else (0, 1, 2), budgets=("2ep",) if quick else ("1ep", "4ep"),
         methods=("flowgpt", "flowgpt-surprise", "scratch", "lightgbm", "volume", "surprise"),
-        pretrain={"size": "tiny", "steps": 30 if quick else 500, "batch_size": 32, "context": 64},
-        finetune={"steps": 10 if quick else 120, "window": 32, "history": 16, "lr": 1e-2},
+        pretrain={"size": "tiny", "steps": 30 if quick else 400, "batch_size": 32, "context": 64},
+        finetune={"steps": 10 if quick else 100, "window": 32, "history": 16, "lr": 1e-2},
         synthetic=True,
         description="SYNTHETIC traffic from the built-in simulator: the whole job end to end, "
                     "not a claim about real networks.",

@@ -3,7 +3,7 @@ split, reloads to identical scores; the zero-label surprise score needs no label
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -11,14 +11,20 @@ import polars as pl
 import pytest
 import torch
 
-from netflowgen.detect.finetune import EncodedSteps, FinetuneConfig, finetune, load_detector, surprise_scores
+from netflowgen.detect.finetune import (
+    EncodedSteps,
+    FinetuneConfig,
+    finetune,
+    load_detector,
+    surprise_scores,
+)
 from netflowgen.detect.labels import parse_budget
 from netflowgen.tokenize import Tokenizer, TokenizerConfig
 from netflowgen.tokenize.shards import write_tokens
 from netflowgen.train.loop import TrainConfig
 from netflowgen.train.pretrain import PretrainConfig, load_run, pretrain
 
-T0 = datetime(2024, 5, 6, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 6, tzinfo=UTC)
 STEPS = 480
 SPLIT = T0 + timedelta(minutes=320)
 

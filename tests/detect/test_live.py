@@ -27,7 +27,18 @@ from netflowgen.tokenize.shards import write_tokens
 from netflowgen.train.loop import TrainConfig
 from netflowgen.train.pretrain import PretrainConfig, pretrain
 from tests.detect.test_finetune import SPLIT, planted_series
-from tests.read.tiny_capture import ACK, ETH_IP4, FIN, SYN, T0, Packet, _ether, ip4, tcp, write_pcap
+from tests.read.tiny_capture import (
+    ACK,
+    ETH_IP4,
+    FIN,
+    SYN,
+    T0,
+    Packet,
+    _ether,
+    ip4,
+    tcp,
+    write_pcap,
+)
 
 pytestmark = [
     pytest.mark.integration,
@@ -95,7 +106,7 @@ def test_a_replayed_flood_alerts_within_two_steps_and_normal_traffic_does_not(de
             health = json.loads(urlopen(f"http://127.0.0.1:{match.group(2)}/health", timeout=5).read())
             assert health["healthy"], health
             metrics = urlopen(f"http://127.0.0.1:{match.group(2)}/metrics", timeout=5).read().decode()
-            got = sum(float(m) for m in re.findall(r"^netflowgen_collect_flows_total\{[^}]*\} (\S+)$", metrics, re.M))
+            got = sum(float(m) for m in re.findall(r"^netflowgen_collect_flows_total\{[^}]*\} (\S+)$", metrics, re.MULTILINE))
             if got >= exported or time.monotonic() > deadline:
                 break
             time.sleep(0.2)

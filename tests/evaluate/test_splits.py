@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import polars as pl
@@ -11,7 +11,7 @@ import pytest
 from netflowgen.detect.labels import parse_budget, segment_bounds, select_labels
 from netflowgen.evaluate.splits import Split, check_no_leak
 
-T0 = datetime(2024, 3, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 3, 1, tzinfo=UTC)
 CUT = T0 + timedelta(minutes=60)
 
 

@@ -42,19 +42,35 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
-from netflowgen.detect.labels import Budget, LabelSelection, attack_labels, parse_budget, segment_bounds, select_labels
+from netflowgen.detect.labels import (
+    Budget,
+    LabelSelection,
+    attack_labels,
+    parse_budget,
+    segment_bounds,
+    select_labels,
+)
 from netflowgen.model import FlowGPT, FlowGPTConfig
 from netflowgen.tokenize import Tokenizer
 from netflowgen.train.checkpoint import CHECKPOINT_DIR, load_weights, save_weights
 from netflowgen.train.loop import TrainConfig, train_loop
 
 __all__ = [
-    "DETECTOR_KIND", "FinetuneConfig", "EncodedSteps", "DetectorModel", "Detector", "finetune", "load_detector",
-    "score_steps", "score_windows", "surprise_scores", "MODES",
+    "DETECTOR_KIND",
+    "MODES",
+    "Detector",
+    "DetectorModel",
+    "EncodedSteps",
+    "FinetuneConfig",
+    "finetune",
+    "load_detector",
+    "score_steps",
+    "score_windows",
+    "surprise_scores",
 ]
 
 DETECTOR_KIND = "netflowgen.detector"

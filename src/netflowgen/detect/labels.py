@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-__all__ = ["Budget", "LabelSelection", "attack_labels", "parse_budget", "select_labels", "segment_bounds"]
+__all__ = ["Budget", "LabelSelection", "attack_labels", "parse_budget", "segment_bounds", "select_labels"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class Budget:
                 "episodes": f"{int(self.amount)} episodes"}[self.unit]
 
 
-def parse_budget(text: str | float | int) -> Budget:
+def parse_budget(text: str | float) -> Budget:
     """``0.05`` (fraction of steps), ``200`` / ``200steps`` (steps), ``3ep`` / ``3episodes``.
 
     >>> parse_budget("0.1"), parse_budget("300"), parse_budget("2ep")

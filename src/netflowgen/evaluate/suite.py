@@ -64,12 +64,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +78,7 @@ import polars as pl
 from netflowgen.series.build import SeriesConfig, build_series, parse_step
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
 
-__all__ = ["SuiteSpec", "DatasetSpec", "TaskSpec", "load_suite", "run_suite", "METHODS"]
+__all__ = ["METHODS", "DatasetSpec", "SuiteSpec", "TaskSpec", "load_suite", "run_suite"]
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +216,7 @@ def _cut(flows: pl.DataFrame, fraction: float, step: timedelta) -> datetime:
     t = lo + (hi - lo) * fraction  # type: ignore[operator]
     us = int(step.total_seconds() * 1e6)
     epoch_us = int(t.timestamp() * 1e6) // us * us  # type: ignore[union-attr]
-    return datetime.fromtimestamp(epoch_us / 1e6, tz=timezone.utc)
+    return datetime.fromtimestamp(epoch_us / 1e6, tz=UTC)
 
 
 def _busiest_local(flows: pl.DataFrame, prefixes: tuple[str, ...]) -> str:
@@ -240,6 +239,14 @@ class TaskData:
     step: timedelta
     injections: pl.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def attack_classes(self) -> tuple[str, ...]:
+        """The classes that are attacks in this task (for injections: the attack types)."""
+        if self.spec.kind == "labeled":
+            return self.spec.attack
+        types = [Path(a).name.split(".pcap")[0] for a in (*self.spec.train_attacks, *self.spec.test_attacks)]
+        return tuple(dict.fromkeys(types))
 
 
 def prepare_task(task: TaskSpec, data: _Data, work: Path, progress: Callable[[str], None]) -> TaskData:
@@ -365,7 +372,12 @@ def pretrain_for(step: timedelta, suite: SuiteSpec, data: _Data, cuts: dict[str,
 def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, budget: Any, seed: int,
             suite: SuiteSpec, cache: dict[str, np.ndarray]) -> np.ndarray:
     """Every row's score (rows in node, step order), for one method."""
-    from netflowgen.detect.finetune import FinetuneConfig, finetune, score_steps, surprise_scores
+    from netflowgen.detect.finetune import (
+        FinetuneConfig,
+        finetune,
+        score_steps,
+        surprise_scores,
+    )
 
     series = task.series
     f = suite.finetune
@@ -417,7 +429,11 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
     from netflowgen.detect.finetune import EncodedSteps
     from netflowgen.detect.labels import parse_budget, select_labels
     from netflowgen.evaluate.metrics import (
-        TRIVIAL_PR_AUC, best_single_feature, calibrate_threshold, detection_metrics, summarize_seeds,
+        TRIVIAL_PR_AUC,
+        best_single_feature,
+        calibrate_threshold,
+        detection_metrics,
+        summarize_seeds,
     )
     from netflowgen.evaluate.splits import check_no_leak
     from netflowgen.train.pretrain import load_run
@@ -553,9 +569,9 @@ def _floor(value: Any, step_us: int) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value)
     if value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     us = int(value.timestamp() * 1e6) // step_us * step_us
-    return datetime.fromtimestamp(us / 1e6, tz=timezone.utc)
+    return datetime.fromtimestamp(us / 1e6, tz=UTC)
 
 
 def _summarize(runs: list[dict[str, Any]], summarize_seeds: Callable[..., Any]) -> list[dict[str, Any]]:
@@ -586,14 +602,3 @@ def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
     os.replace(tmp, path)
-
-
-def _attack_classes(self: TaskData) -> tuple[str, ...]:
-    if self.spec.kind == "labeled":
-        return self.spec.attack
-    types = [Path(a).name.split(".pcap")[0] for a in (*self.spec.train_attacks, *self.spec.test_attacks)]
-    return tuple(dict.fromkeys(types))
-
-
-TaskData.attack_classes = property(_attack_classes)  # type: ignore[attr-defined]
-del _attack_classes, asdict, re

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["write_report", "main_table"]
+__all__ = ["main_table", "write_report"]
 
 _COLUMNS = [("pr_auc", "PR-AUC"), ("roc_auc", "ROC-AUC"), ("f1", "F1"), ("precision", "precision"), ("recall", "recall"),
             ("detected_fraction", "episodes detected"), ("mean_delay", "delay (steps)"),

@@ -169,3 +169,16 @@ def test_cli_finetune_then_score_a_series(run: tuple[Path, pl.DataFrame], tmp_pa
     res = runner.invoke(app, ["finetune", str(path), "--series", str(tmp_path / "series"), "--out", str(tmp_path / "det2"),
                               "--budget", "lots"])
     assert res.exit_code == 1 and "not a label budget" in res.output
+
+
+def test_last_k_mode_trains_only_the_last_blocks(run: tuple[Path, pl.DataFrame]) -> None:
+    path, series = run
+    before, _, _ = load_run(path)
+    cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("100"), mode="last-k", last_k=1, steps=5, window=16,
+                         history=8)
+    det = finetune(path, series, 60, cfg, show_progress=False)
+    changed = {name for (name, p0), p1 in zip(before.named_parameters(), det.model.backbone.parameters())
+               if not torch.equal(p0, p1)}
+    last = len(before.blocks) - 1
+    assert changed and all(n.startswith((f"blocks.{last}.", "ln_f.")) for n in changed), sorted(changed)
+    assert any(n.startswith(f"blocks.{last}.") for n in changed)

@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
+# LightGBM's wheel links the system OpenMP runtime (Debian package libgomp1), which a minimal
+# machine may lack; the demo and the tests both use LightGBM.
+if ! ldconfig -p 2>/dev/null | grep -q 'libgomp\.so\.1'; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq libgomp1 >/dev/null
+fi
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

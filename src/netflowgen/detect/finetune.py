@@ -32,10 +32,13 @@ A detector directory describes itself::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -270,6 +273,20 @@ def _loss(pos_weight: float, window_weight: float):  # type: ignore[no-untyped-d
     return loss_of
 
 
+def _scoring_windows(bounds: np.ndarray, window: int, history: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every segment cut into strides of ``window`` rows [start, end), each read from ``begin``,
+    up to ``history`` rows earlier inside the segment: (begin, start, end) arrays.
+
+    >>> [a.tolist() for a in _scoring_windows(np.array([[0, 5], [5, 7]]), 2, 1)]
+    [[0, 1, 3, 5], [0, 2, 4, 5], [2, 4, 5, 7]]
+    """
+    strides = -(-(bounds[:, 1] - bounds[:, 0]) // window)  # per segment, rounded up
+    seg = np.repeat(np.arange(len(bounds)), strides)
+    k = np.arange(int(strides.sum())) - np.repeat(np.cumsum(strides) - strides, strides)
+    start = (bounds[seg, 0] + k * window).astype(np.int64)
+    return np.maximum(bounds[seg, 0], start - history).astype(np.int64), start, np.minimum(start + window, bounds[seg, 1]).astype(np.int64)
+
+
 @torch.no_grad()
 def score_steps(model: DetectorModel | FlowGPT, steps: EncodedSteps, window: int, history: int,
                 batch_size: int = 64, device: str | torch.device = "cpu", kind: str = "detector") -> np.ndarray:
@@ -277,16 +294,10 @@ def score_steps(model: DetectorModel | FlowGPT, steps: EncodedSteps, window: int
     pre-trained model's surprise (``kind="surprise"``: the negative log-likelihood of the observed
     bins of all features given the steps before, NaN on a segment's first step)."""
     model.eval()
-    begins, starts, ends = [], [], []
-    for s, e in steps.bounds:
-        for p in range(s, e, window):
-            begins.append(max(s, p - history))
-            starts.append(p)
-            ends.append(min(p + window, e))
     out = np.full(len(steps), np.nan, dtype=np.float64)
-    if not begins:
+    b_all, s_all, e_all = _scoring_windows(steps.bounds, window, history)
+    if len(b_all) == 0:
         return out
-    b_all, s_all, e_all = np.asarray(begins), np.asarray(starts), np.asarray(ends)
     length = history + window
     for lo in range(0, len(b_all), batch_size):
         sl = slice(lo, lo + batch_size)
@@ -440,13 +451,7 @@ def score_windows(model: DetectorModel, steps: EncodedSteps, window: int, histor
     """Window classification: for every run of ``window`` steps of a node (read with up to
     ``history`` steps before it), the probability that it holds an attack; with its true answer."""
     model.eval()
-    begins, starts, ends = [], [], []
-    for s, e in steps.bounds:
-        for p in range(s, e, window):
-            begins.append(max(s, p - history))
-            starts.append(p)
-            ends.append(min(p + window, e))
-    b_all, s_all, e_all = np.asarray(begins, dtype=np.int64), np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    b_all, s_all, e_all = _scoring_windows(steps.bounds, window, history)
     probs = np.zeros(len(b_all))
     for lo in range(0, len(b_all), batch_size):
         sl = slice(lo, lo + batch_size)
@@ -468,17 +473,11 @@ def _segment_start(bounds: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return bounds[idx, 0]
 
 
-class _scratch_dir:
-    """A temporary directory as a context manager (a detector kept in memory only)."""
-
-    def __enter__(self) -> Path:
-        import tempfile
-
-        self._tmp = tempfile.TemporaryDirectory(prefix="netflowgen-finetune-")
-        return Path(self._tmp.name)
-
-    def __exit__(self, *exc: object) -> None:
-        self._tmp.cleanup()
+@contextlib.contextmanager
+def _scratch_dir() -> Iterator[Path]:
+    """A temporary directory for a detector kept in memory only."""
+    with tempfile.TemporaryDirectory(prefix="netflowgen-finetune-") as folder:
+        yield Path(folder)
 
 
 def load_detector(path: str | os.PathLike[str], device: str = "cpu") -> Detector:

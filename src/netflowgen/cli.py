@@ -601,17 +601,21 @@ def benchmark_cmd(
         raise _fail(f"interrupted; what was finished is in {out_dir}", 130) from None
     except (ValueError, FileNotFoundError, FormatError, OSError) as e:
         raise _fail(str(e)) from None
+    table = main_table(results)
     summary = {"results": str(out_dir / "results.json"), "report": str(paths["html"]), "markdown": str(paths["markdown"]),
-               "seconds": round(time.perf_counter() - started, 1), "table": main_table(results)}
+               "seconds": round(time.perf_counter() - started, 1), "table": table}
     if as_json:
         out.print_json(json.dumps(summary))
         return
-    t = Table(*(main_table(results)[0].keys() if main_table(results) else ["task"]), title=f"{results['suite']}"
-              + (" (SYNTHETIC)" if results.get("synthetic") else ""), title_justify="left")
-    for row in main_table(results):
+    _print_suite_table(table, results["suite"] + (" (SYNTHETIC)" if results.get("synthetic") else ""))
+    out.print(f"report: {paths['html']} (and {paths['markdown']}); {summary['seconds']:.0f} s")
+
+
+def _print_suite_table(table: list[dict[str, str]], title: str) -> None:
+    t = Table(*(table[0].keys() if table else ["task"]), title=title, title_justify="left")
+    for row in table:
         t.add_row(*row.values())
     out.print(t)
-    out.print(f"report: {paths['html']} (and {paths['markdown']}); {summary['seconds']:.0f} s")
 
 
 @app.command("nextstep")
@@ -931,11 +935,7 @@ def demo_cmd(
                                    "flows": str(done["flows"]), "seconds": round(time.perf_counter() - started, 1),
                                    "table": table}))
         return
-    t = Table(*(table[0].keys() if table else ["task"]), title="demo on SYNTHETIC traffic (mean ± std over seeds)",
-              title_justify="left")
-    for row in table:
-        t.add_row(*row.values())
-    out.print(t)
+    _print_suite_table(table, "demo on SYNTHETIC traffic (mean ± std over seeds)")
     out.print(f"\nReport: [bold]{done['report'].resolve()}[/]  (open it in a browser; Markdown beside it)\n"
               f"Simulated flows: {done['flows']}   {time.perf_counter() - started:.0f} s in all")
 

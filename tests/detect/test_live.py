@@ -26,6 +26,7 @@ from netflowgen.tokenize import Tokenizer, TokenizerConfig
 from netflowgen.tokenize.shards import write_tokens
 from netflowgen.train.loop import TrainConfig
 from netflowgen.train.pretrain import PretrainConfig, pretrain
+from tests.collect.test_softflowd import softflowd
 from tests.detect.test_finetune import SPLIT, planted_series
 from tests.read.tiny_capture import (
     ACK,
@@ -98,9 +99,7 @@ def test_a_replayed_flood_alerts_within_two_steps_and_normal_traffic_does_not(de
         line = proc.stderr.readline()  # type: ignore[union-attr]
         match = re.search(r"listening on udp://127\.0\.0\.1:(\d+).*API on http://127\.0\.0\.1:(\d+)/health", line)
         assert match, line + proc.stderr.read()  # type: ignore[union-attr]
-        done = subprocess.run(["softflowd", "-r", str(pcap), "-n", f"127.0.0.1:{match.group(1)}", "-v", "9",
-                               "-a", "-A", "milli", "-c", "none", "-d"], capture_output=True, text=True, timeout=60, check=True)
-        exported = int(re.search(r"Flows exported: \d+ \((\d+) records\)", done.stdout).group(1))  # type: ignore[union-attr]
+        exported = softflowd(pcap, int(match.group(1)), 9)
         deadline = time.monotonic() + 20
         while True:  # until the decoder has taken every record softflowd sent
             health = json.loads(urlopen(f"http://127.0.0.1:{match.group(2)}/health", timeout=5).read())

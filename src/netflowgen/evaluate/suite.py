@@ -75,6 +75,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from netflowgen.schema import Quality
 from netflowgen.series.build import SeriesConfig, build_series, parse_step
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
 
@@ -204,7 +205,7 @@ class _Data:
 
             flows = scan_flows(self.path(name)).collect()
             # 1970 clocks are valid rows of an odd capture, not a time to split or pre-train on.
-            self.flows[name] = flows.filter(pl.col("quality") & 8 == 0) if flows.height else flows
+            self.flows[name] = flows.filter((pl.col("quality") & Quality.EPOCH_CLOCK) == 0)
         return self.flows[name]
 
     def prefixes(self, name: str) -> tuple[str, ...]:

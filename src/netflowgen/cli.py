@@ -812,7 +812,7 @@ def detect_cmd(
     err.print(ready, highlight=False, soft_wrap=True)
     started = time.monotonic()
     while (duration is None or time.monotonic() - started < duration) and not stop.wait(0.25):
-        if not live.collector.healthy():
+        if not live.healthy():
             break
     try:
         summary = live.stop()

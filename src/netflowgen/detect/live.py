@@ -4,7 +4,8 @@ Flows decoded by :class:`~netflowgen.collect.server.Collector` (which also write
 dataset) go into :class:`~netflowgen.collect.online.OnlineSeries` at the detector's step and
 node settings. Time is *event time*: the watermark is the latest flow end seen, so a replayed
 capture is judged by its own clock, and a step is scored once the watermark has passed its end
-by the grace period (flows start before they are exported). Every node of every complete step
+by the grace period (flows start before they are exported). A scoring thread of its own takes
+the decoded batches, so scoring never holds up reception. Every node of every complete step
 is scored by :class:`~netflowgen.detect.online.OnlineDetector`; alerts go as JSON lines to a file
 or stdout and to ``/alerts`` of a loopback HTTP API (with ``/health`` and ``/metrics``). Idle
 nodes are evicted (bounded memory); flows beyond the grace period are counted as late.
@@ -15,6 +16,7 @@ from __future__ import annotations
 import http.server
 import json
 import logging
+import queue
 import sys
 import tempfile
 import threading
@@ -67,7 +69,11 @@ class LiveDetector:
         self._tmp = tempfile.TemporaryDirectory(prefix="netflowgen-detect-") if config.out is None else None
         out = config.out or Path(self._tmp.name) / "flows"  # type: ignore[union-attr]
         self.collector = Collector(CollectorConfig(out, listen=config.listen), on_flows=self._on_flows)
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the online state against the API thread
+        # Decoded batches wait here for the scoring thread: scoring never holds up the decoder,
+        # so a burst of export is received and written at the collector's own pace.
+        self._pending: queue.SimpleQueue[pl.DataFrame | None] = queue.SimpleQueue()
+        self._scoring = threading.Thread(target=self._score_loop, name="netflowgen-detect-score", daemon=True)
         self.watermark: datetime | None = None
         self.score_errors = 0
         self._sink: IO[str] = open(config.alerts, "a") if config.alerts else sys.stdout  # noqa: SIM115
@@ -79,24 +85,29 @@ class LiveDetector:
         return self.collector.address
 
     def start(self) -> None:
+        self._scoring.start()
         self.collector.start()
         if self.config.api is not None:
             self._start_api(self.config.api)
 
     def _on_flows(self, flows: pl.DataFrame) -> None:
-        with self._lock:
-            try:
-                self.online.add(flows)
-                latest = flows["ts_end"].max()
-                if latest is not None and (self.watermark is None or latest > self.watermark):  # type: ignore[operator]
-                    self.watermark = latest  # type: ignore[assignment]
-                if self.watermark is not None:
-                    self._score(self.online.advance(self.watermark))
-            except Exception:
-                # Collection goes on (the flows are written either way); the failure is logged
-                # and counted in /health and /metrics.
-                self.score_errors += 1
-                log.exception("scoring failed")
+        self._pending.put(flows)
+
+    def _score_loop(self) -> None:
+        while (flows := self._pending.get()) is not None:
+            with self._lock:
+                try:
+                    self.online.add(flows)
+                    latest = flows["ts_end"].max()
+                    if latest is not None and (self.watermark is None or latest > self.watermark):  # type: ignore[operator]
+                        self.watermark = latest  # type: ignore[assignment]
+                    if self.watermark is not None:
+                        self._score(self.online.advance(self.watermark))
+                except Exception:
+                    # Collection goes on (the flows are written either way); the failure is
+                    # logged and counted in /health and /metrics.
+                    self.score_errors += 1
+                    log.exception("scoring failed")
 
     def _score(self, rows: pl.DataFrame) -> None:
         if rows.height == 0:
@@ -108,6 +119,8 @@ class LiveDetector:
     def stop(self) -> dict[str, Any]:
         """Stop receiving, score what is left (every open step), return the summary."""
         summary = self.collector.stop()
+        self._pending.put(None)  # after the collector's last batch
+        self._scoring.join()
         with self._lock:
             if self.watermark is not None:
                 # The end of the export: every step with flows is complete now.
@@ -121,9 +134,12 @@ class LiveDetector:
             self._tmp.cleanup()
         return {**self.status(), "collector": summary}
 
+    def healthy(self) -> bool:
+        return self.collector.healthy() and self._scoring.is_alive()
+
     def status(self) -> dict[str, Any]:
         o, s = self.online, self.scorer
-        return {"watermark": self.watermark.isoformat() if self.watermark else None, "active_nodes": o.active_nodes,
+        return {"batches_waiting": self._pending.qsize(),"watermark": self.watermark.isoformat() if self.watermark else None, "active_nodes": o.active_nodes,
                 "steps_scored": s.steps_scored, "node_steps_scored": s.nodes_scored, "alerts": s.alerts,
                 "late_flows": o.late_flows, "evicted_nodes": o.evicted_nodes, "score_errors": self.score_errors,
                 "threshold": self.detector.threshold}
@@ -145,7 +161,7 @@ class LiveDetector:
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 if self.path == "/health":
-                    body, kind = json.dumps({"healthy": live.collector.healthy(), **live.status()}), "application/json"
+                    body, kind = json.dumps({"healthy": live.healthy(), **live.status()}), "application/json"
                 elif self.path == "/metrics":
                     body, kind = live.metrics_text(), "text/plain; version=0.0.4"
                 elif self.path == "/alerts":

@@ -30,11 +30,10 @@ __all__ = ["OnlineDetector"]
 class OnlineDetector:
     """Scores completed steps of an online series with a fine-tuned detector."""
 
-    def __init__(self, detector: Detector, history: int | None = None, drivers: int = 3, keep_alerts: int = 1000) -> None:
+    def __init__(self, detector: Detector, drivers: int = 3, keep_alerts: int = 1000) -> None:
         self.detector = detector
         m = detector.manifest
         self.length = min(int(m["history"]) + int(m["window"]), detector.model.backbone.cfg.context)
-        self.history_steps = history or self.length
         self.features = list(detector.tokenizer.config.features)
         self.drivers = drivers
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep_alerts)

@@ -163,9 +163,13 @@ def test_cli_finetune_then_score_a_series(run: tuple[Path, pl.DataFrame], tmp_pa
     scored = pl.read_parquet(tmp_path / "s.parquet")
     assert scored.height == series.height and json.loads(res.stdout)["alerts"] == int(scored["alert"].sum())
     # Zero-label: a pre-trained run scores the same series by surprise.
-    res = runner.invoke(app, ["score", str(path), str(tmp_path / "series"), "--quantile", "0.99", "--json"])
+    res = runner.invoke(app, ["score", str(path), str(tmp_path / "series"), "--quantile", "0.99", "--out",
+                              str(tmp_path / "z.csv"), "--json"])
     assert res.exit_code == 0, res.output
-    assert json.loads(res.stdout)["alerts"] >= 1
+    z = pl.read_csv(tmp_path / "z.csv").filter(pl.col("score").is_not_nan())
+    assert z.height == series.height - series["node"].n_unique()  # every step but each node's first
+    onset = z.filter(pl.col("label") & ~pl.col("label").shift(1).over("node").fill_null(False))
+    assert onset["score"].mean() > z.filter(~pl.col("label"))["score"].mean()
     res = runner.invoke(app, ["finetune", str(path), "--series", str(tmp_path / "series"), "--out", str(tmp_path / "det2"),
                               "--budget", "lots"])
     assert res.exit_code == 1 and "not a label budget" in res.output

@@ -9,13 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 
 from netflowgen import IngestConfig, ingest
-from netflowgen.ingest import MANIFEST_NAME, REJECTS_NAME
+from netflowgen.ingest import MANIFEST_NAME, REJECTS_NAME, scan_flows
 from netflowgen.read import ReadOptions, RejectedRow
 
 HEADER = """#separator \\x09
@@ -211,3 +212,35 @@ def test_mapping_applies_to_the_csv_files_no_reader_knows(two_day_log: Path, tmp
     assert list(summary.skipped_files) == [str(mixed / "README.md")]
     westermo_rows = sum(1 for _ in open(FIXTURES / "csv" / "westermo_sample.csv")) - 1
     assert summary.rows_read == 7 + westermo_rows
+
+
+ARGUS_LOCAL_TIMES = """StartTime,Dur,Proto,SrcAddr,Sport,Dir,DstAddr,Dport,State,sTos,dTos,TotPkts,TotBytes,SrcBytes,SrcPkts,Label
+2019/01/15 10:00:00.250000,1.000000,tcp,10.0.0.1,40000,   ->,10.0.0.2,80,FSPA_FSA,0,0,4,400,200,2,flow=Background
+2019/07/15 10:00:00.500000,2.000000,udp,10.0.0.1,40001,  <->,10.0.0.2,53,CON,0,0,2,150,60,1,flow=Background
+"""
+
+
+def test_raw_input_read_on_the_fly_honours_the_time_zone_like_ingest(tmp_path: Path) -> None:
+    """Argus times are local: read directly by scan_flows (what series, score and the suite do
+    with a raw file) they get the zone the options give, exactly as an ingested dataset does."""
+    path = tmp_path / "local.binetflow"
+    path.write_text(ARGUS_LOCAL_TIMES)
+    prague = ReadOptions(timezone="Europe/Prague")
+    raw = scan_flows(path, prague).collect()["ts_start"].to_list()
+    ingest(IngestConfig((path,), tmp_path / "ds", prague))
+    assert raw == scan_flows(tmp_path / "ds").collect()["ts_start"].to_list()
+    assert raw == [datetime(2019, 1, 15, 9, 0, 0, 250000, tzinfo=UTC),  # CET is UTC+1
+                   datetime(2019, 7, 15, 8, 0, 0, 500000, tzinfo=UTC)]  # CEST is UTC+2
+    as_utc = scan_flows(path, ReadOptions()).collect()["ts_start"].to_list()
+    assert [u - r for u, r in zip(as_utc, raw, strict=True)] == [timedelta(hours=1), timedelta(hours=2)]
+
+
+@pytest.mark.shared_data
+def test_raw_stratosphere_capture_series_starts_at_prague_time_in_utc(shared_data: Path) -> None:
+    """The capture's first flow starts at 2013/12/17 22:09:19 Prague time (CET, UTC+1): its first
+    one-minute step is 21:09 UTC, read raw as after an ingest with the same zone."""
+    from netflowgen.series import SeriesConfig, build_series
+
+    path = shared_data / "stratosphere-argus" / "CTU-Normal-7-2013-13-07.binetflow"
+    series = build_series(scan_flows(path, ReadOptions(timezone="Europe/Prague")), SeriesConfig(step=timedelta(seconds=60)))
+    assert series["step"].min() == datetime(2013, 12, 17, 21, 9, tzinfo=UTC)

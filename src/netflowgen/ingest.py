@@ -248,7 +248,7 @@ def _write_manifest(tmp: Path, config: IngestConfig, summary: IngestSummary) -> 
 def scan_flows(path: str | os.PathLike[str], options: ReadOptions | None = None) -> pl.LazyFrame:
     """Canonical flows as a LazyFrame: scanned from an ingested dataset (streams, any size), or
     read on the fly from any supported input (held in memory: ingest large inputs first)."""
-    from netflowgen.read import read_flows
+    from netflowgen.read import read_flow_table
 
     p = Path(path)
     if p.is_dir() and (p / MANIFEST_NAME).is_file():
@@ -258,5 +258,5 @@ def scan_flows(path: str | os.PathLike[str], options: ReadOptions | None = None)
 
             return empty_flows().lazy()
         return pl.scan_parquet(parts)
-    options = options or ReadOptions()
-    return read_flows(p, options.format, mapping=options.mapping).lazy()
+    # Every option (format, mapping, time zone, block size) applies, as in `ingest`.
+    return read_flow_table(p, options or ReadOptions()).lazy()

@@ -84,6 +84,14 @@ def test_start_time_is_local_time_in_the_given_zone(fixtures: Path) -> None:
     assert flows["ts_start"][2] == utc(1970, 1, 1, 0, 0, 12, 186881)  # CET is UTC+1
 
 
+def test_read_flows_takes_the_time_zone(fixtures: Path) -> None:
+    path = fixtures / "argus" / "comma.binetflow"
+    prague = read_flows(path, timezone="Europe/Prague")
+    assert prague["ts_start"].to_list() == read(path, timezone="Europe/Prague")[0]["ts_start"].to_list()
+    assert prague["ts_start"][1] == utc(2019, 4, 4, 14, 23, 1)
+    assert read_flows(path)["ts_start"][1] == utc(2019, 4, 4, 16, 23, 1)  # UTC unless told
+
+
 def test_tab_file_with_source_bytes_but_no_source_packets(fixtures: Path) -> None:
     flows, rejects = read(fixtures / "argus" / "tab.binetflow")
     counters = flows.select("source_row", "fwd_packets", "fwd_bytes", "rev_packets", "rev_bytes", "quality").rows()

@@ -32,6 +32,7 @@ __all__ = [
     "get_format",
     "iter_checked",
     "iter_record_batches",
+    "read_flow_table",
     "read_flows",
 ]
 
@@ -184,12 +185,25 @@ def read_flows(
     *,
     mapping: str | os.PathLike[str] | None = None,
     strict: bool = False,
+    timezone: str = "UTC",
 ) -> pl.DataFrame:
     """Read inputs into one canonical flow DataFrame (the format detected unless given).
 
-    Use :func:`iter_record_batches` or ``netflowgen ingest`` for inputs larger than memory.
+    ``timezone`` is the zone of local-time timestamps in formats that carry none (Argus,
+    CICFlowMeter). Use :func:`iter_record_batches` or ``netflowgen ingest`` for inputs larger
+    than memory.
     """
-    options = ReadOptions(format=format, mapping=Path(mapping) if mapping else None)
+    options = ReadOptions(format=format, mapping=Path(mapping) if mapping else None, timezone=timezone)
+    return read_flow_table(paths, options, strict=strict)
+
+
+def read_flow_table(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]],
+    options: ReadOptions | None = None,
+    *,
+    strict: bool = False,
+) -> pl.DataFrame:
+    """:func:`read_flows` with every reading option (format, mapping, time zone, block size)."""
     frames = list(_flow_frames(paths, options, strict))
     if not frames:
         return empty_flows()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -125,6 +126,20 @@ def test_bad_config_is_refused() -> None:
     with pytest.raises(ValueError, match="not an IP prefix"):
         build_series(flows({"ts_start": at(0), "src_ip": "10.0.0.1", "dst_ip": "1.1.1.1"}),
                      SeriesConfig(local_prefixes=("10.0.0.0/99",)))
+
+
+@pytest.mark.parametrize("text", ["500ms", "1.5s", "0.5", "0s", "-2s"])
+def test_step_widths_that_are_not_whole_seconds_are_refused(text: str) -> None:
+    """Token shards keep step starts in whole seconds: a sub-second step would cut every row off."""
+    with pytest.raises(ValueError, match=f"whole number of seconds \\(got {re.escape(text)}\\)"):
+        parse_step(text)
+
+
+def test_whole_second_step_widths() -> None:
+    assert [parse_step(t) for t in ("2s", "5m", "1h", "30", "1.5m", "1d")] == [
+        timedelta(seconds=2), timedelta(minutes=5), timedelta(hours=1), timedelta(seconds=30),
+        timedelta(seconds=90), timedelta(days=1),
+    ]
 
 
 @pytest.mark.shared_data

@@ -22,6 +22,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
+from decimal import Decimal, InvalidOperation
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,12 +40,20 @@ LABEL_COLUMNS = ("classes", "labeled_flows", "attack_flows", "attack_fraction", 
 
 
 def parse_step(text: str) -> timedelta:
-    """``60s``, ``5m``, ``1h``, ``500ms`` or a number of seconds -> timedelta.
+    """``60s``, ``5m``, ``1h``, ``1d`` or a number of seconds -> timedelta; a whole number of seconds.
+
+    Sub-second widths are refused: token shards keep step starts as whole Unix seconds, so rows
+    of a sub-second series could never be told apart as consecutive steps.
 
     >>> parse_step("5m"), parse_step("30")
     (datetime.timedelta(seconds=300), datetime.timedelta(seconds=30))
+    >>> parse_step("500ms")
+    Traceback (most recent call last):
+    ...
+    ValueError: step width must be a positive whole number of seconds (got 500ms); sub-second steps are not supported because token shards store step starts as whole Unix seconds
     """
-    units = {"ms": 0.001, "s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+    units = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "min": Decimal(60), "h": Decimal(3600),
+             "d": Decimal(86400)}
     t = text.strip().lower()
     for unit in sorted(units, key=len, reverse=True):
         if t.endswith(unit):
@@ -53,12 +62,20 @@ def parse_step(text: str) -> timedelta:
     else:
         unit, number = "s", t
     try:
-        seconds = float(number) * units[unit]
-    except ValueError as e:
+        seconds = Decimal(number.strip()) * units[unit]
+    except InvalidOperation as e:
         raise ValueError(f"not a step width: {text!r} (use e.g. 60s, 5m, 1h)") from e
-    if seconds <= 0 or seconds * 1e6 != int(seconds * 1e6):
-        raise ValueError(f"step width must be a positive whole number of microseconds: {text!r}")
-    return timedelta(seconds=seconds)
+    if not seconds.is_finite():
+        raise ValueError(f"not a step width: {text!r} (use e.g. 60s, 5m, 1h)")
+    if seconds <= 0 or seconds != seconds.to_integral_value():
+        raise ValueError(
+            f"step width must be a positive whole number of seconds (got {text.strip()}); sub-second steps are "
+            "not supported because token shards store step starts as whole Unix seconds"
+        )
+    try:
+        return timedelta(seconds=int(seconds))
+    except OverflowError as e:
+        raise ValueError(f"step width too large: {text!r}") from e
 
 
 @dataclass(frozen=True)

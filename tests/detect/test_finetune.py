@@ -186,3 +186,38 @@ def test_last_k_mode_trains_only_the_last_blocks(run: tuple[Path, pl.DataFrame])
     last = len(before.blocks) - 1
     assert changed and all(n.startswith((f"blocks.{last}.", "ln_f.")) for n in changed), sorted(changed)
     assert any(n.startswith(f"blocks.{last}.") for n in changed)
+
+
+def test_surprise_is_scaled_by_each_features_own_bin_count(tmp_path: Path) -> None:
+    """The step head reads each feature's surprise in units of a uniform guess over that
+    feature's bins: NLL / log(4) for a 4-bin feature, NLL / log(16) for a 16-bin one."""
+    import math
+
+    from netflowgen.detect.finetune import DetectorModel
+    from netflowgen.model import FlowGPT, FlowGPTConfig
+    from netflowgen.train.checkpoint import load_weights, save_weights
+
+    torch.manual_seed(0)
+    backbone = FlowGPT(FlowGPTConfig(bins=(4, 16), n_nodes=3, n_groups=2, context=8, n_layer=1, n_head=2, d_model=16))
+    model = DetectorModel(backbone, head_inputs="surprise").eval()
+    B, T = 3, 6
+    traffic = torch.stack([torch.randint(0, 4, (B, T)), torch.randint(0, 16, (B, T))], dim=-1)
+    time = torch.stack([torch.randint(0, n, (B, T)) for n in backbone.cfg.time_sizes], dim=-1)
+    node, group = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1])
+    first, last = torch.zeros(B, dtype=torch.long), torch.full((B,), T - 1)
+
+    seen: list[torch.Tensor] = []
+    model.step_head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
+    with torch.no_grad():
+        model(traffic, time, node, group, first, last)
+        nll = backbone.feature_nll(backbone(traffic, time, node, group).logits[:, :-1], traffic[:, 1:])  # (B, T-1, 2)
+    surprise = seen[0][..., :2]  # the head's inputs: per-feature surprise, then its recent maximum
+    assert torch.all(surprise[:, 0] == 0)  # nothing to be surprised by at a window's first step
+    torch.testing.assert_close(surprise[:, 1:, 0], nll[..., 0] / math.log(4))
+    torch.testing.assert_close(surprise[:, 1:, 1], nll[..., 1] / math.log(16))
+
+    # The scale is derived from the config, not stored: saved detector weights load as before.
+    save_weights(model, tmp_path / "det.safetensors")
+    again = DetectorModel(FlowGPT(backbone.cfg), head_inputs="surprise")
+    load_weights(again, tmp_path / "det.safetensors")
+    assert set(again.state_dict()) == set(model.state_dict())

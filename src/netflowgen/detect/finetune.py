@@ -233,8 +233,8 @@ class DetectorModel(nn.Module):
         parts = [out.hidden] if self.head_inputs != "surprise" else []  # (B, T, d)
         if self.head_inputs != "hidden":
             nll = self.backbone.feature_nll(out.logits[:, :-1], traffic[:, 1:].long())  # (B, T-1, F)
-            # In units of a uniform guess over 10 bins, so the head's inputs are of order one.
-            nll = torch.cat([torch.zeros_like(nll[:, :1]), nll], dim=1) / math.log(10)
+            # In units of a uniform guess over each feature's own bins, so the head's inputs are of order one.
+            nll = self.backbone.feature_surprise(torch.cat([torch.zeros_like(nll[:, :1]), nll], dim=1))
             # And the largest surprise of the last RECENT steps (causal): once a flood is under
             # way the model expects it, so its onset's surprise has to carry the steps after it.
             recent = F.max_pool1d(F.pad(nll.transpose(1, 2), (RECENT - 1, 0)), RECENT, stride=1).transpose(1, 2)

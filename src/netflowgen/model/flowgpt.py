@@ -162,6 +162,10 @@ class FlowGPT(nn.Module):
         pad = torch.arange(width)[None, :] >= torch.tensor(cfg.bins)[:, None]  # (F, max_bins)
         self.register_buffer("grid_index", grid.masked_fill(pad, 0), persistent=False)
         self.register_buffer("grid_pad", pad, persistent=False)
+        # log(bins) of each feature: the NLL of a uniform guess, the unit of feature_surprise. A
+        # one-bin feature's NLL is always 0; 1 keeps it 0. Derived from cfg, so not in checkpoints.
+        log_bins = torch.tensor([math.log(b) if b > 1 else 1.0 for b in cfg.bins], dtype=torch.float32)
+        self.register_buffer("log_bins", log_bins, persistent=False)
         self.apply(self._init)
         nn.init.normal_(self.input_weight, std=0.02)
         for name, p in self.named_parameters():
@@ -222,6 +226,11 @@ class FlowGPT(nn.Module):
         keep = targets >= 0
         picked = logp.gather(-1, targets.clamp(min=0).long().unsqueeze(-1)).squeeze(-1)  # (B, T, F)
         return torch.where(keep, -picked, torch.zeros_like(picked))
+
+    def feature_surprise(self, nll: torch.Tensor) -> torch.Tensor:
+        """(…, F) per-feature NLL in units of a uniform guess over that feature's bins
+        (NLL_f / log(bins_f)): 1 means "as surprising as a random bin", whatever the bin count."""
+        return nll / self.log_bins
 
     def feature_logits(self, logits: torch.Tensor) -> list[torch.Tensor]:
         """Split concatenated logits into one (…, bins_f) tensor per feature."""

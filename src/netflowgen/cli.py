@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -10,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -592,30 +594,22 @@ def benchmark_cmd(
         if seeds is not None:
             suite = dataclasses.replace(suite, seeds=suite.seeds[:seeds])
         started = time.perf_counter()
-        with Progress(TextColumn("[bold]benchmark"), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=err, disable=as_json) as progress:
-            task = progress.add_task("", total=None)
-            results = run_suite(suite, out_dir, progress=lambda msg: progress.update(task, description=msg))
+        with _stage_progress("benchmark", as_json) as say:
+            results = run_suite(suite, out_dir, progress=say)
         paths = write_report(results, out_dir)
     except KeyboardInterrupt:
         raise _fail(f"interrupted; what was finished is in {out_dir}", 130) from None
     except (ValueError, FileNotFoundError, FormatError, OSError) as e:
         raise _fail(str(e)) from None
-    table = main_table(results)
     summary = {"results": str(out_dir / "results.json"), "report": str(paths["html"]), "markdown": str(paths["markdown"]),
-               "seconds": round(time.perf_counter() - started, 1), "table": table}
+               "seconds": round(time.perf_counter() - started, 1), "timings": results.get("timings", {}),
+               "table": main_table(results)}
     if as_json:
         out.print_json(json.dumps(summary))
         return
-    _print_suite_table(table, results["suite"] + (" (SYNTHETIC)" if results.get("synthetic") else ""))
-    out.print(f"report: {paths['html']} (and {paths['markdown']}); {summary['seconds']:.0f} s")
-
-
-def _print_suite_table(table: list[dict[str, str]], title: str) -> None:
-    t = Table(*(table[0].keys() if table else ["task"]), title=title, title_justify="left")
-    for row in table:
-        t.add_row(*row.values())
-    out.print(t)
+    _print_suite_summary(results, results["suite"] + (" (SYNTHETIC)" if results.get("synthetic") else "")
+                         + ": test PR-AUC, mean ± std over seeds", summary["timings"], summary["seconds"])
+    _say(f"Report: {paths['html']} (report.md beside it has every metric)")
 
 
 @app.command("nextstep")
@@ -637,7 +631,12 @@ def nextstep_cmd(
     try:
         model, tok, manifest = load_run(run, device)
         settings = json.loads((run / "train_config.json").read_text())["data"]
+        # The run records its tokens' absolute path (runs made before did not: relative to where
+        # pretrain ran, which is why a missing one asks for the data instead of guessing).
         source = data or Path(manifest["tokens"])
+        if not source.exists():
+            raise ValueError(f"{run} was trained on {source}, which is not there (from {Path.cwd()}); "
+                             "give a tokens or series directory: netflowgen nextstep RUN DATA")
         with tempfile.TemporaryDirectory(prefix="netflowgen-") as tmp:
             if read_manifest(source).get("kind") != TOKENS_KIND:  # a series: tokenize it with the run's tokenizer
                 table, smanifest = read_series(source)
@@ -921,23 +920,57 @@ def demo_cmd(
     _terminate_as_interrupt()
     started = time.perf_counter()
     try:
-        with Progress(TextColumn("[bold]demo"), TextColumn("{task.description}"), TimeElapsedColumn(),
-                      console=err, disable=as_json) as progress:
-            task = progress.add_task("", total=None)
-            done = run_demo(out_dir, quick, progress=lambda msg: progress.update(task, description=msg))
+        with _stage_progress("demo", as_json) as say:
+            done = run_demo(out_dir, quick, progress=say)
     except KeyboardInterrupt:
         raise _fail("interrupted", 130) from None
     except (ValueError, OSError) as e:
         raise _fail(str(e)) from None
-    table = main_table(done["results"])
+    seconds = round(time.perf_counter() - started, 1)
     if as_json:
         out.print_json(json.dumps({"report": str(done["report"]), "markdown": str(done["markdown"]),
-                                   "flows": str(done["flows"]), "seconds": round(time.perf_counter() - started, 1),
-                                   "table": table}))
+                                   "flows": str(done["flows"]), "seconds": seconds, "timings": done["timings"],
+                                   "table": main_table(done["results"])}))
         return
-    _print_suite_table(table, "demo on SYNTHETIC traffic (mean ± std over seeds)")
-    out.print(f"\nReport: [bold]{done['report'].resolve()}[/]  (open it in a browser; Markdown beside it)\n"
-              f"Simulated flows: {done['flows']}   {time.perf_counter() - started:.0f} s in all")
+    _print_suite_summary(done["results"], "demo on SYNTHETIC traffic: test PR-AUC, mean ± std over seeds",
+                         done["timings"], seconds)
+    _say(f"Report: {done['report'].resolve()} (open it in a browser; report.md beside it has every metric)")
+    _say(f"Simulated flows: {done['flows']}")
+
+
+def _say(text: str) -> None:
+    """A line on stdout that is never wrapped or cut, whatever the width: logs and pipes keep it whole."""
+    out.print(text, soft_wrap=True, highlight=False, markup=False)
+
+
+@contextlib.contextmanager
+def _stage_progress(label: str, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A callback for a long job's stage messages: a live status line on a terminal; elsewhere
+    (a log, ``tee``, CI) one timestamped line per message on stderr, so the progress is kept."""
+    started = time.perf_counter()
+    if quiet:
+        yield lambda msg: None
+    elif err.is_terminal:
+        with Progress(TextColumn(f"[bold]{label}"), TextColumn("{task.description}"), TimeElapsedColumn(),
+                      console=err) as progress:
+            task = progress.add_task("", total=None)
+            yield lambda msg: progress.update(task, description=msg)
+    else:
+        yield lambda msg: err.print(f"{label} {time.perf_counter() - started:7.1f} s  {msg}", soft_wrap=True,
+                                    highlight=False, markup=False)
+
+
+def _print_suite_summary(results: dict, title: str, timings: dict[str, float], seconds: float) -> None:  # type: ignore[type-arg]
+    from netflowgen.report.suite import summary_text
+
+    _say(title)
+    _say("")
+    _say(summary_text(results).rstrip())
+    _say("")
+    _say("time per stage:")
+    for stage, t in timings.items():
+        _say(f"  {t:7.1f} s  {stage}")
+    _say(f"  {seconds:7.1f} s  in all")
 
 
 def main() -> None:  # pragma: no cover

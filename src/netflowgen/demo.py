@@ -11,6 +11,7 @@ and how the methods compare on data whose structure is known, never anything abo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,8 @@ def demo_suite(flows: Path, quick: bool = False) -> Any:
                  description="SYN floods and DNS reflection in fitting; NTP reflection and ICMP floods only in the test part."),
     )
     return SuiteSpec(
-        name="demo (synthetic)", data=flows.parent, datasets={"sim": DatasetSpec("sim", (str(flows),))}, tasks=tasks,
+        # Inputs resolve against ``data``: the flows are named by their folder, relative to it.
+        name="demo (synthetic)", data=flows.parent, datasets={"sim": DatasetSpec("sim", (flows.name,))}, tasks=tasks,
         seeds=(0,) if quick else (0, 1, 2), budgets=("2ep",) if quick else ("1ep", "4ep"),
         methods=("flowgpt", "flowgpt-surprise", "scratch", "lightgbm", "volume", "surprise"),
         pretrain={"size": "tiny", "steps": 30 if quick else 400, "batch_size": 32, "context": 64},
@@ -65,9 +67,16 @@ def run_demo(out: Path, quick: bool = False, progress: Callable[[str], None] | N
     out.mkdir(parents=True, exist_ok=True)
     flows = out / "flows"
     config = demo_config(quick)
+    started = time.perf_counter()
     if not (flows / "netflowgen.json").is_file():
         say(f"simulating {config.nodes} nodes for {config.hours} h (SYNTHETIC)")
         simulate(config, flows)
+    timings = {"simulate": time.perf_counter() - started}
     results = run_suite(demo_suite(flows, quick), out / "report", progress=say)
+    timings.update(results.get("timings", {}))
+    started = time.perf_counter()
+    say("writing the report")
     paths = write_report(results, out / "report")
-    return {"flows": flows, "report": paths["html"], "markdown": paths["markdown"], "results": results}
+    timings["report and plots"] = time.perf_counter() - started
+    return {"flows": flows, "report": paths["html"], "markdown": paths["markdown"], "results": results,
+            "timings": {k: round(v, 1) for k, v in timings.items()}}

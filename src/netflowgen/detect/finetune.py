@@ -432,7 +432,7 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
             "model": "flowgpt", "attack": list(cfg.attack), "mode": cfg.mode, "last_k": cfg.last_k, "init": cfg.init,
             "window": cfg.window, "history": cfg.history, "threshold": threshold, "head_inputs": cfg.head_inputs, "step_seconds": step_seconds,
             "pos_weight": pos_weight, "labels": selection.describe(steps.labels),
-            "config": {**asdict(cfg), "budget": str(cfg.budget)}, "source_run": str(run),
+            "config": {**asdict(cfg), "budget": str(cfg.budget)}, "source_run": str(Path(run).resolve()),
             "source_run_manifest": {k: run_manifest.get(k) for k in ("size", "tokens", "steps", "parameters")},
             "series_config": series_config, "final_loss": records[-1]["loss"] if records else None,
         }

@@ -4,7 +4,8 @@ and labels, several seeds, one results file and a report.
 A suite is a TOML file (see ``benchmarks/suites/``)::
 
     name = "shared"
-    data = "../shared/data"          # base of relative inputs; ${NETFLOWGEN_SHARED_DATA} wins
+    data = "../../../shared/data"    # base of relative inputs, relative to this file; --data or
+                                     # ${NETFLOWGEN_SHARED_DATA} (relative to the working directory) win
     seeds = [0, 1, 2]
     budgets = ["1ep", "3ep", "0.1"]  # label budgets (see netflowgen.detect.labels)
     methods = ["flowgpt", "scratch", "lightgbm", "volume", "surprise"]
@@ -137,15 +138,40 @@ class SuiteSpec:
         p = Path(os.path.expandvars(path))
         return p if p.is_absolute() else self.data / p
 
+    def check_inputs(self) -> None:
+        """Every input a task needs exists, before hours of work start: the error names the
+        task (or dataset) and the file as resolved."""
+        for name, ds in self.datasets.items():
+            for p in ds.inputs:
+                if not self.resolve(p).exists():
+                    raise FileNotFoundError(f"suite {self.name!r}: dataset {name!r}: input {p!r} not found at "
+                                            f"{self.resolve(p)} (relative inputs resolve against {self.data})")
+        for task in self.tasks:
+            for p in (*task.train_attacks, *task.test_attacks):
+                if not self.resolve(p).exists():
+                    raise FileNotFoundError(f"suite {self.name!r}: task {task.name!r}: attack capture {p!r} not found "
+                                            f"at {self.resolve(p)} (relative inputs resolve against {self.data})")
+
 
 def load_suite(path: Path, data: Path | None = None) -> SuiteSpec:
-    """Read a suite file; relative inputs resolve against ``data``, else $NETFLOWGEN_SHARED_DATA,
-    else the file's ``data`` (relative to the current directory)."""
+    """Read a suite file; relative inputs resolve against ``data`` (relative to the current
+    directory), else $NETFLOWGEN_SHARED_DATA (likewise), else the file's own ``data``, which is
+    relative to the suite file's folder, as paths in a configuration file are: the suite then
+    runs the same from any working directory."""
+    path = Path(path)
     try:
-        raw = tomllib.loads(Path(path).read_text())
+        raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not a valid suite file: {e}") from e
-    base = data or (Path(os.environ["NETFLOWGEN_SHARED_DATA"]) if os.environ.get("NETFLOWGEN_SHARED_DATA") else Path(raw.get("data", ".")))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such suite file") from None
+    if data is not None:
+        base = data
+    elif os.environ.get("NETFLOWGEN_SHARED_DATA"):
+        base = Path(os.environ["NETFLOWGEN_SHARED_DATA"])
+    else:
+        base = path.parent / os.path.expandvars(raw.get("data", "."))
+    base = base.resolve()
     datasets = {}
     for name, d in raw.get("datasets", {}).items():
         if "inputs" not in d:
@@ -427,6 +453,7 @@ def _aligned(scored: pl.DataFrame, steps: Any) -> np.ndarray:
 def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | None = None,
               show_progress: bool = False, max_seconds: float | None = None) -> dict[str, Any]:
     """Run every task, method, budget and seed; returns (and writes to OUT/results.json) the results."""
+    entered = time.perf_counter()
     from netflowgen.detect.finetune import EncodedSteps
     from netflowgen.detect.labels import parse_budget, select_labels
     from netflowgen.evaluate.metrics import (
@@ -445,8 +472,12 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
     # documented in calibrate_threshold); one warning per method and seed would bury the progress.
     for name in ("netflowgen.evaluate.metrics", "netflowgen.detect.baselines"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    suite.check_inputs()
     out.mkdir(parents=True, exist_ok=True)
     data = _Data(suite, out / "data")
+    # Wall time per stage, so that a user sees where the minutes go (printed by the CLI).
+    timings: dict[str, float] = {"loading PyTorch and the models": started - entered}
+    stage = time.perf_counter()
     tasks: list[TaskData] = []
     for spec in suite.tasks:
         say(f"{spec.name}: preparing ({spec.kind})")
@@ -455,6 +486,7 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
         folder = out / "tasks" / spec.name
         folder.mkdir(parents=True, exist_ok=True)
         t.series.write_parquet(folder / "series.parquet")  # for the report's timeline
+    timings["ingest, inject and node series"] = time.perf_counter() - stage
     # Pre-training per step width, before every dataset's earliest test cut.
     cuts: dict[str, datetime] = {}
     for t in tasks:
@@ -463,12 +495,15 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
     runs: dict[timedelta, Path] = {}
     for step in sorted({t.step for t in tasks}):
         say(f"pre-training at {step.total_seconds():g} s steps")
+        stage = time.perf_counter()
         runs[step] = pretrain_for(step, suite, data, cuts, out / "pretrain", show_progress)
+        timings[f"pre-training at {step.total_seconds():g} s"] = time.perf_counter() - stage
     results: dict[str, Any] = {"suite": suite.name, "description": suite.description, "synthetic": suite.synthetic,
                                "methods": list(suite.methods), "budgets": list(suite.budgets), "seeds": list(suite.seeds),
                                "pretrain": {f"{int(s.total_seconds())}s": _run_info(r) for s, r in runs.items()},
                                "tasks": {}}
     for t in tasks:
+        stage = time.perf_counter()
         run = runs[t.step]
         _, tok, _ = load_run(run)
         series = t.series.sort("node", "step")
@@ -527,10 +562,12 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
                                      frame.with_columns(pl.Series("test", test_rows)), threshold)
         entry["summary"] = _summarize(entry["runs"], summarize_seeds)
         results["tasks"][t.spec.name] = entry
+        timings[f"{t.spec.name}: every method, budget and seed"] = time.perf_counter() - stage
         if max_seconds is not None and time.perf_counter() - started > max_seconds:
             say(f"time limit of {max_seconds:g} s reached; later tasks skipped")
             break
     results["seconds"] = round(time.perf_counter() - started, 1)
+    results["timings"] = {k: round(v, 1) for k, v in timings.items()}
     _write_json(out / RESULTS_NAME, results)
     return results
 

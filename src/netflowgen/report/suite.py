@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["main_table", "write_report"]
+__all__ = ["main_table", "summary_text", "write_report"]
 
 _COLUMNS = [("pr_auc", "PR-AUC"), ("roc_auc", "ROC-AUC"), ("f1", "F1"), ("precision", "precision"), ("recall", "recall"),
             ("detected_fraction", "episodes detected"), ("mean_delay", "delay (steps)"),
@@ -40,6 +40,33 @@ def main_table(results: dict[str, Any]) -> list[dict[str, str]]:
                 row[title] = _fmt(s["metrics"].get(key), 1 if key in ("mean_delay", "false_alerts_per_node_day") else 3)
             rows.append(row)
     return rows
+
+
+def summary_text(results: dict[str, Any]) -> str:
+    """The suite's headline as plain text: per task, methods x budgets with test PR-AUC (mean ±
+    std over seeds); up to four budgets fit 80 columns. A log, ``tee`` or CI keeps it readable,
+    where a wide Rich table is cut into cells like ``0.…``; the full table is in report.md."""
+    lines = []
+    for name, task in results["tasks"].items():
+        lines.append(f"{name}: {task.get('test_positive', 0):,} test attack steps")
+        best = task.get("best_single_feature")
+        if best:
+            lines.append(f"  best single feature: {best['name']} {best['pr_auc']:.3f}" + (" (trivial)" if task.get("trivial") else ""))
+        summary = task.get("summary", [])
+        budgets = [b for b in results.get("budgets", []) if any(s["budget"] == b for s in summary)]
+        present = {s["method"] for s in summary}
+        methods = [m for m in results.get("methods", []) if m in present] + sorted(present - set(results.get("methods", [])))
+        if not summary:
+            lines += ["  no results" + (": " + "; ".join(task["errors"][:2]) if task.get("errors") else ""), ""]
+            continue
+        cells = {(s["method"], s["budget"]): _fmt(s["metrics"].get("pr_auc")) for s in summary}
+        mw = max(len("PR-AUC"), *(len(m) for m in methods)) + 2
+        cw = max(8, *(len(c) for c in cells.values()), *(len(b) for b in budgets)) + 2
+        lines.append("  " + "PR-AUC".ljust(mw) + "".join(b.rjust(cw) for b in budgets))
+        for m in methods:
+            lines.append("  " + m.ljust(mw) + "".join(cells.get((m, b), "–").rjust(cw) for b in budgets))
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _markdown_table(rows: list[dict[str, str]]) -> str:

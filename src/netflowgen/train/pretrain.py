@@ -116,7 +116,7 @@ def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool
             tok.save(out / "tokenizer.json")
             data = {**{k: str(v) for k, v in asdict(cfg).items()}, "step_seconds": manifest["step_seconds"]}
             (out / "train_config.json").write_text(json.dumps({"train": asdict(train), "data": data}, indent=1) + "\n")
-            write_manifest(out, RUN_KIND, status="running", size=cfg.size, tokens=str(cfg.tokens))
+            write_manifest(out, RUN_KIND, status="running", size=cfg.size, tokens=str(Path(cfg.tokens).resolve()))
     if info.world > 1:
         torch.distributed.barrier()
     torch.manual_seed(train.seed)  # same initial weights on every rank
@@ -137,7 +137,7 @@ def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool
     if info.main:
         save_weights(model, out / "model.safetensors")
         final = [r for r in records if "val_loss" in r]
-        result = {"status": "complete", "size": cfg.size, "tokens": str(cfg.tokens), "parameters": model.num_params(),
+        result = {"status": "complete", "size": cfg.size, "tokens": str(Path(cfg.tokens).resolve()), "parameters": model.num_params(),
                   "steps": train.steps, "train_targets": windows.n_train_targets, "val_targets": windows.n_val_targets,
                   "final": final[-1] if final else None}
         write_manifest(out, RUN_KIND, **result)

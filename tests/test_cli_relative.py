@@ -1,0 +1,211 @@
+"""Every command family run as a user runs it: from a working directory of its own, with relative
+inputs and outputs, and its artifacts then used from another directory.
+
+The README's main command once failed for every new user while the tests passed, because the
+tests gave absolute temporary paths and the command a relative one. These tests give only
+relative paths, and run the next stage from a sibling directory, so that an artifact that
+remembers a path relative to where it was made is caught.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from netflowgen.cli import app
+from tests.collect.packets import T0 as V5_SECS
+from tests.collect.packets import v5, v5_record
+from tests.test_inject import attack_table
+
+runner = CliRunner()
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def cli(cwd: Path, *args: str) -> dict:  # type: ignore[type-arg]
+    """Run ``netflowgen ARGS --json`` in ``cwd``; its JSON output (the command must succeed)."""
+    for a in args:
+        assert not Path(a).is_absolute(), f"{a}: these tests give relative paths only"
+    with _cwd(cwd):
+        result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, f"netflowgen {' '.join(args)} (in {cwd}):\n{result.output}"
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A user's folder, and a sibling one (``other/``) to use the artifacts from."""
+    root = tmp_path_factory.mktemp("relative")
+    (root / "other").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def simulated(work: Path) -> dict:  # type: ignore[type-arg]
+    return cli(work, "simulate", "--out", "data/sim", "--nodes", "6", "--days", "0.25", "--attacks", "2", "--scans", "0")
+
+
+@pytest.fixture(scope="module")
+def dataset(work: Path, simulated: dict) -> dict:  # type: ignore[type-arg]
+    return cli(work, "ingest", "data/sim", "--out", "ds")
+
+
+@pytest.fixture(scope="module")
+def series(work: Path, dataset: dict) -> dict:  # type: ignore[type-arg]
+    return cli(work, "series", "ds", "--out", "ser", "--step", "60s", "--attack", "DDoS")
+
+
+@pytest.fixture(scope="module")
+def tokens(work: Path, series: dict) -> dict:  # type: ignore[type-arg]
+    return cli(work, "tokenize", "ser", "--out", "tok")
+
+
+@pytest.fixture(scope="module")
+def run(work: Path, tokens: dict) -> dict:  # type: ignore[type-arg]
+    return cli(work, "pretrain", "tok", "--out", "run", "--steps", "3", "--batch-size", "4", "--context", "16",
+               "--eval-every", "3", "--warmup", "1")
+
+
+@pytest.fixture(scope="module")
+def detector(work: Path, run: dict, series: dict) -> dict:  # type: ignore[type-arg]
+    return cli(work, "finetune", "run", "--series", "ser", "--out", "det", "--budget", "1ep", "--steps", "3",
+               "--window", "8", "--history", "4")
+
+
+def test_simulate(work: Path, simulated: dict) -> None:  # type: ignore[type-arg]
+    assert simulated["rows_written"] > 0
+    assert (work / "data" / "sim" / "netflowgen.json").is_file()
+    assert not (work / "data" / "sim" / "data").exists()
+
+
+def test_ingest_and_inspect(work: Path, simulated: dict, dataset: dict) -> None:  # type: ignore[type-arg]
+    assert dataset["rows_written"] == simulated["rows_written"]
+    assert sorted(p.name for p in (work / "ds").iterdir()) == ["date=2026-01-05", "netflowgen.json", "rejects.csv"]
+    seen = cli(work / "other", "inspect", "../ds")
+    assert seen["flows"] == simulated["rows_written"]
+
+
+def test_series(work: Path, series: dict) -> None:  # type: ignore[type-arg]
+    assert (work / "ser" / "netflowgen.json").is_file()
+    table = pl.read_parquet(sorted((work / "ser").glob("part-*.parquet")))
+    assert table["attack"].sum() > 0
+    # Straight from the flow files too, from the other folder.
+    again = cli(work / "other", "series", "../data/sim", "--out", "ser-raw", "--step", "60s", "--attack", "DDoS")
+    assert again["rows"] == series["rows"]
+    assert (work / "other" / "ser-raw" / "netflowgen.json").is_file()
+
+
+def test_tokenize(work: Path, tokens: dict) -> None:  # type: ignore[type-arg]
+    assert tokens["rows"] > 0 and (work / "tok" / "tokenizer.json").is_file()
+    reused = cli(work / "other", "tokenize", "../ser", "--out", "tok2", "--tokenizer", "../tok/tokenizer.json")
+    assert reused["rows"] == tokens["rows"]
+
+
+def test_pretrain_nextstep_and_generate(work: Path, run: dict, series: dict) -> None:  # type: ignore[type-arg]
+    assert (work / "run" / "model.safetensors").is_file()
+    # The run's own tokens, found from another working directory.
+    report = cli(work / "other", "nextstep", "../run")
+    assert report["features"]
+    node = pl.read_parquet(sorted((work / "ser").glob("part-*.parquet")))["node"][0]
+    cli(work / "other", "generate", "../run", "../ser", "--node", node, "--horizon", "2", "--samples", "3",
+        "--plot", "forecast.png")
+    assert (work / "other" / "forecast.png").stat().st_size > 0
+
+
+def test_finetune_and_score(work: Path, detector: dict) -> None:  # type: ignore[type-arg]
+    assert (work / "det" / "model.safetensors").is_file()
+    scored = cli(work / "other", "score", "../det", "../ser", "--out", "scores.parquet")
+    assert scored["rows"] == pl.read_parquet(work / "other" / "scores.parquet").height > 0
+    from_flows = cli(work / "other", "score", "../det", "../ds")  # flows: built with the detector's settings
+    assert from_flows["rows"] == scored["rows"]
+    zero_label = cli(work / "other", "score", "../run", "../ser", "--out", "surprise.csv")
+    assert zero_label["rows"] == scored["rows"] and (work / "other" / "surprise.csv").is_file()
+
+
+def test_inject(work: Path, dataset: dict) -> None:  # type: ignore[type-arg]
+    attack_table(minutes=1, per_minute=40).write_parquet(work / "attack.parquet")
+    summary = cli(work / "other", "inject", "--background", "../ds", "--attack", "../attack.parquet", "--victims", "1",
+                  "--times", "1", "--out", "inj")
+    assert summary["injected_rows"] > 0
+    assert (work / "other" / "inj" / "injections.csv").is_file()
+
+
+def test_benchmark_with_a_suite_whose_inputs_are_relative(work: Path, simulated: dict,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[type-arg]
+    # CI points NETFLOWGEN_SHARED_DATA at the real captures; this suite names its own data.
+    monkeypatch.delenv("NETFLOWGEN_SHARED_DATA", raising=False)
+    (work / "suites").mkdir(exist_ok=True)
+    (work / "suites" / "mini.toml").write_text("""
+name = "mini"
+data = "../data"            # relative to this file
+seeds = [0]
+budgets = ["1ep"]
+methods = ["flowgpt", "volume"]
+synthetic = true
+
+[pretrain]
+size = "tiny"
+steps = 2
+batch_size = 4
+context = 16
+
+[finetune]
+steps = 2
+window = 8
+history = 4
+
+[datasets.sim]
+inputs = ["sim"]
+
+[[tasks]]
+name = "ddos"
+kind = "labeled"
+dataset = "sim"
+attack = ["DDoS"]
+fit_fraction = 0.9
+""")
+    for cwd, suite in ((work, "suites/mini.toml"), (work / "other", "../suites/mini.toml")):
+        summary = cli(cwd, "benchmark", suite, "--out", "bench")
+        results = json.loads((cwd / "bench" / "results.json").read_text())
+        assert results["tasks"]["ddos"]["test_positive"] > 0
+        assert {r["method"] for r in results["tasks"]["ddos"]["runs"]} == {"flowgpt", "volume"}
+        assert (cwd / summary["report"]).is_file()
+
+
+def test_collect_writes_a_relative_dataset(work: Path) -> None:
+    """The real command line in a process of its own: v5 export over loopback into ``col/``."""
+    proc = subprocess.Popen([sys.executable, "-m", "netflowgen.cli", "collect", "--out", "col", "--listen", "127.0.0.1:0",
+                             "--duration", "4", "--json"], cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        assert "listening on udp://127.0.0.1:" in line, line
+        port = int(line.split("udp://127.0.0.1:")[1].split()[0])
+        records = [v5_record("10.0.0.1", "10.0.0.2", 1000 + i, 80, 6, 3, 180, first_ms=1000, last_ms=2000) for i in range(5)]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.sendto(v5(records, uptime_ms=5000, secs=V5_SECS), ("127.0.0.1", port))
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert json.loads(stdout)["rows_written"] == 5
+    written = pl.read_parquet(sorted((work / "col").glob("date=*/*.parquet")))
+    assert written.height == 5 and (work / "col" / "netflowgen.json").is_file()

@@ -50,6 +50,14 @@ def cli(cwd: Path, *args: str) -> dict:  # type: ignore[type-arg]
     return json.loads(result.stdout)
 
 
+def cli_error(cwd: Path, *args: str) -> str:
+    """Run ``netflowgen ARGS`` in ``cwd``, which must fail with exit 1; its message."""
+    with _cwd(cwd):
+        result = runner.invoke(app, list(args))
+    assert result.exit_code == 1, f"netflowgen {' '.join(args)} should have failed:\n{result.output}"
+    return " ".join(result.output.split())
+
+
 @pytest.fixture(scope="module")
 def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A user's folder, and a sibling one (``other/``) to use the artifacts from."""
@@ -209,3 +217,18 @@ def test_collect_writes_a_relative_dataset(work: Path) -> None:
     assert json.loads(stdout)["rows_written"] == 5
     written = pl.read_parquet(sorted((work / "col").glob("date=*/*.parquet")))
     assert written.height == 5 and (work / "col" / "netflowgen.json").is_file()
+
+
+def test_a_series_of_another_step_is_refused_naming_both_widths(work: Path, detector: dict, run: dict) -> None:  # type: ignore[type-arg]
+    from netflowgen.detect.finetune import load_detector
+    from netflowgen.series.write import read_series
+
+    cli(work, "series", "ds", "--out", "ser300", "--step", "300s", "--attack", "DDoS")
+    node = pl.read_parquet(sorted((work / "ser300").glob("part-*.parquet")))["node"][0]
+    for args in (("score", "det", "ser300"), ("score", "run", "ser300"), ("nextstep", "run", "ser300"),
+                 ("generate", "run", "ser300", "--node", node)):
+        message = cli_error(work, *args)
+        assert "300 s" in message and "60 s" in message, (args, message)
+    table, _ = read_series(work / "ser300")
+    with pytest.raises(ValueError, match="step is 300 s .* 60 s"):
+        load_detector(work / "det").score(table)

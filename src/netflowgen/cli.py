@@ -522,7 +522,7 @@ def score_cmd(
     """Per (node, step) scores and alerts, offline."""
     from netflowgen.artifacts import read_manifest
     from netflowgen.detect.finetune import DETECTOR_KIND, EncodedSteps, load_detector, surprise_scores
-    from netflowgen.train.pretrain import load_run
+    from netflowgen.train.pretrain import load_run, run_step_seconds
 
     try:
         kind = read_manifest(model_dir).get("kind")
@@ -533,9 +533,8 @@ def score_cmd(
             cut = threshold if threshold is not None else det.threshold
         else:
             model, tok, _ = load_run(model_dir)
-            cfg = json.loads((model_dir / "train_config.json").read_text())
             series, _ = _series_of(data, None, fmt, timezone)
-            steps = EncodedSteps.encode(series, tok, float(cfg["data"]["step_seconds"]))
+            steps = EncodedSteps.encode(series, tok, run_step_seconds(model_dir))
             values = surprise_scores(model, steps)
             finite = values[np.isfinite(values)]
             cut = threshold if threshold is not None else (float(np.quantile(finite, quantile)) if len(finite) else float("inf"))
@@ -625,11 +624,12 @@ def nextstep_cmd(
     from netflowgen.artifacts import read_manifest
     from netflowgen.evaluate.nextstep import evaluate_next_step
     from netflowgen.tokenize.shards import TOKENS_KIND, open_tokens
-    from netflowgen.train.pretrain import load_run
+    from netflowgen.train.pretrain import load_run, run_step_seconds
     from netflowgen.train.windows import TokenWindows
 
     try:
         model, tok, manifest = load_run(run, device)
+        step_seconds = run_step_seconds(run)
         settings = json.loads((run / "train_config.json").read_text())["data"]
         # The run records its tokens' absolute path (runs made before did not: relative to where
         # pretrain ran, which is why a missing one asks for the data instead of guessing).
@@ -644,6 +644,9 @@ def nextstep_cmd(
                              fit=None, source=str(source))
                 source = Path(tmp) / "tokens"
             tmanifest, _, shards = open_tokens(source)
+            if float(tmanifest["step_seconds"]) != step_seconds:
+                raise ValueError(f"{data or source} holds {float(tmanifest['step_seconds']):g} s steps but {run} "
+                                 f"was pre-trained on {step_seconds:g} s steps")
             windows = TokenWindows(shards, model.cfg.context, val_fraction if val_fraction is not None else float(settings["val_fraction"]))
             feats = list(tok.config.features)
             report = evaluate_next_step(model, windows, feats, [tok.bins[f] for f in feats], float(tmanifest["step_seconds"]), batch_size, device)
@@ -684,12 +687,16 @@ def generate_cmd(
 ) -> None:
     """Sample continuations of a node's series and forecast quantiles (10%, 50%, 90%)."""
     from netflowgen.generate import forecast_node
-    from netflowgen.train.pretrain import load_run
+    from netflowgen.train.pretrain import load_run, run_step_seconds
 
     try:
         model, tok, _ = load_run(run)
         table, smanifest = read_series(series_dir)
-        step = timedelta(seconds=float(smanifest["config"]["step_seconds"]))
+        step_seconds = run_step_seconds(run)
+        if float(smanifest["config"]["step_seconds"]) != step_seconds:
+            raise ValueError(f"{series_dir} holds {float(smanifest['config']['step_seconds']):g} s steps but {run} "
+                             f"was pre-trained on {step_seconds:g} s steps")
+        step = timedelta(seconds=step_seconds)
         fc = forecast_node(model, tok, table, node, horizon, until, samples=samples, temperature=temperature, seed=seed, step=step)
         shown = feature or list(tok.config.features)[:4]
         unknown = [f for f in shown if f not in fc.features]

@@ -18,6 +18,7 @@ import polars as pl
 import torch
 
 from netflowgen.model import FlowGPT
+from netflowgen.series.build import require_step
 from netflowgen.tokenize import Tokenizer
 
 __all__ = ["Forecast", "sample_paths", "forecast_node"]
@@ -66,6 +67,8 @@ def sample_paths(model: FlowGPT, tok: Tokenizer, history: pl.DataFrame, horizon:
     nodes = history["node"].unique().to_list()
     if len(nodes) != 1:
         raise ValueError(f"history must be one node's series, got {len(nodes)} nodes")
+    if step is not None:
+        require_step(history, step.total_seconds())
     history = history.sort("step").tail(model.cfg.context)
     enc = tok.encode(history)
     width = step or (history["step"][-1] - history["step"][-2] if history.height > 1 else None)

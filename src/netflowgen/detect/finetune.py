@@ -58,6 +58,7 @@ from netflowgen.detect.labels import (
     select_labels,
 )
 from netflowgen.model import FlowGPT, FlowGPTConfig
+from netflowgen.series.build import require_step
 from netflowgen.tokenize import Tokenizer
 from netflowgen.train.checkpoint import CHECKPOINT_DIR, load_weights, save_weights
 from netflowgen.train.loop import TrainConfig, train_loop
@@ -143,6 +144,7 @@ class EncodedSteps:
     @classmethod
     def encode(cls, series: pl.DataFrame, tokenizer: Tokenizer, step_seconds: float,
                attack: tuple[str, ...] | list[str] = ()) -> EncodedSteps:
+        require_step(series, step_seconds)
         series = series.sort("node", "step")
         enc = tokenizer.encode(series)
         step_s = series["step"].dt.epoch("s").to_numpy().astype(np.int64)

@@ -31,7 +31,8 @@ import polars as pl
 from netflowgen.series.features import aggregations, feature_names
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES, NodeMode, group_of, is_local, read_group_map
 
-__all__ = ["SeriesConfig", "build_series", "estimate_rows", "iter_series_parts", "node_view", "parse_step", "SERIES_KEY_COLUMNS", "LABEL_COLUMNS"]
+__all__ = ["SeriesConfig", "build_series", "estimate_rows", "iter_series_parts", "node_view", "parse_step", "require_step",
+           "series_step", "SERIES_KEY_COLUMNS", "LABEL_COLUMNS"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,39 @@ def parse_step(text: str) -> timedelta:
         return timedelta(seconds=int(seconds))
     except OverflowError as e:
         raise ValueError(f"step width too large: {text!r}") from e
+
+
+def series_step(series: pl.DataFrame | pl.LazyFrame) -> int | None:
+    """The step width of a series in seconds, read from its rows: the greatest common divisor of
+    the distances between consecutive steps of a node (None where no node has two rows). A series
+    zero-fills its active periods, so its consecutive rows are one step apart.
+
+    >>> from datetime import datetime, timezone
+    >>> t = [datetime(2024, 1, 1, 0, m, tzinfo=timezone.utc) for m in (0, 5, 15)]
+    >>> series_step(pl.DataFrame({"node": ["a"] * 3, "step": t}))
+    300
+    """
+    import math
+
+    diffs = (
+        series.lazy().select("node", pl.col("step").dt.epoch("s")).sort("node", "step")
+        .select(pl.when(pl.col("node") == pl.col("node").shift(1)).then(pl.col("step").diff()).alias("d"))
+        .filter(pl.col("d") > 0).unique().collect()["d"].to_list()
+    )
+    return math.gcd(*diffs) if diffs else None
+
+
+def require_step(series: pl.DataFrame | pl.LazyFrame, step_seconds: float, what: str = "the model") -> None:
+    """Refuse a series whose step is not ``step_seconds``: scores of a 300 s series read by a
+    60 s model mean nothing, and nothing else would say so."""
+    width = int(step_seconds)
+    seen = series_step(series)
+    if seen is not None and seen != width:
+        raise ValueError(f"the series' step is {seen:g} s but {what} works on {width:g} s steps; "
+                         f"build the series with --step {width}s")
+    off = series.lazy().select((pl.col("step").dt.epoch("s") % width != 0).any()).collect().item()
+    if off:
+        raise ValueError(f"the series' steps are not on the {width:g} s grid of {what}; build the series with --step {width}s")
 
 
 @dataclass(frozen=True)

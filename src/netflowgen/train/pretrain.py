@@ -30,7 +30,7 @@ from netflowgen.train.checkpoint import load_weights, save_weights
 from netflowgen.train.loop import TrainConfig, dist_info, train_loop
 from netflowgen.train.windows import Batch, TokenWindows
 
-__all__ = ["PretrainConfig", "pretrain", "load_run", "RUN_KIND", "next_step_loss"]
+__all__ = ["PretrainConfig", "pretrain", "load_run", "run_step_seconds", "RUN_KIND", "next_step_loss"]
 
 RUN_KIND = "netflowgen.run"
 
@@ -155,6 +155,15 @@ def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
             raise FileExistsError(f"{out} exists; pass --resume to continue it or --overwrite to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True)
+
+
+def run_step_seconds(path: str | os.PathLike[str]) -> float:
+    """The step width (seconds) of the series a run was pre-trained on."""
+    run = Path(path)
+    try:
+        return float(json.loads((run / "train_config.json").read_text())["data"]["step_seconds"])
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as e:
+        raise ValueError(f"{run}: train_config.json does not say the run's step width ({e})") from None
 
 
 def load_run(path: str | os.PathLike[str], device: str = "cpu") -> tuple[FlowGPT, Tokenizer, dict]:  # type: ignore[type-arg]

@@ -101,6 +101,16 @@ def test_probe_mode_leaves_the_backbone_unchanged(run: tuple[Path, pl.DataFrame]
     assert det.manifest["labels"]["train_steps"] + det.manifest["labels"]["calibrate_steps"] >= 200
 
 
+def test_fit_scores_are_the_fitted_series_scores_in_node_step_order(run: tuple[Path, pl.DataFrame]) -> None:
+    path, series = run
+    cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("200"), steps=5, window=16, history=8)
+    shuffled = series.sample(fraction=1.0, shuffle=True, seed=3)  # finetune sorts; its scores follow that order
+    det = finetune(path, shuffled, 60, cfg, allowed=pl.col("step") < SPLIT, show_progress=False)
+    scored = det.score(series)
+    assert scored.select("node", "step").equals(series.sort("node", "step").select("node", "step"))
+    np.testing.assert_allclose(det.fit_scores, scored["score"].to_numpy(), rtol=1e-6)
+
+
 def test_scores_are_causal(run: tuple[Path, pl.DataFrame]) -> None:
     path, series = run
     cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("100"), steps=5, window=16, history=8)

@@ -338,6 +338,10 @@ class Detector:
     model: DetectorModel
     tokenizer: Tokenizer
     manifest: dict  # type: ignore[type-arg]
+    fit_scores: np.ndarray | None = None
+    """After ``finetune``: the score of every row of the series it was fitted on (rows sorted by
+    node and step), computed to calibrate the threshold; a caller comparing methods on that very
+    series reads them here instead of scoring it a second time."""
 
     @property
     def threshold(self) -> float:
@@ -443,7 +447,7 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
             tokenizer.save(tmp / "tokenizer.json")
             write_manifest(tmp, DETECTOR_KIND, **manifest)
     model.eval()
-    return Detector(model, tokenizer, {**manifest, "kind": DETECTOR_KIND})
+    return Detector(model, tokenizer, {**manifest, "kind": DETECTOR_KIND}, scores)
 
 
 @torch.no_grad()

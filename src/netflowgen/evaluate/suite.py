@@ -402,7 +402,6 @@ def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, 
     from netflowgen.detect.finetune import (
         FinetuneConfig,
         finetune,
-        score_steps,
         surprise_scores,
     )
 
@@ -416,7 +415,8 @@ def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, 
                              history=int(f.get("history", 16)), steps=int(f.get("steps", 150)),
                              batch_size=int(f.get("batch_size", 32)), lr=float(f.get("lr", 1e-2)), seed=seed)
         det = finetune(run, series, task.step.total_seconds(), cfg, selection=selection, show_progress=False)
-        return score_steps(det.model, steps, cfg.window, cfg.history)
+        # finetune scored every row of this very series (sorted alike) to calibrate its threshold.
+        return det.fit_scores
     if method == "surprise":
         if "surprise" not in cache:
             from netflowgen.train.pretrain import load_run

@@ -32,6 +32,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from netflowgen.dataset.coverage import dataset_coverage
 from netflowgen.ingest import IngestConfig, IngestSummary, ingest, scan_flows
 from netflowgen.inspect import Inspection, inspect_path
 from netflowgen.read import FormatError, ReadOptions, RejectedRow, get_format, format_names
@@ -285,6 +286,15 @@ def _print_inspection(r: Inspection) -> None:
         head.add_row("  " + reason, f"{n:,}")
     head.add_row("packets / bytes", f"{r.packets:,} / {r.bytes:,}")
     head.add_row("time span", f"{r.first_start} .. {r.last_end}")
+    cov = r.coverage
+    if cov:
+        span = cov["span"] or ("-", "-")
+        observed = float(cov["observed_seconds"])  # type: ignore[arg-type]
+        whole = (datetime.fromisoformat(span[1]) - datetime.fromisoformat(span[0])).total_seconds() if cov["span"] else 0.0  # type: ignore[index]
+        head.add_row("coverage", f"{len(cov['intervals']):,} observed intervals, {timedelta(seconds=round(observed))} observed"  # type: ignore[arg-type]
+                     + (f" of {timedelta(seconds=round(whole))} ({observed / whole:.1%})" if whole else "") + f"; rule: {cov['rule']}")
+        for hole in cov["largest_holes"][:5]:  # type: ignore[index]
+            head.add_row("  hole", f"{hole['from']} .. {hole['to']} ({timedelta(seconds=round(hole['seconds']))})")
     head.add_row("protocols", ", ".join(f"{k} {v:,}" for k, v in r.protocols.items()))
     for flag, n in r.quality.items():
         head.add_row("  quality " + flag, f"{n:,}")
@@ -332,6 +342,7 @@ def series_cmd(
         )
         lazy = scan_flows(flows, _read_options(fmt, None, timezone))
         started = time.perf_counter()
+        coverage = dataset_coverage(flows, lazy)
         n_flows = lazy.select(pl.len()).collect().item()
         k = partitions or max(1, -(-n_flows // FLOWS_PER_PART), -(-estimate_rows(lazy, config) // ROWS_PER_PART))
         with Progress(TextColumn("[bold]series"), BarColumn(), MofNCompleteColumn(), TextColumn("parts"),
@@ -339,11 +350,11 @@ def series_cmd(
             task = progress.add_task("series", total=k)
 
             def parts():  # type: ignore[no-untyped-def]
-                for part in iter_series_parts(lazy, config, k, workdir=out_dir.resolve().parent):
+                for part in iter_series_parts(lazy, config, k, workdir=out_dir.resolve().parent, coverage=coverage):
                     yield part
                     progress.advance(task)
 
-            summary = write_series_parts(parts(), out_dir, config, [str(flows)], overwrite)
+            summary = write_series_parts(parts(), out_dir, config, [str(flows)], overwrite, coverage)
         summary["flows"] = n_flows
         summary["seconds"] = round(time.perf_counter() - started, 3)
     except KeyboardInterrupt:
@@ -459,7 +470,8 @@ def _series_of(path: Path, config: dict | None, fmt: str | None = None, timezone
     if config is None:
         raise ValueError(f"{path} is not a series directory, and no series settings are known to build one from flows")
     cfg = series_config_from_dict(config)
-    return build_series(scan_flows(path, _read_options(fmt, None, timezone)), cfg), {"config": series_config_to_dict(cfg)}
+    flows = scan_flows(path, _read_options(fmt, None, timezone))
+    return build_series(flows, cfg, dataset_coverage(path, flows)), {"config": series_config_to_dict(cfg)}
 
 
 @app.command("finetune")

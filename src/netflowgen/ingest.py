@@ -27,6 +27,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from netflowgen.artifacts import MANIFEST_NAME, atomic_directory, write_manifest
+from netflowgen.dataset.coverage import Coverage, coverage_of_flows
 from netflowgen.read import ReadOptions, RejectedRow, iter_checked
 from netflowgen.read.validate import REJECT_SCHEMA
 from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, Quality, arrow_schema
@@ -82,6 +83,8 @@ class IngestSummary:
     bytes: int = 0
     first_start: str | None = None
     last_end: str | None = None
+    observed_seconds: float = 0.0
+    """Time the inputs observed (their coverage: see netflowgen.dataset.coverage)."""
     label_counts: dict[str, int] = field(default_factory=dict)
     quality_counts: dict[str, int] = field(default_factory=dict)
     partitions: list[str] = field(default_factory=list)
@@ -212,7 +215,10 @@ def _write_dataset(config: IngestConfig, tmp: Path, progress: Callable[[int, int
     summary.first_start = first.isoformat() if first else None  # type: ignore[union-attr]
     summary.last_end = last.isoformat() if last else None  # type: ignore[union-attr]
     summary.inputs = list(per_input.values())
-    _write_manifest(tmp, config, summary)
+    parts = sorted(tmp.glob("date=*/*.parquet"))
+    coverage = coverage_of_flows(pl.scan_parquet(parts) if parts else pl.LazyFrame(schema=FLOW_SCHEMA))
+    summary.observed_seconds = round(coverage.seconds, 3)
+    _write_manifest(tmp, config, summary, coverage)
     return summary
 
 
@@ -231,7 +237,7 @@ def _tally(flows: pl.DataFrame, labels: Counter[str], quality: Counter[str], sum
             quality[flag.name or str(int(flag))] += n
 
 
-def _write_manifest(tmp: Path, config: IngestConfig, summary: IngestSummary) -> None:
+def _write_manifest(tmp: Path, config: IngestConfig, summary: IngestSummary, coverage: Coverage) -> None:
     write_manifest(
         tmp,
         DATASET_KIND,
@@ -242,6 +248,7 @@ def _write_manifest(tmp: Path, config: IngestConfig, summary: IngestSummary) -> 
         inputs_given=[str(p) for p in config.inputs],
         # Timing is left out so that the same inputs give the same dataset, byte for byte.
         summary=summary.to_dict(timing=False),
+        coverage=coverage.to_dict(),
     )
 
 

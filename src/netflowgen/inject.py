@@ -100,6 +100,7 @@ import numpy as np
 import polars as pl
 
 from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
+from netflowgen.dataset.coverage import Coverage, coverage_of_flows
 from netflowgen.ingest import DATASET_KIND, REJECTS_NAME, _PartitionWriter
 from netflowgen.inspect import is_dataset
 from netflowgen.read import iter_checked
@@ -404,6 +405,10 @@ class _Background:
     inputs: list[dict[str, object]]
     manifest: dict[str, object] | None = None
     """The background dataset's own manifest (with the ground truth of earlier injections)."""
+
+    def coverage(self) -> Coverage:
+        stored = (self.manifest or {}).get("coverage")
+        return Coverage.from_dict(stored) if stored else coverage_of_flows(self.scan())  # type: ignore[arg-type]
 
     def scan(self) -> pl.LazyFrame:
         if not self.parts:
@@ -783,4 +788,6 @@ def _write_manifest(tmp: Path, config: InjectConfig, summary: InjectSummary, bac
         background_manifest=background.manifest,
         # Timing is left out so that the same inputs and seed give the same dataset, byte for byte.
         summary=summary.to_dict(timing=False),
+        # What the background observed: the injected flows are placed into it, they observe nothing.
+        coverage=background.coverage().to_dict(),
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from netflowgen.dataset.coverage import CoverageBuilder, dataset_coverage
 from netflowgen.ingest import MANIFEST_NAME, REJECTS_NAME, reason_kind
 from netflowgen.read import ReadOptions, iter_checked
 from netflowgen.schema import COLUMN_DOCS, FLOW_SCHEMA, Quality
@@ -45,6 +46,8 @@ class Inspection:
     quality: dict[str, int] = field(default_factory=dict)
     top_sources: list[dict[str, object]] = field(default_factory=list)
     top_destinations: list[dict[str, object]] = field(default_factory=list)
+    coverage: dict[str, object] = field(default_factory=dict)
+    """What the inputs observed: rule, intervals, observed seconds, span, largest holes."""
     columns: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict:  # type: ignore[type-arg]
@@ -137,6 +140,7 @@ def inspect_path(path: str | os.PathLike[str], options: ReadOptions | None = Non
             result.formats[entry["format"]] = result.formats.get(entry["format"], 0) + 1
         for batch in _dataset_batches(p):
             stats.update(batch)
+        result.coverage = dataset_coverage(p).to_dict()
         rejects = pl.read_csv(p / REJECTS_NAME, schema_overrides={"raw": pl.String, "reason": pl.String})
         result.rejected = rejects.height
         result.rejects_by_reason = dict(Counter(reason_kind(r) for r in rejects["reason"].to_list()).most_common())
@@ -145,14 +149,17 @@ def inspect_path(path: str | os.PathLike[str], options: ReadOptions | None = Non
         reasons: Counter[str] = Counter()
         formats: Counter[str] = Counter()
         seen: set[str] = set()
+        coverage = CoverageBuilder()
         for source, fmt, checked in iter_checked(p, options):
             if source.name not in seen:
                 seen.add(source.name)
                 formats[fmt.name] += 1
             stats.update(checked.flows)
+            coverage.add(checked.flows)
             result.rejected += checked.rejects.height
             reasons.update(reason_kind(r) for r in checked.rejects["reason"].to_list())
         result.formats = dict(formats)
+        result.coverage = coverage.finish().to_dict()
         result.rejects_by_reason = dict(reasons.most_common())
     stats.finish(result)
     return result

@@ -234,6 +234,12 @@ class _Data:
             self.flows[name] = flows.filter((pl.col("quality") & Quality.EPOCH_CLOCK) == 0)
         return self.flows[name]
 
+    def coverage(self, name: str) -> Any:
+        """What the dataset's inputs observed (a Coverage): silent steps outside it are missing."""
+        from netflowgen.dataset.coverage import dataset_coverage
+
+        return dataset_coverage(self.path(name))
+
     def prefixes(self, name: str) -> tuple[str, ...]:
         return DEFAULT_LOCAL_PREFIXES + self.suite.datasets[name].prefixes
 
@@ -285,7 +291,7 @@ def prepare_task(task: TaskSpec, data: _Data, work: Path, progress: Callable[[st
         flows = data.get(task.dataset)
         cut = _cut(flows, task.fit_fraction, step)
         cfg = SeriesConfig(step=step, local_prefixes=data.prefixes(task.dataset), attack=task.attack)
-        series = build_series(flows.lazy(), cfg).with_columns(pl.lit(task.dataset).alias("dataset"))
+        series = build_series(flows.lazy(), cfg, data.coverage(task.dataset)).with_columns(pl.lit(task.dataset).alias("dataset"))
         test_nodes: frozenset[str] = frozenset()
         if task.test_node_fraction > 0:
             # Nodes attacked in the test period and the others are drawn apart, so that the test
@@ -341,7 +347,9 @@ def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, pr
 
         injected = scan_flows(out).collect()
         cfg = SeriesConfig(step=step, local_prefixes=data.prefixes(bg), attack=attack)
-        parts.append(build_series(injected.lazy(), cfg).with_columns(pl.lit(bg).alias("dataset")))
+        from netflowgen.dataset.coverage import dataset_coverage
+
+        parts.append(build_series(injected.lazy(), cfg, dataset_coverage(out)).with_columns(pl.lit(bg).alias("dataset")))
         gt = pl.read_csv(out / "injections.csv", try_parse_dates=True)
         truth.append(gt.with_columns(pl.lit(bg).alias("dataset"), pl.lit("test" if testing else "fit").alias("part")))
     series = pl.concat(parts, how="vertical_relaxed")
@@ -375,7 +383,7 @@ def pretrain_for(step: timedelta, suite: SuiteSpec, data: _Data, cuts: dict[str,
             continue
         # Labels are dropped: pre-training is unsupervised, whatever the data carries.
         flows = flows.with_columns(pl.lit(None, pl.String).alias("label"), pl.lit(None, pl.String).alias("label_detail"))
-        parts.append(build_series(flows.lazy(), SeriesConfig(step=step, local_prefixes=data.prefixes(name))))
+        parts.append(build_series(flows.lazy(), SeriesConfig(step=step, local_prefixes=data.prefixes(name)), data.coverage(name)))
     corpus = pl.concat(parts).sort("node", "step")
     # Two captures can hold the same address at overlapping times: keep one row per (node, step).
     corpus = corpus.unique(["node", "step"], keep="first", maintain_order=True)

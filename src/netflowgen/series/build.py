@@ -25,7 +25,9 @@ from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Union
 
+import numpy as np
 import polars as pl
 
 from netflowgen.series.features import aggregations, feature_names
@@ -33,6 +35,9 @@ from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES, NodeMode, group_of, 
 
 __all__ = ["SeriesConfig", "build_series", "estimate_rows", "iter_series_parts", "node_view", "parse_step", "require_step",
            "series_step", "SERIES_KEY_COLUMNS", "LABEL_COLUMNS"]
+
+if TYPE_CHECKING:
+    from netflowgen.dataset.coverage import Coverage
 
 log = logging.getLogger(__name__)
 
@@ -131,12 +136,17 @@ class SeriesConfig:
     """Classes that make a step positive (matched case-insensitively to label or label_detail)."""
     max_gap: timedelta = timedelta(days=1)
     """Longest silence filled with zero rows; a longer one ends the node's activity period."""
+    coverage_fraction: float = 0.5
+    """A silent step is a zero row only when at least this share of it lies inside the data's
+    coverage (the time its inputs observed); otherwise it is absent: missing, not quiet."""
 
     def __post_init__(self) -> None:
         if self.step <= timedelta(0):
             raise ValueError("step must be positive")
         if self.max_gap < self.step:
             raise ValueError("max_gap must be at least one step")
+        if not 0 < self.coverage_fraction <= 1:
+            raise ValueError("coverage_fraction must be in (0, 1]")
         if not 0 <= self.group_ipv4_prefix <= 32 or not 0 <= self.group_ipv6_prefix <= 128:
             raise ValueError("group prefix lengths must be 0..32 (IPv4) and 0..128 (IPv6)")
         if not isinstance(self.nodes, NodeMode):
@@ -210,29 +220,51 @@ def _groups(nodes: pl.Series, config: SeriesConfig) -> pl.DataFrame:
     return pl.DataFrame({"node": nodes, "group": groups})
 
 
-def build_series(flows: pl.LazyFrame, config: SeriesConfig | None = None) -> pl.DataFrame:
+CoverageArg = Union["Coverage", Literal["records"], None]
+
+
+def build_series(flows: pl.LazyFrame | pl.DataFrame, config: SeriesConfig | None = None,
+                 coverage: CoverageArg = "records") -> pl.DataFrame:
     """Node series from canonical flows, in memory (see :func:`iter_series_parts` for any size).
 
     Columns: node, group, step, every registered feature, then the label columns; sorted by
-    node, then step.
+    node, then step. Silent steps become zero rows only inside ``coverage`` (see
+    ``netflowgen.dataset.coverage``): "records" derives it from the flows' own end times per
+    source file, a :class:`~netflowgen.dataset.coverage.Coverage` states it (a dataset's
+    manifest holds one), None fills every silence up to ``max_gap`` (live export, where the
+    collector listened throughout).
     """
-    parts = list(iter_series_parts(flows, config or SeriesConfig(), partitions=1))
+    parts = list(iter_series_parts(flows.lazy(), config or SeriesConfig(), partitions=1, coverage=coverage))
     return parts[0]
 
 
+def _covered_steps(flows: pl.LazyFrame, config: SeriesConfig, coverage: CoverageArg) -> np.ndarray | None:
+    from netflowgen.dataset.coverage import coverage_of_flows
+
+    if coverage is None:
+        return None
+    if isinstance(coverage, str):
+        if coverage != "records":
+            raise ValueError(f"coverage is a Coverage, 'records' or None, not {coverage!r}")
+        coverage = coverage_of_flows(flows)
+    return coverage.covered_steps(config.step, config.coverage_fraction)
+
+
 def iter_series_parts(flows: pl.LazyFrame, config: SeriesConfig, partitions: int = 1,
-                      workdir: Path | None = None) -> Iterator[pl.DataFrame]:
+                      workdir: Path | None = None, coverage: CoverageArg = "records") -> Iterator[pl.DataFrame]:
     """Node series in ``partitions`` parts, each holding the complete series of a disjoint set of
     nodes (split by a hash of the node address), so that memory is bounded by the largest part.
 
     With several parts, the node view of the flows is first written once, split by part, to a
     temporary folder in ``workdir`` (default: the system's); each part then reads only its own.
+    ``coverage`` as in :func:`build_series`.
     """
     if partitions < 1:
         raise ValueError("partitions must be at least 1")
+    covered = _covered_steps(flows, config, coverage)
     view = node_view(flows, config)
     if partitions == 1:
-        yield _series_of(view, config)
+        yield _series_of(view, config, covered)
         return
     with tempfile.TemporaryDirectory(prefix=".netflowgen-nodeview-", dir=workdir) as tmp:
         bucket = (pl.col("node").hash(seed=0) % partitions).alias("_part")
@@ -243,7 +275,7 @@ def iter_series_parts(flows: pl.LazyFrame, config: SeriesConfig, partitions: int
         for k in range(partitions):
             files = sorted(Path(tmp).glob(f"_part={k}/*.parquet"))
             part = pl.scan_parquet(files) if files else pl.LazyFrame(schema=schema)
-            yield _series_of(part, config)
+            yield _series_of(part, config, covered)
 
 
 def estimate_rows(flows: pl.LazyFrame, config: SeriesConfig) -> int:
@@ -267,7 +299,25 @@ def _empty_series() -> pl.DataFrame:
                                 "attack_fraction": pl.Float64, "attack": pl.Boolean})
 
 
-def _series_of(view: pl.LazyFrame, config: SeriesConfig) -> pl.DataFrame:
+def _grid(spans: pl.DataFrame, config: SeriesConfig, covered: np.ndarray | None, traffic: pl.DataFrame) -> pl.DataFrame:
+    """(node, step) of every row: each activity period's steps, those inside coverage only
+    (``covered``: sorted step starts, Unix microseconds), and every step with traffic."""
+    if covered is None:
+        return spans.select(
+            "node", pl.datetime_ranges("first", "last", interval=config.step, time_unit="us").alias("step")
+        ).explode("step")
+    first = spans["first"].dt.epoch("us").to_numpy()
+    last = spans["last"].dt.epoch("us").to_numpy()
+    lo, hi = np.searchsorted(covered, first, "left"), np.searchsorted(covered, last, "right")
+    counts = hi - lo
+    period = np.repeat(np.arange(len(spans)), counts)
+    pos = np.repeat(lo, counts) + (np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts))
+    inside = pl.DataFrame({"node": spans["node"].gather(period),
+                           "step": pl.Series(covered[pos]).cast(pl.Datetime("us")).dt.replace_time_zone("UTC")})
+    return pl.concat([inside, traffic], how="vertical").unique(maintain_order=False)
+
+
+def _series_of(view: pl.LazyFrame, config: SeriesConfig, covered: np.ndarray | None = None) -> pl.DataFrame:
     agg = view.group_by("node", "step").agg(*aggregations(), *_label_aggs()).collect(engine="streaming", optimizations=_STREAM)
     names = feature_names()
     if agg.height == 0:
@@ -283,9 +333,7 @@ def _series_of(view: pl.LazyFrame, config: SeriesConfig) -> pl.DataFrame:
         .group_by("period")
         .agg(pl.col("node").first(), pl.col("step").min().alias("first"), pl.col("step").max().alias("last"))
     )
-    grid = spans.select(
-        "node", pl.datetime_ranges("first", "last", interval=config.step, time_unit="us").alias("step")
-    ).explode("step")
+    grid = _grid(spans, config, covered, agg.select("node", "step"))
     flows_total = pl.sum_horizontal("flows_in", "flows_out")
     series = (
         grid.join(agg, on=["node", "step"], how="left")

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
+from netflowgen.dataset.coverage import Coverage
 from netflowgen.series.build import SeriesConfig
 from netflowgen.series.features import FEATURES
 
@@ -79,13 +80,14 @@ def series_config_from_dict(cfg: dict) -> SeriesConfig:  # type: ignore[type-arg
         step=timedelta(seconds=c.pop("step_seconds")), max_gap=timedelta(seconds=c.pop("max_gap_seconds")),
         nodes=NodeMode(c.pop("nodes")), local_prefixes=tuple(c.pop("local_prefixes")),
         group_map=Path(c["group_map"]) if c.pop("group_map", None) else None, attack=tuple(c.pop("attack", ())),
-        **{k: v for k, v in c.items() if k in ("group_ipv4_prefix", "group_ipv6_prefix")},
+        **{k: v for k, v in c.items() if k in ("group_ipv4_prefix", "group_ipv6_prefix", "coverage_fraction")},
     )
 
 
 def write_series_parts(parts: Iterable[pl.DataFrame], out: Path, config: SeriesConfig, inputs: list[str],
-                       overwrite: bool = False) -> dict[str, object]:
-    """Write a series artifact atomically from parts with disjoint nodes; returns its summary."""
+                       overwrite: bool = False, coverage: Coverage | None = None) -> dict[str, object]:
+    """Write a series artifact atomically from parts with disjoint nodes; returns its summary.
+    ``coverage``: what the flows observed, recorded in the manifest (None: not known)."""
     summary: dict = {}  # type: ignore[type-arg]
     groups: set[str] = set()
     with atomic_directory(out, overwrite) as tmp:
@@ -97,14 +99,17 @@ def write_series_parts(parts: Iterable[pl.DataFrame], out: Path, config: SeriesC
             n += 1
         summary["groups"] = len(groups)
         summary["parts"] = n
+        if coverage is not None:
+            summary["observed_seconds"] = round(coverage.seconds, 3)
         write_manifest(tmp, SERIES_KIND, config=series_config_to_dict(config), features={f.name: f.doc for f in FEATURES}, inputs=inputs,
-                       summary=summary)
+                       summary=summary, coverage=coverage.to_dict() if coverage is not None else None)
     return summary
 
 
-def write_series(series: pl.DataFrame, out: Path, config: SeriesConfig, inputs: list[str], overwrite: bool = False) -> dict[str, object]:
+def write_series(series: pl.DataFrame, out: Path, config: SeriesConfig, inputs: list[str], overwrite: bool = False,
+                 coverage: Coverage | None = None) -> dict[str, object]:
     """Write one in-memory series table as a series artifact; returns its summary."""
-    return write_series_parts([series], out, config, inputs, overwrite)
+    return write_series_parts([series], out, config, inputs, overwrite, coverage)
 
 
 def scan_series(path: str | os.PathLike[str]) -> tuple[pl.LazyFrame, dict]:  # type: ignore[type-arg]

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from netflowgen.artifacts import atomic_directory, write_manifest
+from netflowgen.dataset.coverage import Coverage
 from netflowgen.ingest import DATASET_KIND, REJECTS_NAME
 from netflowgen.read.validate import REJECT_SCHEMA
 from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION
@@ -395,4 +396,6 @@ def _write_manifest(folder: Path, config: SimConfig, summary: SimSummary) -> Non
         config=config.to_dict(),
         # Timing is left out so that the same config gives the same dataset, byte for byte.
         summary=summary.to_dict(timing=False),
+        # The simulator observed every instant it simulated: its window, not its records' span.
+        coverage=Coverage.of([(config.start_us, config.start_us + config.hours * 3_600_000_000)], "simulated window").to_dict(),
     )

@@ -156,6 +156,30 @@ def test_lags_never_cross_gaps_or_nodes() -> None:
     assert infer_step(a) == MIN
 
 
+def test_relative_features_are_causal_and_measure_the_node_against_itself() -> None:
+    flows = [10] * 30 + [100, 10, 10]
+    a = series("a", range(33), flows_in=flows)
+    table = lag_features(a, ["flows_in"], 0, MIN, relative=True)
+    assert table.columns == ["node", "step", "flows_in", "flows_in_z", "flows_in_vs_median"]
+    ratio = table["flows_in_vs_median"].to_numpy()
+    assert ratio[0] == pytest.approx(math.log1p(10))  # no past: compared with silence
+    assert ratio[1:30] == pytest.approx(0.0, abs=1e-6)  # a steady node is at its own median
+    assert ratio[30] == pytest.approx(math.log1p(100) - math.log1p(10), rel=1e-5)
+    z = table["flows_in_z"].to_numpy()
+    assert z[30] > 3 and abs(z[29]) < 0.1
+    # Changing the future changes nothing before it.
+    b = series("a", range(33), flows_in=flows[:31] + [500, 0])
+    again = lag_features(b, ["flows_in"], 0, MIN, relative=True)
+    assert again.head(31).equals(table.head(31))
+    # A quiet node's flood and a busy node's normal step: alike in value, apart relative to each node.
+    quiet = series("q", range(31), flows_in=[2] * 30 + [200])
+    busy = series("b", range(31), flows_in=[200] * 31)
+    both = lag_features(pl.concat([quiet, busy]), ["flows_in"], 0, MIN, relative=True).filter(pl.col("step") == at(30))
+    (b_row, q_row) = both.sort("node").iter_rows(named=True)
+    assert b_row["flows_in"] == q_row["flows_in"]
+    assert abs(b_row["flows_in_vs_median"]) < 1e-6 and q_row["flows_in_vs_median"] > 4
+
+
 # --- GBTDetector ----------------------------------------------------------------------------
 
 

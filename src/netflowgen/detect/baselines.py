@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,8 @@ import polars as pl
 from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
 from netflowgen.evaluate.metrics import ThresholdRule, calibrate_threshold
 
-__all__ = ["GBT_KIND", "GBTConfig", "GBTDetector", "VolumeConfig", "VolumeDetector", "infer_step", "lag_features"]
+__all__ = ["GBT_KIND", "GBTConfig", "GBTDetector", "VolumeConfig", "VolumeDetector", "causal_z_scores", "infer_step",
+           "lag_features"]
 
 log = logging.getLogger(__name__)
 
@@ -169,6 +171,36 @@ class VolumeConfig:
         return 1.0 - 0.5 ** (1.0 / self.halflife_steps)
 
 
+def _z_exprs(features: Sequence[str], cfg: VolumeConfig) -> list[pl.Expr]:
+    """Per feature, the causal z-score of the class doc of VolumeDetector (rows segmented)."""
+    same = pl.col("_seg") == pl.col("_seg").shift(1)
+    history = pl.int_range(pl.len()).over("_seg").cast(pl.Float64)
+    w = (history / cfg.warmup_steps).clip(upper_bound=1.0)
+    zs = []
+    for f in features:
+        x = _value(f, cfg.log1p)
+        mean = x.ewm_mean(alpha=cfg.alpha, adjust=False).over("_seg")
+        var = x.ewm_var(alpha=cfg.alpha, adjust=False, bias=True).over("_seg")
+        # The EWMA up to the previous row, only when it is the same segment: causal by
+        # construction. Without one (a segment's first row) the node is compared with silence.
+        prev_mean = pl.when(same).then(mean.shift(1)).otherwise(0.0)
+        prev_var = pl.when(same).then(var.shift(1)).otherwise(0.0)
+        spread = w * prev_var + (1.0 - w) * cfg.prior_std**2 + cfg.min_std**2
+        zs.append(((x - prev_mean) / spread.sqrt()).alias(f))
+    return zs
+
+
+def causal_z_scores(series: pl.DataFrame, cfg: VolumeConfig | None = None, what: str = "causal_z_scores") -> pl.DataFrame:
+    """node, step and, per feature of ``cfg``, its causal z-score against the node's own EWMA of
+    the steps before (VolumeDetector's, one column per feature); sorted by node and step."""
+    cfg = cfg or VolumeConfig()
+    _check_series(series, cfg.features, what)
+    if series.height == 0:
+        return series.select("node", "step", *[pl.lit(0.0).alias(f) for f in cfg.features]).head(0)
+    seg = _segmented(series.select("node", "step", *cfg.features), cfg.step or infer_step(series), what)
+    return seg.select("node", "step", *[z.cast(pl.Float64) for z in _z_exprs(cfg.features, cfg)])
+
+
 class VolumeDetector:
     """Per node, the z-score of the current step against an EWMA of the node's previous steps.
 
@@ -190,28 +222,9 @@ class VolumeDetector:
 
     def score(self, series: pl.DataFrame) -> pl.DataFrame:
         """The score frame of ``series`` (node, step, score; sorted by node and step)."""
-        cfg = self.config
-        _check_series(series, cfg.features, "VolumeDetector.score")
-        if series.height == 0:
-            return _score_frame(series, np.empty(0))
-        step = cfg.step or infer_step(series)
-        seg = _segmented(series.select("node", "step", *cfg.features), step, "VolumeDetector.score")
-        same = pl.col("_seg") == pl.col("_seg").shift(1)
-        history = pl.int_range(pl.len()).over("_seg").cast(pl.Float64)
-        w = (history / cfg.warmup_steps).clip(upper_bound=1.0)
-        zs = []
-        for f in cfg.features:
-            x = _value(f, cfg.log1p)
-            mean = x.ewm_mean(alpha=cfg.alpha, adjust=False).over("_seg")
-            var = x.ewm_var(alpha=cfg.alpha, adjust=False, bias=True).over("_seg")
-            # The EWMA up to the previous row, only when it is the same segment: causal by
-            # construction. Without one (a segment's first row) the node is compared with silence.
-            prev_mean = pl.when(same).then(mean.shift(1)).otherwise(0.0)
-            prev_var = pl.when(same).then(var.shift(1)).otherwise(0.0)
-            spread = w * prev_var + (1.0 - w) * cfg.prior_std**2 + cfg.min_std**2
-            zs.append((x - prev_mean) / spread.sqrt())
-        out = seg.select("node", "step", pl.max_horizontal(zs).cast(pl.Float64).alias("score"))
-        return out
+        zs = causal_z_scores(series, self.config, "VolumeDetector.score")
+        return zs.select("node", "step", pl.max_horizontal(self.config.features).cast(pl.Float64).alias("score")) \
+            if zs.height else _score_frame(series, np.empty(0))
 
     def fit(self, series: pl.DataFrame, label_col: str = "attack") -> VolumeDetector:
         """Calibrate the alert threshold on ``series`` (a validation part) by the config's rule."""
@@ -227,12 +240,22 @@ class VolumeDetector:
 # Gradient-boosted trees
 
 
+#: Steps of a node's past over which the node-relative features take its running median.
+MEDIAN_STEPS = 60
+
+
 def lag_features(series: pl.DataFrame, features: tuple[str, ...] | list[str], lags: int, step: timedelta,
-                 log1p: bool = True) -> pl.DataFrame:
+                 log1p: bool = True, relative: bool = False) -> pl.DataFrame:
     """The GBT's design table: node, step, then per feature its value ``f``, and for j in 1..lags
     ``f_lag{j}`` (the value at t-j) and ``f_delta{j}`` (value minus the value at t-j); all Float32,
     log1p'd when asked. A lag is null where t-j is not in the row's segment: it never reaches into
     another node or across a gap. Sorted by node and step.
+
+    ``relative`` adds what a careful operator would compute per node, both causal (from the
+    steps before t only, within the segment): ``f_z``, the z-score against the node's own EWMA
+    mean and variance (VolumeDetector's), and ``f_vs_median``, log1p(value) minus log1p of the
+    node's running median over the previous :data:`MEDIAN_STEPS` steps (a log ratio): with global
+    trees, a quiet node's flood and a busy node's normal minute then stop looking alike.
     """
     features = tuple(features)
     _check_series(series, features, "lag_features")
@@ -247,6 +270,14 @@ def lag_features(series: pl.DataFrame, features: tuple[str, ...] | list[str], la
             # Rows are consecutive steps within a segment, so j rows back is step t-j exactly.
             lag = pl.when(pl.col("_seg") == pl.col("_seg").shift(j)).then(x.shift(j))
             cols += [lag.alias(f"{f}_lag{j}"), (x - lag).alias(f"{f}_delta{j}")]
+    if relative:
+        cfg = VolumeConfig(features=features, log1p=log1p)
+        cols += [z.alias(f"{f}_z") for f, z in zip(features, _z_exprs(features, cfg))]
+        same = pl.col("_seg") == pl.col("_seg").shift(1)
+        for f in features:
+            x = _value(f, True)
+            median = x.rolling_median(window_size=MEDIAN_STEPS, min_samples=1).over("_seg")
+            cols.append((x - pl.when(same).then(median.shift(1)).otherwise(0.0)).alias(f"{f}_vs_median"))
     return seg.select("node", "step", *[c.cast(pl.Float32) for c in cols])
 
 
@@ -258,6 +289,8 @@ class GBTConfig:
     """Features used; None: every registered traffic feature."""
     lags: int = 3
     """k: values and deltas of steps t-1..t-k are inputs."""
+    relative: bool = False
+    """Also node-relative inputs: causal z-scores and ratios to the running median (see lag_features)."""
     log1p: bool = True
     """Trees do not care about monotone transforms of values, but deltas of log1p are ratios."""
     num_boost_round: int = 300
@@ -345,7 +378,7 @@ class GBTDetector:
         _check_series(series, self.features, what)
         if self.step is None:
             raise RuntimeError(f"{what}: the detector has no step width; fit() or load() it first")
-        table = lag_features(series, self.features, self.config.lags, self.step, self.config.log1p)
+        table = lag_features(series, self.features, self.config.lags, self.step, self.config.log1p, self.config.relative)
         names = table.columns[2:]
         return table.select("node", "step"), table.select(names).to_numpy(), names
 

@@ -194,8 +194,14 @@ fit_fraction = 0.9
         summary = cli(cwd, "benchmark", suite, "--out", "bench")
         results = json.loads((cwd / "bench" / "results.json").read_text())
         assert results["tasks"]["ddos"]["test_positive"] > 0
-        assert {r["method"] for r in results["tasks"]["ddos"]["runs"]} == {"flowgpt", "volume"}
+        task = results["tasks"]["ddos"]
+        assert {r["method"] for r in task["runs"]} == {"flowgpt", "volume"}
         assert (cwd / summary["report"]).is_file()
+        compared = task["comparisons"]["budgets"]["1ep"]
+        assert compared["reference"] == "volume" and compared["vs_reference"]["flowgpt"]["verdict"] in ("wins", "loses", "tie")
+        low, value, high = (compared["pr_auc"]["flowgpt"][k] for k in ("low", "value", "high"))
+        assert low <= value <= high
+        assert task["best_single_feature"]["causal"] and task["test_episodes"] >= 1 and task["test_victims"] >= 1
 
 
 def test_collect_writes_a_relative_dataset(work: Path) -> None:

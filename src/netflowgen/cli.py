@@ -619,7 +619,7 @@ def benchmark_cmd(
         out.print_json(json.dumps(summary))
         return
     _print_suite_summary(results, results["suite"] + (" (SYNTHETIC)" if results.get("synthetic") else "")
-                         + ": test PR-AUC, mean ± std over seeds", summary["timings"], summary["seconds"])
+                         + ": test PR-AUC, 95% intervals over victims", summary["timings"], summary["seconds"])
     _say(f"Report: {paths['html']} (report.md beside it has every metric)")
 
 
@@ -951,7 +951,7 @@ def demo_cmd(
                                    "flows": str(done["flows"]), "seconds": seconds, "timings": done["timings"],
                                    "table": main_table(done["results"])}))
         return
-    _print_suite_summary(done["results"], "demo on SYNTHETIC traffic: test PR-AUC, mean ± std over seeds",
+    _print_suite_summary(done["results"], "demo on SYNTHETIC traffic: test PR-AUC, 95% intervals over victims",
                          done["timings"], seconds)
     _say(f"Report: {done['report'].resolve()} (open it in a browser; report.md beside it has every metric)")
     _say(f"Simulated flows: {done['flows']}")

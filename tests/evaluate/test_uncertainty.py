@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from netflowgen.evaluate.uncertainty import Bootstrap, average_precision
+from netflowgen.evaluate.uncertainty import Bootstrap, average_precision, compare_methods
 
 
 def test_average_precision_is_scikit_learns_and_weights_are_repeated_rows() -> None:
@@ -72,3 +72,22 @@ def test_replicates_at_once_equal_each_replicate_computed_alone() -> None:
     boot = Bootstrap(nodes, labels, seeds=1, replicates=25, seed=10)
     one_by_one = [average_precision(labels, s, boot.node_counts[r][boot.index]) for r in range(25)]
     np.testing.assert_allclose(boot._replicate_ap(s), one_by_one, rtol=1e-12)
+
+
+def test_compare_methods_takes_the_best_baseline_as_reference_and_says_so_in_words() -> None:
+    nodes, labels = _task(victims=40, others=40, steps=40, seed=11)
+    rng = np.random.default_rng(12)
+
+    def noisy(strength: float) -> list[np.ndarray]:
+        return [labels * strength + rng.normal(0, 0.4, len(labels)) for _ in range(2)]
+
+    scores = {("flowgpt", "3ep"): noisy(1.5), ("scratch", "3ep"): noisy(0.2), ("volume", "3ep"): noisy(0.6),
+              ("lightgbm", "3ep"): noisy(0.3), ("flowgpt", "1ep"): noisy(0.6), ("volume", "1ep"): noisy(0.6)}
+    out = compare_methods(scores, nodes, labels, baselines=("lightgbm", "volume"), seeds=2, replicates=300)
+    three = out["budgets"]["3ep"]
+    assert three["reference"] == "volume"
+    assert three["vs_reference"]["flowgpt"]["verdict"] == "wins"
+    assert three["vs_reference"]["lightgbm"]["verdict"] == "loses"
+    assert set(three["vs_scratch"]) == {"flowgpt"} and three["vs_scratch"]["flowgpt"]["verdict"] == "wins"
+    assert out["budgets"]["1ep"]["vs_reference"]["flowgpt"]["verdict"] == "tie"
+    assert out["victims"] == 40

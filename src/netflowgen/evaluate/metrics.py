@@ -40,6 +40,7 @@ __all__ = [
     "TRIVIAL_PR_AUC",
     "DetectionMetrics",
     "ThresholdRule",
+    "best_causal_feature",
     "best_single_feature",
     "calibrate_threshold",
     "detection_metrics",
@@ -447,6 +448,31 @@ def single_feature_scores(series: pl.DataFrame, features: Sequence[str] | None =
     table = pl.DataFrame(rows, schema={"name": pl.String, "feature": pl.String, "variant": pl.String,
                                        "pr_auc": pl.Float64, "roc_auc": pl.Float64})
     return table.sort("pr_auc", descending=True, maintain_order=True)
+
+
+def best_causal_feature(series: pl.DataFrame, rows: np.ndarray, labels: np.ndarray, step: timedelta,
+                        features: Sequence[str] | None = None) -> tuple[str, float]:
+    """The best PR-AUC one feature reaches alone on ``rows`` of ``series`` (sorted by node and
+    step; ``labels`` per row), as a detector could compute it: the raw value, or its causal
+    z-score against the node's own past (``name:z``, VolumeDetector's EWMA over the whole series,
+    so the test part's first steps have the fitting part as history). Nothing is taken from the
+    test part's future. A task where this is above :data:`TRIVIAL_PR_AUC` is trivial."""
+    from netflowgen.detect.baselines import VolumeConfig, causal_z_scores
+    from netflowgen.evaluate.uncertainty import average_precision
+    from netflowgen.series.features import feature_names
+
+    features = [f for f in (features or feature_names()) if f in series.columns]
+    y = np.asarray(labels, bool)[rows]
+    if not y.any():
+        raise ValueError("best_causal_feature: no positive rows; PR-AUC is undefined")
+    z = causal_z_scores(series, VolumeConfig(features=tuple(features), step=step))
+    best = ("", -1.0)
+    for f in features:
+        for name, values in ((f, series[f]), (f"{f}:z", z[f])):
+            ap = average_precision(y, values.cast(pl.Float64).to_numpy()[rows])
+            if ap > best[1]:
+                best = (name, ap)
+    return best
 
 
 def best_single_feature(series: pl.DataFrame, features: Sequence[str] | None = None, label: str = "attack",

@@ -84,7 +84,11 @@ __all__ = ["METHODS", "DatasetSpec", "SuiteSpec", "TaskSpec", "load_suite", "run
 
 log = logging.getLogger(__name__)
 
-METHODS = ("flowgpt", "flowgpt-surprise", "flowgpt-hidden", "scratch", "lightgbm", "volume", "surprise")
+METHODS = ("flowgpt", "flowgpt-surprise", "flowgpt-hidden", "scratch", "lightgbm", "lightgbm-relative", "volume", "ewma",
+           "surprise")
+#: What an operator would use without a pre-trained model: the paired comparisons take the best
+#: of these on each budget as the reference.
+BASELINES = ("lightgbm", "lightgbm-relative", "volume", "ewma")
 RESULTS_NAME = "results.json"
 
 
@@ -133,6 +137,8 @@ class SuiteSpec:
     finetune: dict[str, Any] = field(default_factory=dict)
     synthetic: bool = False
     description: str = ""
+    bootstrap: int = 1000
+    """Replicates of the bootstrap over victims behind every interval."""
 
     def resolve(self, path: str) -> Path:
         p = Path(os.path.expandvars(path))
@@ -200,7 +206,8 @@ def load_suite(path: Path, data: Path | None = None) -> SuiteSpec:
         raise ValueError(f"{path}: unknown methods {bad}; choose from {', '.join(METHODS)}")
     return SuiteSpec(raw.get("name", Path(path).stem), base, datasets, tuple(tasks), tuple(raw.get("seeds", (0, 1, 2))),
                      tuple(str(b) for b in raw.get("budgets", SuiteSpec.budgets)), methods, raw.get("pretrain", {}),
-                     raw.get("finetune", {}), bool(raw.get("synthetic", False)), raw.get("description", ""))
+                     raw.get("finetune", {}), bool(raw.get("synthetic", False)), raw.get("description", ""),
+                     int(raw.get("bootstrap", 1000)))
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -433,18 +440,21 @@ def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, 
             s = surprise_scores(model, steps)
             cache["surprise"] = np.where(np.isfinite(s), s, np.nanmin(s) if np.isfinite(s).any() else 0.0)
         return cache["surprise"]
-    if method == "volume":
-        if "volume" not in cache:
+    if method in ("volume", "ewma"):
+        if method not in cache:
             from netflowgen.detect.baselines import VolumeConfig, VolumeDetector
+            from netflowgen.series.features import feature_names
 
-            scored = VolumeDetector(VolumeConfig(step=task.step)).score(series)
-            cache["volume"] = _aligned(scored, steps)
-        return cache["volume"]
-    if method == "lightgbm":
+            # volume: the operator's flows and packets; ewma: the largest z over every feature.
+            features = VolumeConfig.features if method == "volume" else tuple(feature_names())
+            scored = VolumeDetector(VolumeConfig(features=features, step=task.step)).score(series)
+            cache[method] = _aligned(scored, steps)
+        return cache[method]
+    if method in ("lightgbm", "lightgbm-relative"):
         from netflowgen.detect.baselines import GBTConfig, GBTDetector
 
         labelled = series.with_columns(pl.Series("_y", steps.labels.astype(bool)))
-        gbt = GBTDetector(GBTConfig(step=task.step, seed=seed))
+        gbt = GBTDetector(GBTConfig(step=task.step, seed=seed, relative=method == "lightgbm-relative"))
         gbt.fit(labelled, label_col="_y", train_rows=selection.train, valid_rows=selection.calibrate)
         return _aligned(gbt.score(series), steps)
     raise ValueError(f"unknown method {method!r}")
@@ -466,11 +476,13 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
     from netflowgen.detect.labels import parse_budget, select_labels
     from netflowgen.evaluate.metrics import (
         TRIVIAL_PR_AUC,
-        best_single_feature,
+        best_causal_feature,
         calibrate_threshold,
         detection_metrics,
+        episodes,
         summarize_seeds,
     )
+    from netflowgen.evaluate.uncertainty import compare_methods
     from netflowgen.evaluate.splits import check_no_leak
     from netflowgen.train.pretrain import load_run
 
@@ -521,7 +533,6 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
         steps = EncodedSteps.encode(series, tok, t.step.total_seconds())
         fit_rows, test_rows = t.split.fit_rows(series), t.split.test_rows(series, t.attack_classes)
         labels = steps.labels.astype(bool)
-        test_series = series.filter(pl.Series(test_rows)).with_columns(pl.Series("_y", labels[test_rows]))
         entry: dict[str, Any] = {
             "kind": t.spec.kind, "description": t.spec.description, "step_seconds": t.step.total_seconds(),
             "attack": list(t.attack_classes), "split": t.split.describe(),
@@ -529,13 +540,17 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
             "fit_rows": int(fit_rows.sum()), "fit_positive": int(labels[fit_rows].sum()),
             "test_rows": int(test_rows.sum()), "test_positive": int(labels[test_rows].sum()), "runs": [], "errors": [],
         }
+        frame = series.select("node", "step").with_columns(pl.Series("label", labels))
+        entry["test_episodes"] = episodes(frame.filter(pl.Series(test_rows)), t.step).height
+        entry["fit_episodes"] = episodes(frame.filter(pl.Series(fit_rows)), t.step).height
         if entry["test_positive"] == 0:
             entry["errors"].append("the test part holds no attack step")
         else:
-            name, value = best_single_feature(test_series, label="_y")
-            entry["best_single_feature"] = {"name": name, "pr_auc": value}
+            name, value = best_causal_feature(series, test_rows, labels, t.step)
+            entry["best_single_feature"] = {"name": name, "pr_auc": value, "causal": True}
             entry["trivial"] = value > TRIVIAL_PR_AUC
         cache: dict[str, np.ndarray] = {}
+        test_scores: dict[tuple[str, str], list[np.ndarray]] = {}
         for budget_text in suite.budgets:
             budget = parse_budget(budget_text)
             for seed in suite.seeds:
@@ -558,6 +573,7 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
                         entry["errors"].append(f"{method}, budget {budget_text}, seed {seed}: {e}")
                         continue
                     threshold = calibrate_threshold(scores[cal], labels[cal])
+                    test_scores.setdefault((method, budget_text), []).append(scores[test_rows])
                     frame = series.select("node", "step").with_columns(pl.Series("label", labels), pl.Series("score", scores))
                     metrics = detection_metrics(frame.filter(pl.Series(test_rows)), threshold, t.step).to_dict()
                     rec = {"method": method, "budget": budget_text, "seed": seed, "seconds": round(time.perf_counter() - t0, 2),
@@ -569,6 +585,11 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
                         _save_scores(out / "tasks" / t.spec.name / f"scores-{method}.parquet",
                                      frame.with_columns(pl.Series("test", test_rows)), threshold)
         entry["summary"] = _summarize(entry["runs"], summarize_seeds)
+        if test_scores:
+            say(f"{t.spec.name}: bootstrap over victims ({suite.bootstrap} replicates)")
+            entry["comparisons"] = compare_methods(test_scores, series["node"].to_numpy()[test_rows], labels[test_rows],
+                                                   BASELINES, len(suite.seeds), suite.bootstrap)
+            entry["test_victims"] = entry["comparisons"]["victims"]
         results["tasks"][t.spec.name] = entry
         timings[f"{t.spec.name}: every method, budget and seed"] = time.perf_counter() - stage
         if max_seconds is not None and time.perf_counter() - started > max_seconds:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Bootstrap", "Estimate", "average_precision"]
+__all__ = ["Bootstrap", "Estimate", "average_precision", "compare_methods", "verdict"]
 
 
 def average_precision(y: np.ndarray, s: np.ndarray, w: np.ndarray | None = None) -> float:
@@ -170,3 +170,41 @@ class Bootstrap:
             diff_reps = self._mean_over_picked_seeds(reps[:, :n] - ref_reps[:, :n])
             out[m] = self._estimate(float(np.nanmean(full[:n] - ref_full[:n])), diff_reps)
         return out
+
+
+def verdict(diff: Estimate) -> str:
+    """A difference in words: it wins or loses only when its interval excludes 0."""
+    if diff.value is None:
+        return "n/a"
+    if not diff.excludes_zero:
+        return "tie"
+    return "wins" if diff.value > 0 else "loses"
+
+
+def compare_methods(scores: Mapping[tuple[str, str], Sequence[np.ndarray]], nodes: np.ndarray, labels: np.ndarray,
+                    baselines: Sequence[str], seeds: int, replicates: int = 1000, seed: int = 0) -> dict[str, object]:
+    """Intervals and paired comparisons of one task's test part.
+
+    ``scores[(method, budget)]``: one test-row score array per seed (the seeds in the same
+    order for every method). Per budget: every method's PR-AUC with its interval, the best
+    baseline (highest PR-AUC among ``baselines``), every other method's paired difference from
+    it, and each fine-tuned FlowGPT's difference from ``scratch`` where that was run.
+    """
+    boot = Bootstrap(nodes, labels, seeds=seeds, replicates=replicates, seed=seed)
+    out: dict[str, object] = {"victims": boot.victims, "nodes": boot.nodes, "replicates": replicates, "budgets": {}}
+    for budget in dict.fromkeys(b for _, b in scores):
+        mine = {m: s for (m, b), s in scores.items() if b == budget and len(s)}
+        intervals = {m: boot.pr_auc(s) for m, s in mine.items()}
+        entry: dict[str, object] = {"pr_auc": {m: e.to_dict() for m, e in intervals.items()}}
+        present = [m for m in baselines if m in intervals and intervals[m].value is not None]
+        if present:
+            ref = max(present, key=lambda m: intervals[m].value)  # type: ignore[arg-type, return-value]
+            diffs = boot.compare(mine, ref)
+            entry["reference"] = ref
+            entry["vs_reference"] = {m: {**d.to_dict(), "verdict": verdict(d)} for m, d in diffs.items()}
+        if "scratch" in mine:
+            tuned = {m: s for m, s in mine.items() if m.startswith("flowgpt") or m == "scratch"}
+            diffs = boot.compare(tuned, "scratch")
+            entry["vs_scratch"] = {m: {**d.to_dict(), "verdict": verdict(d)} for m, d in diffs.items()}
+        out["budgets"][budget] = entry  # type: ignore[index]
+    return out

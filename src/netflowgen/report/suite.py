@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["main_table", "summary_text", "write_report"]
+__all__ = ["comparison_table", "main_table", "summary_text", "verdict_sentences", "write_report"]
 
 _COLUMNS = [("pr_auc", "PR-AUC"), ("roc_auc", "ROC-AUC"), ("f1", "F1"), ("precision", "precision"), ("recall", "recall"),
             ("detected_fraction", "episodes detected"), ("mean_delay", "delay (steps)"),
@@ -42,29 +42,77 @@ def main_table(results: dict[str, Any]) -> list[dict[str, str]]:
     return rows
 
 
+def _ci(d: dict[str, Any] | None, digits: int = 3, signed: bool = False) -> str:
+    if not d or d.get("value") is None:
+        return "–"
+    f = f"{{:+.{digits}f}}" if signed else f"{{:.{digits}f}}"
+    return f"{f.format(d['value'])} [{f.format(d['low'])}, {f.format(d['high'])}]"
+
+
+def _methods_in_order(results: dict[str, Any], present: set[str]) -> list[str]:
+    known = results.get("methods", [])
+    return [m for m in known if m in present] + sorted(present - set(known))
+
+
+def comparison_table(results: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per task, budget and method: test PR-AUC with its 95% interval (bootstrap over
+    victims) and the paired differences from the best baseline and from scratch."""
+    rows = []
+    for name, task in results["tasks"].items():
+        for budget, c in ((task.get("comparisons") or {}).get("budgets", {})).items():
+            ref = c.get("reference", "")
+            for m in _methods_in_order(results, set(c["pr_auc"])):
+                d, sc = (c.get("vs_reference") or {}).get(m), (c.get("vs_scratch") or {}).get(m)
+                rows.append({"task": name, "budget": budget, "method": m, "PR-AUC [95% CI]": _ci(c["pr_auc"][m]),
+                             "best baseline": ref,
+                             "vs best baseline": (_ci(d, signed=True) + f" {d['verdict']}") if d else ("reference" if m == ref else "–"),
+                             "vs scratch": (_ci(sc, signed=True) + f" {sc['verdict']}") if sc else "–"})
+    return rows
+
+
+def verdict_sentences(results: dict[str, Any]) -> list[str]:
+    """The comparisons in words: every win and loss against the best baseline; the rest are ties."""
+    out = []
+    for name, task in results["tasks"].items():
+        for budget, c in ((task.get("comparisons") or {}).get("budgets", {})).items():
+            ref = c.get("reference")
+            for m, d in (c.get("vs_reference") or {}).items():
+                if d["verdict"] in ("wins", "loses"):
+                    word = "beats" if d["verdict"] == "wins" else "is beaten by"
+                    out.append(f"{name}, budget {budget}: {m} {word} the best baseline ({ref}) by {_ci(d, signed=True)}.")
+            ties = [m for m, d in (c.get("vs_reference") or {}).items() if d["verdict"] == "tie"]
+            if ties:
+                out.append(f"{name}, budget {budget}: {', '.join(ties)} tie with {ref} (the interval of the difference holds 0).")
+    return out
+
+
 def summary_text(results: dict[str, Any]) -> str:
-    """The suite's headline as plain text: per task, methods x budgets with test PR-AUC (mean ±
-    std over seeds); up to four budgets fit 80 columns. A log, ``tee`` or CI keeps it readable,
-    where a wide Rich table is cut into cells like ``0.…``; the full table is in report.md."""
+    """The suite's headline as plain text that fits 80 columns: per task and budget, every
+    method's test PR-AUC with its 95% interval (bootstrap over victims) and its paired
+    difference from the best baseline, in words: a win or a loss only when the difference's
+    interval excludes 0, a tie otherwise. A log, ``tee`` or CI keeps it readable, where a wide
+    Rich table is cut into cells like ``0.…``; every other metric is in report.md."""
     lines = []
     for name, task in results["tasks"].items():
-        lines.append(f"{name}: {task.get('test_positive', 0):,} test attack steps")
+        lines.append(f"{name}: {task.get('test_positive', 0):,} test attack steps"
+                     + (f" in {task['test_episodes']:,} episodes" if "test_episodes" in task else "")
+                     + (f" at {task['test_victims']:,} victims" if "test_victims" in task else ""))
         best = task.get("best_single_feature")
         if best:
-            lines.append(f"  best single feature: {best['name']} {best['pr_auc']:.3f}" + (" (trivial)" if task.get("trivial") else ""))
-        summary = task.get("summary", [])
-        budgets = [b for b in results.get("budgets", []) if any(s["budget"] == b for s in summary)]
-        present = {s["method"] for s in summary}
-        methods = [m for m in results.get("methods", []) if m in present] + sorted(present - set(results.get("methods", [])))
-        if not summary:
+            lines.append(f"  best single causal feature: {best['name']} {best['pr_auc']:.3f}" + (" (trivial)" if task.get("trivial") else ""))
+        comparisons = (task.get("comparisons") or {}).get("budgets", {})
+        if not comparisons:
             lines += ["  no results" + (": " + "; ".join(task["errors"][:2]) if task.get("errors") else ""), ""]
             continue
-        cells = {(s["method"], s["budget"]): _fmt(s["metrics"].get("pr_auc")) for s in summary}
-        mw = max(len("PR-AUC"), *(len(m) for m in methods)) + 2
-        cw = max(8, *(len(c) for c in cells.values()), *(len(b) for b in budgets)) + 2
-        lines.append("  " + "PR-AUC".ljust(mw) + "".join(b.rjust(cw) for b in budgets))
-        for m in methods:
-            lines.append("  " + m.ljust(mw) + "".join(cells.get((m, b), "–").rjust(cw) for b in budgets))
+        for budget, c in comparisons.items():
+            ref = c.get("reference")
+            lines.append(f"  budget {budget}: PR-AUC [95% CI]" + (f"; difference from the best baseline, {ref}" if ref else ""))
+            for m in _methods_in_order(results, set(c["pr_auc"])):
+                row = f"    {m:<18}{_ci(c['pr_auc'][m]):>22}"
+                d = (c.get("vs_reference") or {}).get(m)
+                if d:
+                    row += f"  {_ci(d, 2, signed=True):>20} {d['verdict']}"
+                lines.append(row.rstrip())
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
@@ -99,6 +147,9 @@ def _task_header(name: str, task: dict[str, Any]) -> list[str]:
     lines.append(f"- step {task['step_seconds']:g} s; {task['rows']:,} node-steps of {task['nodes']} nodes; "
                  f"fitting part {task['fit_rows']:,} steps ({task['fit_positive']} attack), "
                  f"test part {task['test_rows']:,} steps ({task['test_positive']} attack)")
+    if "test_episodes" in task:
+        lines.append(f"- attack episodes: {task['fit_episodes']:,} in the fitting part, {task['test_episodes']:,} in the test part"
+                     + (f" at {task['test_victims']:,} victims" if "test_victims" in task else ""))
     lines.append(f"- split: test from {', '.join(f'{k} {v}' for k, v in split['cuts'].items())}"
                  + (f"; unseen victims {', '.join(split['test_nodes'])}" if split["test_nodes"] else "")
                  + (f"; held-out attack types {', '.join(split['test_only'])}" if split["test_only"] else ""))
@@ -107,7 +158,8 @@ def _task_header(name: str, task: dict[str, Any]) -> list[str]:
     best = task.get("best_single_feature")
     if best:
         verdict = " — **trivial task** (one feature alone is above 0.95)" if task.get("trivial") else ""
-        lines.append(f"- best single feature on the test part: `{best['name']}`, PR-AUC {best['pr_auc']:.3f}{verdict}")
+        kind = "causal feature (its value, or `:z` its z-score against the node's past)" if best.get("causal") else "feature"
+        lines.append(f"- best single {kind} on the test part: `{best['name']}`, PR-AUC {best['pr_auc']:.3f}{verdict}")
     for err in task.get("errors", [])[:10]:
         lines.append(f"- not run: {err}")
     return lines
@@ -126,6 +178,9 @@ def _markdown(results: dict[str, Any], figures: dict[str, list[Path]], out: Path
         final = info.get("final") or {}
         lines.append(f"- pre-training at {step}: {info.get('size')} model, {info.get('parameters') or 0:,} parameters, "
                      f"{info.get('steps')} steps, held-out next-step loss {final.get('val_loss', float('nan')):.3f}")
+    lines += ["", "## Comparisons (test part; 95% intervals from a bootstrap over victims, paired on the same draws)", "",
+              _markdown_table(comparison_table(results)), ""]
+    lines += [f"- {v}" for v in verdict_sentences(results)]
     lines += ["", "## Main table (mean ± std over seeds, test part only)", "", _markdown_table(main_table(results))]
     for name, task in results["tasks"].items():
         lines += _task_header(name, task) + [""]
@@ -153,6 +208,14 @@ def _html(results: dict[str, Any], figures: dict[str, list[Path]], out: Path) ->
                      "none of it is a claim about real traffic.</p>")
     if results.get("description"):
         parts.append(f"<p>{esc(results['description'])}</p>")
+    comparisons = comparison_table(results)
+    parts.append("<h2>Comparisons (test part; 95% intervals from a bootstrap over victims, paired on the same draws)</h2>")
+    if comparisons:
+        parts.append("<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in comparisons[0]) + "</tr>")
+        for r in comparisons:
+            parts.append("<tr>" + "".join(f"<td>{esc(v)}</td>" for v in r.values()) + "</tr>")
+        parts.append("</table>")
+    parts.append("<ul>" + "".join(f"<li>{esc(v)}</li>" for v in verdict_sentences(results)) + "</ul>")
     rows = main_table(results)
     parts.append("<h2>Main table (mean ± std over seeds, test part only)</h2>")
     if rows:

@@ -345,3 +345,32 @@ def test_real_attack_captures_onto_real_background(shared_data: Path, tmp_path: 
     original = scan_flows(background).collect()
     assert summary.background_rows == original.height == 23145
     assert sort_all(out.filter(pl.col("label") != "DDoS")).equals(sort_all(original))
+
+
+def test_a_schedule_places_each_pair_and_coverage_drops_what_the_archive_missed(files: dict[str, Path], tmp_path: Path) -> None:
+    from netflowgen.dataset.coverage import dataset_coverage
+
+    # The background's middle ten minutes were never observed: its two halves are separate files.
+    table = background_table()
+    first = table.filter(pl.col("ts_start") < T0 + timedelta(minutes=10)).with_columns(pl.lit("a.log").alias("source_file"))
+    second = table.filter(pl.col("ts_start") >= T0 + timedelta(minutes=20)).with_columns(pl.lit("b.log").alias("source_file"))
+    pl.concat([first, second]).write_parquet(tmp_path / "holed.parquet")
+    ingest(IngestConfig((tmp_path / "holed.parquet",), tmp_path / "bg"))
+    cov = dataset_coverage(tmp_path / "bg")
+    assert len(cov.intervals) == 2
+    at_server, at_client = T0 + timedelta(minutes=7), T0 + timedelta(minutes=21)
+    config = InjectConfig(tmp_path / "bg", (files["attack"],), schedule=((SERVER, at_server), (CLIENT, at_client)),
+                          within_coverage=True)
+    inject(config, tmp_path / "out")
+    truth = read_truth(tmp_path / "out").sort("id")
+    assert truth["victim"].to_list() == [SERVER, CLIENT]
+    assert [datetime.fromisoformat(a) for a in truth["at"].to_list()] == [at_server, at_client]
+    out = read_out(tmp_path / "out").filter(pl.col("label") == "DDoS")
+    ends = out["ts_end"].dt.epoch("us").to_numpy()
+    assert cov.contains(ends).all(), "no injected flow ends where the background saw nothing"
+    # The 5-minute flood at minute 7 runs into the hole from minute 10: most of it is dropped, and counted.
+    dropped = truth["flows_outside_coverage"].to_list()
+    assert dropped[0] > 2000 and dropped[1] == 0
+    assert truth["flows"].sum() == out.height
+    with pytest.raises(ValueError, match="replaces victims and times"):
+        InjectConfig(tmp_path / "bg", (files["attack"],), schedule=((SERVER, at_server),), victims=(CLIENT,))

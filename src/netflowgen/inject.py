@@ -239,15 +239,30 @@ class InjectConfig:
     """Where drawn victims come from."""
     rate_step: timedelta = timedelta(seconds=60)
     """Step over which flows per step are counted for ``Nx`` intensities (aligned to the epoch)."""
+    schedule: tuple[tuple[str, datetime], ...] = ()
+    """Explicit (victim, start time) pairs, one injection each, instead of victims x times
+    (exclusive with ``victims``, ``n_victims``, ``times`` and ``n_times``)."""
+    within_coverage: bool = False
+    """Drop injected flows that end outside the background's coverage (the time its inputs
+    observed): an archive with holes would not hold them either. Counted per injection."""
     overwrite: bool = False
     """Replace the output if it exists (atomically: the old one stays until the new one is complete)."""
 
     def __post_init__(self) -> None:
         if not self.attacks:
             raise ValueError("no attack to inject: give at least one --attack")
-        if bool(self.victims) == (self.n_victims is not None):
+        if self.schedule:
+            if self.victims or self.n_victims is not None or self.times or self.n_times is not None:
+                raise ValueError("a schedule of (victim, time) pairs replaces victims and times: give one or the other")
+            pairs = []
+            for victim, t in self.schedule:
+                if t.tzinfo is None:
+                    raise ValueError(f"start time {t} has no time zone; use parse_time() or an aware datetime")
+                pairs.append((_normalize_ip(victim, "victim"), t.astimezone(UTC)))
+            object.__setattr__(self, "schedule", tuple(pairs))
+        elif bool(self.victims) == (self.n_victims is not None):
             raise ValueError("give either victims (--victim IP, repeatable) or a number to draw (--victims N), not both")
-        if bool(self.times) == (self.n_times is not None):
+        if not self.schedule and bool(self.times) == (self.n_times is not None):
             raise ValueError("give either start times (--at TIME, repeatable) or a number to draw (--times N), not both")
         for name in ("n_victims", "n_times"):
             n = getattr(self, name)
@@ -303,6 +318,8 @@ class InjectConfig:
             "attack_victim": self.attack_victim,
             "local_prefixes": list(self.local_prefixes),
             "rate_step_seconds": self.rate_step.total_seconds(),
+            "schedule": [[v, t.isoformat()] for v, t in self.schedule],
+            "within_coverage": self.within_coverage,
         }
 
 
@@ -354,6 +371,8 @@ class Injection:
     """The whole capture's median flows per step over its active steps, where it was placed."""
     injected_median_per_step: float
     """The same for the injected (sampled) flows."""
+    flows_outside_coverage: int = 0
+    """Sampled flows dropped because they end outside the background's coverage (``within_coverage``)."""
 
 
 @dataclass
@@ -499,8 +518,9 @@ def _write(config: InjectConfig, attacks: list[_Attack], tmp: Path, progress: Pr
     background = _prepare_background(Path(config.background), tmp, writer, progress)
     lazy = background.scan()
     span = _span(lazy)
-    victims = _choose_victims(config, lazy, attacks)
+    victims = list(dict.fromkeys(v for v, _ in config.schedule)) if config.schedule else _choose_victims(config, lazy, attacks)
     medians = _victim_medians(lazy, victims, config.rate_step)
+    coverage = background.coverage() if config.within_coverage else None
     unseen = [v for v in victims if v not in medians]
     if unseen:
         raise ValueError(f"victim {', '.join(unseen)} never occurs in the background {config.background}")
@@ -508,7 +528,7 @@ def _write(config: InjectConfig, attacks: list[_Attack], tmp: Path, progress: Pr
     if background.copy_from is not None:
         _copy_background(background, tmp, writer, progress)
     for i, step in enumerate(plan):
-        summary.injections.append(_inject_one(config, step, attacks, writer, medians))
+        summary.injections.append(_inject_one(config, step, attacks, writer, medians, coverage))
         if progress:
             progress("inject", i + 1, len(plan))
     summary.partitions = writer.close()
@@ -530,7 +550,7 @@ _INJECTION_SCHEMA = {
     "original_victim": pl.String, "at": pl.String, "start": pl.String, "end": pl.String,
     "intensity": pl.String, "fraction": pl.Float64, "flows": pl.Int64, "packets": pl.Int64, "bytes": pl.Int64,
     "capture_flows": pl.Int64, "victim_median_per_step": pl.Float64, "capture_median_per_step": pl.Float64,
-    "injected_median_per_step": pl.Float64,
+    "injected_median_per_step": pl.Float64, "flows_outside_coverage": pl.Int64,
 }
 
 
@@ -653,25 +673,32 @@ def _plan(config: InjectConfig, attacks: list[_Attack], victims: list[str], span
           medians: dict[str, float]) -> list[_Step]:
     lo, hi = span
     per_victim = len(config.times) or config.n_times or 0
+    if config.schedule:  # explicit pairs: injection i is the i-th pair
+        pairs = [(victim, [t]) for victim, t in config.schedule]
+    else:
+        pairs = [(victim, list(config.times) or [None] * per_victim) for victim in victims]
     plan = []
-    for v_index, victim in enumerate(victims):
+    i = -1
+    for victim, times in pairs:
         fits = [i for i, a in enumerate(attacks) if _family(a.info.victim) == _family(victim)]
-        for k in range(per_victim):
-            i = v_index * per_victim + k
+        if not fits:
+            raise ValueError(f"victim {victim} is IPv{_family(victim)}, but no attack has an IPv{_family(victim)} victim")
+        for when in times:
+            i += 1
             rng = np.random.default_rng([config.seed, i])
             a = fits[int(rng.integers(len(fits)))]
             length = attacks[a].last_us - attacks[a].first_us
             name = attacks[a].info.path
-            if config.times:
-                at = _us(config.times[k])
+            if when is not None:
+                at = _us(when)
                 if not lo <= at <= hi:
                     raise ValueError(
-                        f"start time {config.times[k].isoformat()} lies outside the background's span "
+                        f"start time {when.isoformat()} lies outside the background's span "
                         f"{_time(lo).isoformat()} .. {_time(hi).isoformat()}"
                     )
                 if at + length > hi:
                     raise ValueError(
-                        f"start time {config.times[k].isoformat()}: attack {name} lasts {timedelta(microseconds=length)} "
+                        f"start time {when.isoformat()}: attack {name} lasts {timedelta(microseconds=length)} "
                         f"and would end after the background (ends {_time(hi).isoformat()}); start it by "
                         f"{_time(hi - length).isoformat()}"
                     )
@@ -692,7 +719,7 @@ def _median_per_step(ts_us: np.ndarray, step_us: int) -> float:
 
 
 def _inject_one(config: InjectConfig, step: _Step, attacks: list[_Attack], writer: _PartitionWriter,
-                medians: dict[str, float]) -> Injection:
+                medians: dict[str, float], coverage: Coverage | None = None) -> Injection:
     attack = attacks[step.attack]
     flows = attack.flows
     n = flows.height
@@ -717,6 +744,14 @@ def _inject_one(config: InjectConfig, step: _Step, attacks: list[_Attack], write
         pl.lit(config.label, pl.String).alias("label"),
         pl.lit(attack.info.attack_type, pl.String).alias("label_detail"),
     ).select(list(FLOW_SCHEMA)).cast(FLOW_SCHEMA)  # type: ignore[arg-type]
+    outside = 0
+    if coverage is not None:
+        seen = coverage.contains(injected["ts_end"].dt.epoch("us").to_numpy())
+        outside = int((~seen).sum())
+        injected = injected.filter(pl.Series(seen))
+    if injected.height == 0:
+        raise ValueError(f"injection {step.id} on {step.victim} at {_time(step.at_us).isoformat()}: every flow ends "
+                         "outside the background's coverage; start it inside an observed interval")
     writer.write(injected)
     packets, bytes_, lo, hi = injected.select(
         pl.col("fwd_packets").sum() + pl.col("rev_packets").sum(),
@@ -727,9 +762,9 @@ def _inject_one(config: InjectConfig, step: _Step, attacks: list[_Attack], write
     return Injection(
         id=step.id, victim=step.victim, attack_file=attack.info.path, attack_type=attack.info.attack_type,
         original_victim=original, at=_time(step.at_us).isoformat(), start=lo.isoformat(), end=hi.isoformat(),
-        intensity=str(step.intensity), fraction=keep / n, flows=keep, packets=int(packets), bytes=int(bytes_),
+        intensity=str(step.intensity), fraction=keep / n, flows=injected.height, packets=int(packets), bytes=int(bytes_),
         capture_flows=n, victim_median_per_step=victim_median, capture_median_per_step=capture_median,
-        injected_median_per_step=_median_per_step(placed[rows], step_us),
+        injected_median_per_step=_median_per_step(placed[rows], step_us), flows_outside_coverage=outside,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import ipaddress
 import json
 import math
 import re
@@ -374,3 +375,23 @@ def test_a_schedule_places_each_pair_and_coverage_drops_what_the_archive_missed(
     assert truth["flows"].sum() == out.height
     with pytest.raises(ValueError, match="replaces victims and times"):
         InjectConfig(tmp_path / "bg", (files["attack"],), schedule=((SERVER, at_server),), victims=(CLIENT,))
+
+
+def test_ipv4_captures_onto_an_ipv6_victim_through_nat64_addresses(files: dict[str, Path], tmp_path: Path) -> None:
+    v6 = "fd00::5"
+    bg = background_table().with_columns(pl.lit(v6).alias("dst_ip"))
+    bg.write_parquet(tmp_path / "v6.parquet")
+    at = T0 + timedelta(minutes=3)
+    with pytest.raises(ValueError, match="IPv6"):
+        inject(InjectConfig(tmp_path / "v6.parquet", (files["small"],), victims=(v6,), times=(at,)), tmp_path / "no")
+    inject(InjectConfig(tmp_path / "v6.parquet", (files["small"],), victims=(v6,), times=(at,), translate_family=True),
+           tmp_path / "out")
+    out = read_out(tmp_path / "out").filter(pl.col("label") == "DDoS")
+    capture = attack_table(minutes=1, per_minute=40).filter(pl.col("dst_ip") == ATTACK_VICTIM)
+    inbound = out.filter(pl.col("src_ip") != v6)
+    assert inbound["dst_ip"].unique().to_list() == [v6]
+    assert out.filter(pl.col("src_ip") == v6)["dst_ip"].unique().to_list() == ["64:ff9b::c633:1"]  # 198.51.0.1
+    first = capture.sort("source_row")["src_ip"][0]
+    mapped = out.sort("source_row")["src_ip"][0]
+    assert ipaddress.IPv6Address(mapped) in ipaddress.IPv6Network("64:ff9b::/96")
+    assert ipaddress.IPv4Address(int(ipaddress.IPv6Address(mapped)) & 0xFFFFFFFF) == ipaddress.IPv4Address(first)

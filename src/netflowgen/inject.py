@@ -205,6 +205,10 @@ def _normalize_ip(text: str, what: str) -> str:
         raise ValueError(f"{what}: not an IP address: {text!r}") from e
 
 
+#: RFC 6052's well-known prefix for IPv4-embedded IPv6 addresses (NAT64): 64:ff9b::/96.
+NAT64_PREFIX = int(ipaddress.IPv6Address("64:ff9b::"))
+
+
 def _family(ip: str) -> int:
     return ipaddress.ip_address(ip).version
 
@@ -242,6 +246,10 @@ class InjectConfig:
     schedule: tuple[tuple[str, datetime], ...] = ()
     """Explicit (victim, start time) pairs, one injection each, instead of victims x times
     (exclusive with ``victims``, ``n_victims``, ``times`` and ``n_times``)."""
+    translate_family: bool = False
+    """Also place IPv4 captures onto IPv6 victims: the attackers' IPv4 addresses become IPv6 ones
+    under 64:ff9b::/96 (RFC 6052, the NAT64 well-known prefix) and ICMP becomes ICMPv6, as the
+    attack would look behind a NAT64 gateway; packets and bytes are kept as captured."""
     within_coverage: bool = False
     """Drop injected flows that end outside the background's coverage (the time its inputs
     observed): an archive with holes would not hold them either. Counted per injection."""
@@ -320,6 +328,7 @@ class InjectConfig:
             "rate_step_seconds": self.rate_step.total_seconds(),
             "schedule": [[v, t.isoformat()] for v, t in self.schedule],
             "within_coverage": self.within_coverage,
+            "translate_family": self.translate_family,
         }
 
 
@@ -617,7 +626,7 @@ def _span(lazy: pl.LazyFrame) -> tuple[int, int]:
 
 
 def _choose_victims(config: InjectConfig, lazy: pl.LazyFrame, attacks: list[_Attack]) -> list[str]:
-    families = {_family(a.info.victim) for a in attacks}
+    families = {_family(a.info.victim) for a in attacks} | ({6} if config.translate_family else set())
     if config.victims:
         for v in config.victims:
             if _family(v) not in families:
@@ -680,7 +689,8 @@ def _plan(config: InjectConfig, attacks: list[_Attack], victims: list[str], span
     plan = []
     i = -1
     for victim, times in pairs:
-        fits = [i for i, a in enumerate(attacks) if _family(a.info.victim) == _family(victim)]
+        fits = [i for i, a in enumerate(attacks) if _family(a.info.victim) == _family(victim)
+                or (config.translate_family and _family(victim) == 6)]
         if not fits:
             raise ValueError(f"victim {victim} is IPv{_family(victim)}, but no attack has an IPv{_family(victim)} victim")
         for when in times:
@@ -711,6 +721,17 @@ def _plan(config: InjectConfig, attacks: list[_Attack], victims: list[str], span
                 at = lo + int(rng.integers(hi - lo - length + 1))
             plan.append(_Step(i, victim, a, at, config.intensities[i % len(config.intensities)], rng))
     return plan
+
+
+def _to_ipv6(flows: pl.DataFrame, victim: str) -> pl.DataFrame:
+    """IPv4 attack flows as seen behind a NAT64 gateway (see InjectConfig.translate_family)."""
+    others = set(flows["src_ip"].to_list()) | set(flows["dst_ip"].to_list())
+    mapping = {ip: str(ipaddress.IPv6Address(NAT64_PREFIX + int(ipaddress.IPv4Address(ip))))
+               for ip in others if ip != victim and _family(ip) == 4}
+    return flows.with_columns(
+        pl.col("src_ip").replace(mapping), pl.col("dst_ip").replace(mapping),
+        pl.when(pl.col("proto") == 1).then(pl.lit(58, pl.UInt8)).otherwise(pl.col("proto")).cast(flows.schema["proto"]).alias("proto"),
+    )
 
 
 def _median_per_step(ts_us: np.ndarray, step_us: int) -> float:
@@ -744,6 +765,8 @@ def _inject_one(config: InjectConfig, step: _Step, attacks: list[_Attack], write
         pl.lit(config.label, pl.String).alias("label"),
         pl.lit(attack.info.attack_type, pl.String).alias("label_detail"),
     ).select(list(FLOW_SCHEMA)).cast(FLOW_SCHEMA)  # type: ignore[arg-type]
+    if _family(step.victim) == 6 and _family(original) == 4:
+        injected = _to_ipv6(injected, step.victim)
     outside = 0
     if coverage is not None:
         seen = coverage.contains(injected["ts_end"].dt.epoch("us").to_numpy())

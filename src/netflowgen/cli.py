@@ -591,17 +591,43 @@ def benchmark_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json, report.md/.html and plots/.")],
     data: Annotated[Optional[Path], typer.Option(help="Base folder of the suite's relative inputs (default: $NETFLOWGEN_SHARED_DATA or the suite's).")] = None,
     seeds: Annotated[Optional[int], typer.Option(help="Use only the first N seeds of the suite.")] = None,
+    plan: Annotated[bool, typer.Option("--plan", help="Only say what would be evaluated (victims, episodes, attack types, steps per part); no training.")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="The same tasks with one seed and the 1ep and 3ep budgets only.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a detection suite: every method on the same splits, budgets and seeds; write the report."""
     import dataclasses
 
-    from netflowgen.evaluate.suite import load_suite, run_suite
+    from netflowgen.evaluate.suite import load_suite, plan_suite, run_suite
     from netflowgen.report.suite import main_table, write_report
 
     _terminate_as_interrupt()
+    if plan:
+        try:
+            with _stage_progress("plan", as_json) as say:
+                planned = plan_suite(load_suite(suite_file, data), out_dir, progress=say)
+        except KeyboardInterrupt:
+            raise _fail("interrupted", 130) from None
+        except (ValueError, FileNotFoundError, FormatError, OSError) as e:
+            raise _fail(str(e)) from None
+        if as_json:
+            out.print_json(json.dumps(planned))
+            return
+        for name, t in planned["tasks"].items():
+            _say(f"{name} ({t['kind']}, {t['step_seconds']:g} s steps, {t['rows']:,} node-steps of {t['nodes']:,} nodes)")
+            for part in ("fit", "test"):
+                p = t[part]
+                _say(f"  {part:<4} {p['steps']:>9,} steps {p['positive_steps']:>7,} positive {p['episodes']:>5,} episodes "
+                     f"{p['victims']:>4,} victims; types: {', '.join(p['attack_types']) or '-'}")
+        tot = planned["totals"]
+        _say(f"in all: {tot['fit']['episodes']:,} fitting and {tot['test']['episodes']:,} test episodes; "
+             f"{tot['fit']['victims']:,} fitting and {tot['test']['victims']:,} test victims (counted per task)")
+        return
     try:
         suite = load_suite(suite_file, data)
+        if quick:
+            budgets = tuple(b for b in suite.budgets if b in ("1ep", "3ep")) or suite.budgets[:2]
+            suite = dataclasses.replace(suite, seeds=suite.seeds[:1], budgets=budgets)
         if seeds is not None:
             suite = dataclasses.replace(suite, seeds=suite.seeds[:seeds])
         started = time.perf_counter()

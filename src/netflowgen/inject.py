@@ -773,8 +773,16 @@ def _inject_one(config: InjectConfig, step: _Step, attacks: list[_Attack], write
         outside = int((~seen).sum())
         injected = injected.filter(pl.Series(seen))
     if injected.height == 0:
-        raise ValueError(f"injection {step.id} on {step.victim} at {_time(step.at_us).isoformat()}: every flow ends "
-                         "outside the background's coverage; start it inside an observed interval")
+        # Nothing of it was observed: the ground truth keeps the row (0 flows), nothing is written.
+        log.warning("injection %d on %s at %s: every flow ends outside the background's coverage", step.id,
+                    step.victim, _time(step.at_us).isoformat())
+        at = _time(step.at_us).isoformat()
+        return Injection(
+            id=step.id, victim=step.victim, attack_file=attack.info.path, attack_type=attack.info.attack_type,
+            original_victim=original, at=at, start=at, end=at, intensity=str(step.intensity), fraction=0.0, flows=0,
+            packets=0, bytes=0, capture_flows=n, victim_median_per_step=victim_median,
+            capture_median_per_step=capture_median, injected_median_per_step=0.0, flows_outside_coverage=outside,
+        )
     writer.write(injected)
     packets, bytes_, lo, hi = injected.select(
         pl.col("fwd_packets").sum() + pl.col("rev_packets").sum(),

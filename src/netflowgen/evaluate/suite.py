@@ -122,6 +122,23 @@ class TaskSpec:
     injections_per_victim: int = 2
     label: str = "DDoS"
     split_seed: int = 0
+    victims: int = 0
+    """Inject tasks: victims per background, drawn across its activity levels and split between
+    fitting and test (see ``evaluate/victims.py``); 0: one victim per background, its busiest node,
+    with ``test_victims`` whole backgrounds held out for test."""
+    victims_by_background: dict[str, Any] = field(default_factory=dict)
+    """Per-background victim counts instead of ``victims``: a number (split by
+    ``test_victim_share``) or ``[fitting, test]``."""
+    test_victim_share: float = 0.5
+    fit_injections_per_victim: int | None = None
+    """Episodes per fitting victim (default: ``injections_per_victim``)."""
+    min_active_steps: int = 20
+    """A victim has at least this many steps with traffic in the part it is attacked in."""
+    spacing: str = "30m"
+    """Least time between two episodes at one victim."""
+    bystanders: int | None = None
+    """Many-victim tasks: keep this many other nodes of each background (drawn at random) beside
+    the victims, whose false alerts count in the test part; None keeps every node."""
 
 
 @dataclass(frozen=True)
@@ -219,6 +236,7 @@ class _Data:
     def __init__(self, suite: SuiteSpec, root: Path) -> None:
         self.suite, self.root = suite, root
         self.flows: dict[str, pl.DataFrame] = {}
+        self.lengths: dict[str, timedelta] = {}
 
     def path(self, name: str) -> Path:
         from netflowgen.ingest import IngestConfig, ingest
@@ -240,6 +258,15 @@ class _Data:
             # 1970 clocks are valid rows of an odd capture, not a time to split or pre-train on.
             self.flows[name] = flows.filter((pl.col("quality") & Quality.EPOCH_CLOCK) == 0)
         return self.flows[name]
+
+    def attack_length(self, path: str) -> timedelta:
+        """How long an attack capture lasts, first start to last end."""
+        if path not in self.lengths:
+            from netflowgen.ingest import scan_flows
+
+            lo, hi = scan_flows(self.suite.resolve(path)).select(pl.col("ts_start").min(), pl.col("ts_end").max()).collect().row(0)
+            self.lengths[path] = hi - lo
+        return self.lengths[path]
 
     def coverage(self, name: str) -> Any:
         """What the dataset's inputs observed (a Coverage): silent steps outside it are missing."""
@@ -313,7 +340,88 @@ def prepare_task(task: TaskSpec, data: _Data, work: Path, progress: Callable[[st
             test_nodes = frozenset(picked)
         split = Split({task.dataset: cut}, test_nodes=test_nodes, test_only=tuple(a.lower() for a in task.test_only))
         return TaskData(task, series, split, step)
+    if task.victims or task.victims_by_background:
+        return _prepare_inject_many(task, data, work, step, progress)
     return _prepare_inject(task, data, work, step, progress)
+
+
+def _attack_type(path: str) -> str:
+    return Path(path).name.split(".pcap")[0]
+
+
+def _prepare_inject_many(task: TaskSpec, data: _Data, work: Path, step: timedelta, progress: Callable[[str], None]) -> TaskData:
+    """Many victims per background (evaluate/victims.py): fitting victims get the training
+    attack types before the cut, test victims the test types after it; injected flows stay
+    inside the background's coverage."""
+    from netflowgen.dataset.coverage import dataset_coverage
+    from netflowgen.evaluate.splits import Split
+    from netflowgen.evaluate.victims import draw_victims, episode_times
+    from netflowgen.ingest import scan_flows
+    from netflowgen.inject import InjectConfig, Intensity, inject
+
+    rng = np.random.default_rng(task.split_seed)
+    train_types, test_types = [_attack_type(a) for a in task.train_attacks], [_attack_type(a) for a in task.test_attacks]
+    attack = tuple(dict.fromkeys(train_types + test_types))
+    spacing = parse_step(task.spacing)
+    intensities = tuple(Intensity.parse(x) for x in task.intensities)
+    cuts, test_nodes, parts, truth, drawn = {}, set(), [], [], []
+    for i, bg in enumerate(task.backgrounds):
+        flows = data.get(bg)
+        cut = _cut(flows, task.fit_fraction, step)
+        cuts[bg] = cut
+        cfg = SeriesConfig(step=step, local_prefixes=data.prefixes(bg), attack=attack)
+        background = build_series(flows.lazy(), cfg, data.coverage(bg))
+        n = task.victims_by_background.get(bg, task.victims)
+        if isinstance(n, (list, tuple)):
+            n, n_test = int(n[0]) + int(n[1]), int(n[1])
+        else:
+            n_test = int(round(n * task.test_victim_share))
+        what = f"task {task.name}: background {bg} ({', '.join(data.suite.datasets[bg].inputs)})"
+        covered = data.coverage(bg).covered_steps(step, cfg.coverage_fraction)
+        per_victim = {"test": task.injections_per_victim, "fit": task.fit_injections_per_victim or task.injections_per_victim}
+        victims = draw_victims(background, cut, n - n_test, n_test, task.min_active_steps, rng, what, step=step,
+                               spacing=spacing, episodes=per_victim, covered=covered)
+        lo, hi = flows["ts_start"].min(), flows["ts_end"].max()
+        current = data.path(bg)
+        for part, attacks, bounds in (("fit", task.train_attacks, (lo, cut)), ("test", task.test_attacks, (cut, hi))):
+            mine = [v for v in victims if v.part == part]
+            if not mine:
+                continue
+            length = max(data.attack_length(a) for a in attacks)
+            k = per_victim[part]
+            schedule = tuple((v.node, t) for v in mine
+                             for t in episode_times(background, v.node, bounds[0], bounds[1], k, length, spacing, step, rng,
+                                                    what, covered))
+            progress(f"{task.name}: injecting {len(schedule)} episodes at {len(mine)} {part} victims of {bg}")
+            out = work / f"{bg}-{part}"
+            inject(InjectConfig(current, tuple(data.suite.resolve(a) for a in attacks), schedule=schedule,
+                                intensities=intensities, seed=task.split_seed * 1000 + i * 2 + (part == "test"),
+                                label=task.label, local_prefixes=data.prefixes(bg), rate_step=step, within_coverage=True,
+                                translate_family=True, overwrite=True), out)
+            gt = pl.read_csv(out / "injections.csv", schema_overrides={"intensity": pl.String})
+            levels = {v.node: v.level for v in mine}
+            truth.append(gt.with_columns(pl.lit(bg).alias("dataset"), pl.lit(part).alias("part"),
+                                         pl.col("victim").replace_strict(levels, default=None).alias("level")))
+            current = out
+        test_nodes |= {v.node for v in victims if v.part == "test"}
+        drawn += [{"dataset": bg, **v.__dict__} for v in victims]
+        injected = build_series(scan_flows(current), cfg, dataset_coverage(current))
+        if task.bystanders is not None:
+            others = sorted(set(background["node"].unique().to_list()) - {v.node for v in victims})
+            keep = {v.node for v in victims} | {others[j] for j in rng.permutation(len(others))[: task.bystanders]}
+            injected = injected.filter(pl.col("node").is_in(list(keep)))
+        parts.append(injected.with_columns(pl.lit(bg).alias("dataset")))
+    series = pl.concat(parts, how="vertical_relaxed")
+    levels = pl.DataFrame(drawn)
+    notes = [f"training attack types: {', '.join(train_types)}", f"test attack types: {', '.join(test_types)}",
+             f"victims: {levels.filter(pl.col('part') == 'fit').height} fitting, {len(test_nodes)} test; by level: "
+             + ", ".join(f"{r['part']} {r['level']} {r['len']}" for r in levels.group_by("part", "level").len().sort("part", "level").iter_rows(named=True))]
+    # The test part is every node never labelled, after the cut: the test victims and every
+    # bystander, whose false alerts count too. Fitting victims are labelled before the cut only.
+    fitting = set(levels.filter(pl.col("part") == "fit")["node"].to_list()) if levels.height else set()
+    unseen = frozenset(series["node"].unique().to_list()) - fitting
+    split = Split(cuts, test_nodes=unseen, test_only=tuple(t.lower() for t in test_types), notes=notes)
+    return TaskData(task, series, split, step, pl.concat(truth, how="diagonal_relaxed"))
 
 
 def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, progress: Callable[[str], None]) -> TaskData:
@@ -466,6 +574,38 @@ def _aligned(scored: pl.DataFrame, steps: Any) -> np.ndarray:
 
 
 # --- the run -----------------------------------------------------------------------------------
+
+
+def plan_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """What the suite would evaluate, without training: per task its steps, and per part (fit,
+    test) the victims, attack episodes, attack types and positive steps. Datasets and injections
+    are prepared in OUT as a run would (and reused by it)."""
+    from netflowgen.evaluate.metrics import episodes
+
+    say = progress or (lambda msg: log.info(msg))
+    suite.check_inputs()
+    data = _Data(suite, out / "data")
+    plan: dict[str, Any] = {"suite": suite.name, "tasks": {}}
+    for spec in suite.tasks:
+        say(f"{spec.name}: preparing ({spec.kind})")
+        t = prepare_task(spec, data, out / "tasks" / spec.name, say)
+        series = t.series.sort("node", "step")
+        labels = series["attack"].to_numpy()
+        wanted = {a.lower() for a in t.attack_classes}
+        entry: dict[str, Any] = {"kind": spec.kind, "step_seconds": t.step.total_seconds(), "rows": series.height,
+                                 "nodes": series["node"].n_unique()}
+        for part, rows in (("fit", t.split.fit_rows(series)), ("test", t.split.test_rows(series, t.attack_classes))):
+            frame = series.filter(pl.Series(rows)).with_columns(pl.Series("label", labels[rows]))
+            eps = episodes(frame.select("node", "step", "label"), t.step)
+            classes = frame.filter(pl.col("label")).select(pl.col("classes").explode()).to_series().drop_nulls()
+            entry[part] = {"steps": int(rows.sum()), "positive_steps": int(labels[rows].sum()), "episodes": eps.height,
+                           "victims": eps["node"].n_unique() if eps.height else 0,
+                           "attack_types": sorted({c for c in classes.to_list() if c.lower() in wanted})}
+        plan["tasks"][spec.name] = entry
+    totals = {part: {k: sum(e[part][k] for e in plan["tasks"].values()) for k in ("episodes", "victims", "positive_steps")}
+              for part in ("fit", "test")}
+    plan["totals"] = totals
+    return plan
 
 
 def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | None = None,

@@ -151,7 +151,8 @@ def _task_header(name: str, task: dict[str, Any]) -> list[str]:
         lines.append(f"- attack episodes: {task['fit_episodes']:,} in the fitting part, {task['test_episodes']:,} in the test part"
                      + (f" at {task['test_victims']:,} victims" if "test_victims" in task else ""))
     lines.append(f"- split: test from {', '.join(f'{k} {v}' for k, v in split['cuts'].items())}"
-                 + (f"; unseen victims {', '.join(split['test_nodes'])}" if split["test_nodes"] else "")
+                 + (f"; {len(split['test_nodes']):,} unseen nodes ({', '.join(split['test_nodes'][:8])}"
+                    + (", ..." if len(split["test_nodes"]) > 8 else "") + ")" if split["test_nodes"] else "")
                  + (f"; held-out attack types {', '.join(split['test_only'])}" if split["test_only"] else ""))
     for note in split.get("notes", []):
         lines.append(f"- {note}")

@@ -178,6 +178,19 @@ class Intensity:
         return f"{self.value:.15g}x" if self.mode is IntensityMode.VICTIM_RATE else f"{self.value:.15g}"
 
 
+def attack_type_of(path: str | Path) -> str:
+    """The default ``label_detail`` of an attack capture: its file name without compression
+    suffix and extension.
+
+    >>> attack_type_of("stopddos/amp.UDP.snmp.src161.pcapng"), attack_type_of("syn.parquet.gz")
+    ('amp.UDP.snmp.src161', 'syn')
+    """
+    name = Path(path).name
+    for suffix in _COMPRESSED:
+        name = name.removesuffix(suffix)
+    return Path(name).stem if "." in name else name
+
+
 def parse_time(text: str) -> datetime:
     """An ISO 8601 time (no zone: UTC) or Unix epoch seconds, as an aware UTC datetime.
 
@@ -305,10 +318,7 @@ class InjectConfig:
         """
         if self.attack_types:
             return self.attack_types[index if len(self.attack_types) > 1 else 0]
-        name = self.attacks[index].name
-        for suffix in _COMPRESSED:
-            name = name.removesuffix(suffix)
-        return Path(name).stem if "." in name else name
+        return attack_type_of(self.attacks[index])
 
     def to_dict(self) -> dict[str, object]:
         """Every parameter, JSON-ready (the manifest stores it)."""

@@ -312,7 +312,7 @@ class TaskData:
         """The classes that are attacks in this task (for injections: the attack types)."""
         if self.spec.kind == "labeled":
             return self.spec.attack
-        types = [Path(a).name.split(".pcap")[0] for a in (*self.spec.train_attacks, *self.spec.test_attacks)]
+        types = [_attack_type(a) for a in (*self.spec.train_attacks, *self.spec.test_attacks)]
         return tuple(dict.fromkeys(types))
 
 
@@ -346,7 +346,9 @@ def prepare_task(task: TaskSpec, data: _Data, work: Path, progress: Callable[[st
 
 
 def _attack_type(path: str) -> str:
-    return Path(path).name.split(".pcap")[0]
+    from netflowgen.inject import attack_type_of
+
+    return attack_type_of(path)
 
 
 def _prepare_inject_many(task: TaskSpec, data: _Data, work: Path, step: timedelta, progress: Callable[[str], None]) -> TaskData:
@@ -431,8 +433,8 @@ def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, pr
     rng = np.random.default_rng(task.split_seed)
     order = rng.permutation(len(task.backgrounds))
     test_bg = {task.backgrounds[i] for i in order[: task.test_victims]}
-    train_types = [Path(a).name.split(".pcap")[0] for a in task.train_attacks]
-    test_types = [Path(a).name.split(".pcap")[0] for a in task.test_attacks]
+    train_types = [_attack_type(a) for a in task.train_attacks]
+    test_types = [_attack_type(a) for a in task.test_attacks]
     attack = tuple(dict.fromkeys(train_types + test_types))
     cuts, victims, parts, truth = {}, set(), [], []
     for i, bg in enumerate(task.backgrounds):

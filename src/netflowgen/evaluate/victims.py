@@ -48,7 +48,7 @@ def _starts(series: pl.DataFrame, step: timedelta, covered: np.ndarray | None) -
         return flows > 0
     w = step // timedelta(microseconds=1)
     us = pl.col("step").dt.epoch("us")
-    cov = pl.Series(covered)
+    cov = pl.Series(covered).implode()
     return (flows > 0) & us.is_in(cov) & (us + w).is_in(cov) & (us + 2 * w).is_in(cov)
 
 

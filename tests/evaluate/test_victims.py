@@ -1,0 +1,102 @@
+"""Victims across activity levels, episode times inside coverage, and the suite's plan mode."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from typer.testing import CliRunner
+
+from netflowgen.cli import app
+from netflowgen.evaluate.victims import draw_victims, episode_times
+
+T0 = datetime(2024, 5, 6, tzinfo=UTC)
+STEP = timedelta(minutes=1)
+runner = CliRunner()
+
+
+def node_series(rates: dict[str, float], minutes: int = 600, seed: int = 0) -> pl.DataFrame:
+    """Per node, Poisson flows per minute around its rate (a few silent minutes)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for node, rate in rates.items():
+        flows = rng.poisson(rate, minutes)
+        frames.append(pl.DataFrame({"node": node, "step": [T0 + k * STEP for k in range(minutes)],
+                                    "flows_in": flows, "flows_out": np.zeros(minutes, np.int64)}))
+    return pl.concat(frames).with_columns(pl.col("step").cast(pl.Datetime("us", "UTC")))
+
+
+def test_victims_come_from_every_activity_level_and_never_from_both_parts() -> None:
+    rates = {f"q{i}": 0.5 for i in range(10)} | {f"m{i}": 5.0 for i in range(10)} | {f"b{i}": 50.0 for i in range(10)}
+    series = node_series(rates)
+    cut = T0 + 300 * STEP
+    victims = draw_victims(series, cut, fit=6, test=6, min_active=20, rng=np.random.default_rng(1), what="t",
+                           step=STEP, spacing=timedelta(minutes=30), episodes={"fit": 2, "test": 3})
+    for part in ("fit", "test"):
+        mine = [v for v in victims if v.part == part]
+        assert len(mine) == 6
+        assert sorted(v.level for v in mine) == ["busy", "busy", "median", "median", "quiet", "quiet"]
+        assert {v.node[0] for v in mine} == {"q", "m", "b"}  # the levels are the nodes' real rates
+    assert len({v.node for v in victims}) == 12
+    with pytest.raises(ValueError, match="31 test victims asked for, but only 30 nodes"):
+        draw_victims(series, cut, fit=0, test=31, min_active=20, rng=np.random.default_rng(1), what="t", step=STEP,
+                     spacing=timedelta(minutes=30), episodes={"fit": 2, "test": 3})
+
+
+def test_episode_times_are_spaced_inside_the_part_and_where_the_background_was_observed() -> None:
+    series = node_series({"a": 5.0}, minutes=600)
+    # Observed: minutes 0-99 and 300-599 only (in microseconds).
+    covered = np.array([int((T0 + k * STEP).timestamp() * 1e6) for k in [*range(100), *range(300, 600)]])
+    lo, hi = T0 + 50 * STEP, T0 + 590 * STEP
+    times = episode_times(series, "a", lo, hi, k=8, length=timedelta(minutes=5), spacing=timedelta(minutes=30),
+                          step=STEP, rng=np.random.default_rng(2), what="t", covered=covered)
+    assert len(times) == 8 and times == sorted(times)
+    assert all(b - a >= timedelta(minutes=30) for a, b in zip(times, times[1:]))
+    for t in times:
+        minute = int((t - T0) / STEP)
+        assert lo <= t and t + timedelta(minutes=5) <= hi + STEP
+        assert minute in range(50, 98) or minute in range(300, 598), minute  # the onset and two steps after observed
+    with pytest.raises(ValueError, match="room for only"):
+        episode_times(series, "a", lo, hi, k=30, length=timedelta(minutes=5), spacing=timedelta(minutes=30), step=STEP,
+                      rng=np.random.default_rng(2), what="t", covered=covered)
+
+
+def test_plan_counts_victims_episodes_and_types_per_part_without_training(tmp_path: Path) -> None:
+    from tests.test_inject import attack_table
+
+    result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "data" / "sim"), "--nodes", "12", "--days", "1",
+                                 "--attacks", "0", "--scans", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    attack_table(minutes=2, per_minute=300).write_parquet(tmp_path / "data" / "syn.parquet")
+    attack_table(minutes=1, per_minute=200).with_columns(pl.lit(17, pl.UInt8).alias("proto")).write_parquet(
+        tmp_path / "data" / "udp.parquet")
+    (tmp_path / "suite.toml").write_text("""
+name = "plan"
+data = "data"
+[datasets.sim]
+inputs = ["sim"]
+[[tasks]]
+name = "many"
+kind = "inject"
+backgrounds = ["sim"]
+train_attacks = ["syn.parquet"]
+test_attacks = ["udp.parquet"]
+victims = 6
+injections_per_victim = 3
+fit_injections_per_victim = 2
+intensities = ["4x", "1x"]
+min_active_steps = 10
+fit_fraction = 0.5
+""")
+    result = runner.invoke(app, ["benchmark", str(tmp_path / "suite.toml"), "--out", str(tmp_path / "out"), "--plan", "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)["tasks"]["many"]
+    assert plan["test"]["victims"] == 3 and plan["fit"]["victims"] == 3
+    assert plan["test"]["episodes"] == 9 and plan["fit"]["episodes"] == 6
+    assert plan["test"]["attack_types"] == ["udp"] and plan["fit"]["attack_types"] == ["syn"]
+    assert plan["test"]["positive_steps"] >= 9
+    assert not (tmp_path / "out" / "pretrain").exists(), "planning trains nothing"

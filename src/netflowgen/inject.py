@@ -784,7 +784,7 @@ def _inject_one(config: InjectConfig, step: _Step, attacks: list[_Attack], write
         injected = injected.filter(pl.Series(seen))
     if injected.height == 0:
         # Nothing of it was observed: the ground truth keeps the row (0 flows), nothing is written.
-        log.warning("injection %d on %s at %s: every flow ends outside the background's coverage", step.id,
+        log.info("injection %d on %s at %s: every flow ends outside the background's coverage", step.id,
                     step.victim, _time(step.at_us).isoformat())
         at = _time(step.at_us).isoformat()
         return Injection(

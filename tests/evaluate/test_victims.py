@@ -100,3 +100,34 @@ fit_fraction = 0.5
     assert plan["test"]["attack_types"] == ["udp"] and plan["fit"]["attack_types"] == ["syn"]
     assert plan["test"]["positive_steps"] >= 9
     assert not (tmp_path / "out" / "pretrain").exists(), "planning trains nothing"
+
+
+def test_a_missing_capture_or_too_few_victims_is_a_clear_error_naming_task_and_file(tmp_path: Path) -> None:
+    from tests.test_inject import attack_table
+
+    result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "data" / "sim"), "--nodes", "6", "--days", "0.5",
+                                 "--attacks", "0", "--scans", "0", "--json"])
+    assert result.exit_code == 0, result.output
+    attack_table(minutes=1, per_minute=100).write_parquet(tmp_path / "data" / "syn.parquet")
+    suite = """
+name = "bad"
+data = "data"
+[datasets.sim]
+inputs = ["sim"]
+[[tasks]]
+name = "flood"
+kind = "inject"
+backgrounds = ["sim"]
+train_attacks = ["syn.parquet"]
+test_attacks = ["{test}"]
+victims = {victims}
+min_active_steps = 10
+"""
+    (tmp_path / "missing.toml").write_text(suite.format(test="nowhere.pcap", victims=2))
+    result = runner.invoke(app, ["benchmark", str(tmp_path / "missing.toml"), "--out", str(tmp_path / "o1"), "--plan"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "task 'flood'" in message and "nowhere.pcap" in message
+    (tmp_path / "many.toml").write_text(suite.format(test="syn.parquet", victims=40))
+    result = runner.invoke(app, ["benchmark", str(tmp_path / "many.toml"), "--out", str(tmp_path / "o2"), "--plan"])
+    message = " ".join(result.output.split())
+    assert result.exit_code == 1 and "task flood: background sim" in message and "asked for, but only" in message

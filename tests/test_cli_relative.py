@@ -168,6 +168,7 @@ seeds = [0]
 budgets = ["1ep"]
 methods = ["flowgpt", "volume"]
 synthetic = true
+corpus_report = true
 
 [pretrain]
 size = "tiny"
@@ -202,6 +203,9 @@ fit_fraction = 0.9
         low, value, high = (compared["pr_auc"]["flowgpt"][k] for k in ("low", "value", "high"))
         assert low <= value <= high
         assert task["best_single_feature"]["causal"] and task["test_episodes"] >= 1 and task["test_victims"] >= 1
+        corpus = results["pretrain"]["60s"]["corpus"]["sim"]
+        assert corpus["flows"] < simulated["rows_written"]  # flows after the test cut are left out
+        assert corpus["active"]["flowgpt"]["targets"] > 0 and "persistence" in corpus["active"]
 
 
 def test_collect_writes_a_relative_dataset(work: Path) -> None:

@@ -156,6 +156,8 @@ class SuiteSpec:
     description: str = ""
     bootstrap: int = 1000
     """Replicates of the bootstrap over victims behind every interval."""
+    corpus_report: bool = False
+    """Also report each dataset's pre-training corpus and held-out next-step cross-entropy."""
 
     def resolve(self, path: str) -> Path:
         p = Path(os.path.expandvars(path))
@@ -224,7 +226,7 @@ def load_suite(path: Path, data: Path | None = None) -> SuiteSpec:
     return SuiteSpec(raw.get("name", Path(path).stem), base, datasets, tuple(tasks), tuple(raw.get("seeds", (0, 1, 2))),
                      tuple(str(b) for b in raw.get("budgets", SuiteSpec.budgets)), methods, raw.get("pretrain", {}),
                      raw.get("finetune", {}), bool(raw.get("synthetic", False)), raw.get("description", ""),
-                     int(raw.get("bootstrap", 1000)))
+                     int(raw.get("bootstrap", 1000)), bool(raw.get("corpus_report", False)))
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -476,48 +478,6 @@ def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, pr
     return TaskData(task, series, split, step, pl.concat(truth, how="diagonal_relaxed"))
 
 
-# --- pre-training -----------------------------------------------------------------------------
-
-
-def pretrain_for(step: timedelta, suite: SuiteSpec, data: _Data, cuts: dict[str, datetime], out: Path,
-                 show_progress: bool) -> Path:
-    """One pre-training run at ``step`` on every dataset's unlabelled flows before its test cut."""
-    from netflowgen.series import feature_names
-    from netflowgen.tokenize import Tokenizer, TokenizerConfig
-    from netflowgen.tokenize.shards import write_tokens
-    from netflowgen.train.loop import TrainConfig
-    from netflowgen.train.pretrain import PretrainConfig, pretrain
-
-    run = out / f"pretrain-{int(step.total_seconds())}s"
-    if (run / "model.safetensors").is_file():
-        return run
-    parts = []
-    for name in suite.datasets:
-        flows = data.get(name)
-        if name in cuts:
-            flows = flows.filter(pl.col("ts_start") < cuts[name])
-        if flows.height == 0:
-            continue
-        # Labels are dropped: pre-training is unsupervised, whatever the data carries.
-        flows = flows.with_columns(pl.lit(None, pl.String).alias("label"), pl.lit(None, pl.String).alias("label_detail"))
-        parts.append(build_series(flows.lazy(), SeriesConfig(step=step, local_prefixes=data.prefixes(name)), data.coverage(name)))
-    corpus = pl.concat(parts).sort("node", "step")
-    # Two captures can hold the same address at overlapping times: keep one row per (node, step).
-    corpus = corpus.unique(["node", "step"], keep="first", maintain_order=True)
-    p = suite.pretrain
-    tok = Tokenizer.fit(corpus, TokenizerConfig(tuple(feature_names()), int(p.get("bins", 10))))
-    tokens = out / f"tokens-{int(step.total_seconds())}s"
-    write_tokens(corpus, tok, tokens, step_seconds=step.total_seconds(), fit={"by": "suite", "before_test_cuts": True},
-                 source="suite pre-training corpus", overwrite=True)
-    steps = int(p.get("steps", 1500))
-    train = TrainConfig(steps=steps, batch_size=int(p.get("batch_size", 32)), lr=float(p.get("lr", 1e-3)),
-                        warmup_steps=min(100, steps // 10), eval_every=max(steps // 3, 1), checkpoint_every=steps,
-                        eval_batches=20, seed=0)
-    pretrain(PretrainConfig(tokens, p.get("size", "tiny"), int(p.get("context", 64))), train, run,
-             overwrite=True, show_progress=show_progress)
-    return run
-
-
 # --- methods -----------------------------------------------------------------------------------
 
 
@@ -624,6 +584,7 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
         episodes,
         summarize_seeds,
     )
+    from netflowgen.evaluate.corpus import corpus_report, pretrain_for
     from netflowgen.evaluate.uncertainty import compare_methods
     from netflowgen.evaluate.splits import check_no_leak
     from netflowgen.train.pretrain import load_run
@@ -655,14 +616,21 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
         for ds, cut in t.split.cuts.items():
             cuts[ds] = min(cuts.get(ds, cut), cut)
     runs: dict[timedelta, Path] = {}
+    corpus: dict[timedelta, dict[str, Any]] = {}
     for step in sorted({t.step for t in tasks}):
         say(f"pre-training at {step.total_seconds():g} s steps")
         stage = time.perf_counter()
         runs[step] = pretrain_for(step, suite, data, cuts, out / "pretrain", show_progress)
         timings[f"pre-training at {step.total_seconds():g} s"] = time.perf_counter() - stage
+        if suite.corpus_report:
+            say(f"held-out next step per dataset at {step.total_seconds():g} s")
+            stage = time.perf_counter()
+            corpus[step] = corpus_report(runs[step], step, suite, data, cuts)
+            timings[f"next-step report at {step.total_seconds():g} s"] = time.perf_counter() - stage
     results: dict[str, Any] = {"suite": suite.name, "description": suite.description, "synthetic": suite.synthetic,
                                "methods": list(suite.methods), "budgets": list(suite.budgets), "seeds": list(suite.seeds),
-                               "pretrain": {f"{int(s.total_seconds())}s": _run_info(r) for s, r in runs.items()},
+                               "pretrain": {f"{int(s.total_seconds())}s": {**_run_info(r), "corpus": corpus.get(s)}
+                                            for s, r in runs.items()},
                                "tasks": {}}
     for t in tasks:
         stage = time.perf_counter()

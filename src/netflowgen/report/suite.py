@@ -54,6 +54,23 @@ def _methods_in_order(results: dict[str, Any], present: set[str]) -> list[str]:
     return [m for m in known if m in present] + sorted(present - set(known))
 
 
+def corpus_table(corpus: dict[str, Any]) -> list[dict[str, str]]:
+    """Per dataset of a pre-training corpus: its size, and the run's and baselines' held-out
+    next-step cross-entropy on active steps."""
+    rows = []
+    for name, d in corpus.items():
+        ce, seasonal = d.get("active", {}), d.get("seasonal active rows", {})
+        row = {"dataset": name, "flows": f"{d['flows']:,}", "nodes": f"{d['nodes']:,}", "node-steps": f"{d['node_steps']:,}",
+               "held-out active steps": f"{ce.get('flowgpt', {}).get('targets', 0):,}"}
+        for m in ("flowgpt", "persistence", "node-frequency"):
+            row[m] = f"{ce[m]['mean_cross_entropy']:.3f}" if m in ce and ce[m]["targets"] else "–"
+        both = "flowgpt" in seasonal and "seasonal-naive" in seasonal and seasonal["flowgpt"]["targets"]
+        row["seasonal-naive (flowgpt) a day on"] = (f"{seasonal['seasonal-naive']['mean_cross_entropy']:.3f} "
+                                                    f"({seasonal['flowgpt']['mean_cross_entropy']:.3f})") if both else "–"
+        rows.append(row)
+    return rows
+
+
 def comparison_table(results: dict[str, Any]) -> list[dict[str, str]]:
     """One row per task, budget and method: test PR-AUC with its 95% interval (bootstrap over
     victims) and the paired differences from the best baseline and from scratch."""
@@ -179,6 +196,11 @@ def _markdown(results: dict[str, Any], figures: dict[str, list[Path]], out: Path
         final = info.get("final") or {}
         lines.append(f"- pre-training at {step}: {info.get('size')} model, {info.get('parameters') or 0:,} parameters, "
                      f"{info.get('steps')} steps, held-out next-step loss {final.get('val_loss', float('nan')):.3f}")
+    for step, info in results.get("pretrain", {}).items():
+        corpus = info.get("corpus")
+        if corpus:
+            lines += ["", f"### Pre-training corpus at {step}: held-out next-step cross-entropy (nats, mean over features, "
+                      "active steps; lower is better)", "", _markdown_table(corpus_table(corpus))]
     lines += ["", "## Comparisons (test part; 95% intervals from a bootstrap over victims, paired on the same draws)", "",
               _markdown_table(comparison_table(results)), ""]
     lines += [f"- {v}" for v in verdict_sentences(results)]

@@ -1,0 +1,100 @@
+"""The pre-training corpus of a suite: every dataset's unlabelled flows before its test cut, one
+run per step width, and what the run learnt, per dataset.
+
+* Every dataset of the suite goes in, also those no task uses (the real-data suite lists every
+  capture in ``../shared/data``): unlabelled volume is what pre-training is for.
+* Labels are dropped; flows at or after any task's test cut of that dataset are left out, so the
+  test parts stay unseen; 1970 clocks are left out (``_Data.get``).
+* Node series zero-fill only inside each dataset's coverage.
+* Reported per dataset: flows, nodes and node-steps, and the held-out next-step cross-entropy
+  (the last part of every node's series) of the model and of the persistence, node-frequency and
+  seasonal-naive baselines, in mean and per feature (``evaluate/nextstep.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from netflowgen.series.build import SeriesConfig, build_series
+
+__all__ = ["corpus_series", "pretrain_for", "corpus_report"]
+
+
+def corpus_series(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetime]) -> dict[str, tuple[pl.DataFrame, int]]:
+    """Per dataset: its unlabelled node series at ``step`` before its test cut, and its flow count."""
+    out = {}
+    for name in suite.datasets:
+        flows = data.get(name)
+        if name in cuts:
+            flows = flows.filter(pl.col("ts_start") < cuts[name])
+        if flows.height == 0:
+            continue
+        # Labels are dropped: pre-training is unsupervised, whatever the data carries.
+        flows = flows.with_columns(pl.lit(None, pl.String).alias("label"), pl.lit(None, pl.String).alias("label_detail"))
+        series = build_series(flows.lazy(), SeriesConfig(step=step, local_prefixes=data.prefixes(name)), data.coverage(name))
+        out[name] = (series, flows.height)
+    return out
+
+
+def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetime], out: Path,
+                 show_progress: bool) -> Path:
+    """One pre-training run at ``step`` on every dataset's unlabelled flows before its test cut
+    (the run is reused when OUT holds it already)."""
+    from netflowgen.series import feature_names
+    from netflowgen.tokenize import Tokenizer, TokenizerConfig
+    from netflowgen.tokenize.shards import write_tokens
+    from netflowgen.train.loop import TrainConfig
+    from netflowgen.train.pretrain import PretrainConfig, pretrain
+
+    run = out / f"pretrain-{int(step.total_seconds())}s"
+    if (run / "model.safetensors").is_file():
+        return run
+    corpus = pl.concat([series for series, _ in corpus_series(step, suite, data, cuts).values()]).sort("node", "step")
+    # Two captures can hold the same address at overlapping times: keep one row per (node, step).
+    corpus = corpus.unique(["node", "step"], keep="first", maintain_order=True)
+    p = suite.pretrain
+    tok = Tokenizer.fit(corpus, TokenizerConfig(tuple(feature_names()), int(p.get("bins", 10))))
+    tokens = out / f"tokens-{int(step.total_seconds())}s"
+    write_tokens(corpus, tok, tokens, step_seconds=step.total_seconds(), fit={"by": "suite", "before_test_cuts": True},
+                 source="suite pre-training corpus", overwrite=True)
+    steps = int(p.get("steps", 1500))
+    train = TrainConfig(steps=steps, batch_size=int(p.get("batch_size", 32)), lr=float(p.get("lr", 1e-3)),
+                        warmup_steps=min(100, steps // 10), eval_every=max(steps // 3, 1), checkpoint_every=steps,
+                        eval_batches=20, seed=0)
+    pretrain(PretrainConfig(tokens, p.get("size", "tiny"), int(p.get("context", 64))), train, run,
+             overwrite=True, show_progress=show_progress)
+    return run
+
+
+def corpus_report(run: Path, step: timedelta, suite: Any, data: Any, cuts: dict[str, datetime]) -> dict[str, Any]:
+    """Per dataset: flows, nodes, node-steps, and held-out next-step cross-entropy of the run and
+    of the baselines (mean over features, and per feature on active steps)."""
+    from netflowgen.evaluate.nextstep import evaluate_next_step
+    from netflowgen.tokenize.shards import open_tokens, write_tokens
+    from netflowgen.train.pretrain import load_run
+    from netflowgen.train.windows import TokenWindows
+
+    model, tok, _ = load_run(run)
+    val_fraction = float(json.loads((run / "train_config.json").read_text())["data"]["val_fraction"])
+    features = list(tok.config.features)
+    report: dict[str, Any] = {}
+    for name, (series, flows) in corpus_series(step, suite, data, cuts).items():
+        entry: dict[str, Any] = {"flows": flows, "nodes": series["node"].n_unique(), "node_steps": series.height}
+        with tempfile.TemporaryDirectory(prefix="netflowgen-corpus-") as tmp:
+            write_tokens(series.sort("node", "step"), tok, Path(tmp) / "t", step_seconds=step.total_seconds(), fit=None, source=name)
+            _, _, shards = open_tokens(Path(tmp) / "t")
+            windows = TokenWindows(shards, model.cfg.context, val_fraction)
+            result = evaluate_next_step(model, windows, features, [tok.bins[f] for f in features], step.total_seconds()).to_dict()
+        for subset in ("all", "active", "seasonal active rows"):
+            methods = result["subsets"].get(subset, {})
+            entry[subset] = {m: {"mean_cross_entropy": r["mean_cross_entropy"], "targets": r["targets"],
+                                 **({"cross_entropy": r["cross_entropy"]} if subset != "all" else {})}
+                             for m, r in methods.items()}
+        report[name] = entry
+    return report

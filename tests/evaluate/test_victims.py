@@ -74,9 +74,10 @@ def test_plan_counts_victims_episodes_and_types_per_part_without_training(tmp_pa
     attack_table(minutes=2, per_minute=300).write_parquet(tmp_path / "data" / "syn.parquet")
     attack_table(minutes=1, per_minute=200).with_columns(pl.lit(17, pl.UInt8).alias("proto")).write_parquet(
         tmp_path / "data" / "udp.parquet")
-    (tmp_path / "suite.toml").write_text("""
+    suite = """
 name = "plan"
 data = "data"
+{settings}
 [datasets.sim]
 inputs = ["sim"]
 [[tasks]]
@@ -91,7 +92,8 @@ fit_injections_per_victim = 2
 intensities = ["4x", "1x"]
 min_active_steps = 10
 fit_fraction = 0.5
-""")
+"""
+    (tmp_path / "suite.toml").write_text(suite.format(settings=""))
     result = runner.invoke(app, ["benchmark", str(tmp_path / "suite.toml"), "--out", str(tmp_path / "out"), "--plan", "--json"])
     assert result.exit_code == 0, result.output
     plan = json.loads(result.stdout)["tasks"]["many"]
@@ -100,6 +102,18 @@ fit_fraction = 0.5
     assert plan["test"]["attack_types"] == ["udp"] and plan["fit"]["attack_types"] == ["syn"]
     assert plan["test"]["positive_steps"] >= 9
     assert not (tmp_path / "out" / "pretrain").exists(), "planning trains nothing"
+
+    # The same tasks run: per intensity, per method, with intervals over the three test victims.
+    (tmp_path / "suite.toml").write_text(suite.format(settings='methods = ["volume", "ewma"]\nseeds = [0]\n'
+                                                      'budgets = ["1ep"]\nbootstrap = 50\npretrain = { size = "tiny", '
+                                                      'steps = 2, batch_size = 4, context = 16 }'))
+    result = runner.invoke(app, ["benchmark", str(tmp_path / "suite.toml"), "--out", str(tmp_path / "out"), "--json"])
+    assert result.exit_code == 0, result.output
+    task = json.loads((tmp_path / "out" / "results.json").read_text())["tasks"]["many"]
+    assert task["test_victims"] == 3 and task["test_episodes"] == 9
+    run = next(r for r in task["runs"] if r["method"] == "ewma")
+    assert set(run["by_intensity"]) == {"4x", "1x"}
+    assert task["comparisons"]["budgets"]["1ep"]["reference"] in ("volume", "ewma")
 
 
 def test_a_missing_capture_or_too_few_victims_is_a_clear_error_naming_task_and_file(tmp_path: Path) -> None:

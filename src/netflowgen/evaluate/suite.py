@@ -402,7 +402,7 @@ def _prepare_inject_many(task: TaskSpec, data: _Data, work: Path, step: timedelt
                                 intensities=intensities, seed=task.split_seed * 1000 + i * 2 + (part == "test"),
                                 label=task.label, local_prefixes=data.prefixes(bg), rate_step=step, within_coverage=True,
                                 translate_family=True, overwrite=True), out)
-            gt = pl.read_csv(out / "injections.csv", schema_overrides={"intensity": pl.String})
+            gt = pl.read_csv(out / "injections.csv", schema_overrides={"intensity": pl.String}, try_parse_dates=True)
             levels = {v.node: v.level for v in mine}
             truth.append(gt.with_columns(pl.lit(bg).alias("dataset"), pl.lit(part).alias("part"),
                                          pl.col("victim").replace_strict(levels, default=None).alias("level")))
@@ -734,7 +734,8 @@ def _by_intensity(t: TaskData, frame: pl.DataFrame, test_rows: np.ndarray, thres
         hit = pl.lit(False)
         for row in mine.iter_rows(named=True):
             start = _floor(row["start"], step_us)
-            hit = hit | ((pl.col("node") == row["victim"]) & (pl.col("step") >= start) & (pl.col("step") <= row["end"]))
+            end = datetime.fromisoformat(row["end"]) if isinstance(row["end"], str) else row["end"]
+            hit = hit | ((pl.col("node") == row["victim"]) & (pl.col("step") >= start) & (pl.col("step") <= end))
         rows = test.filter(~pl.col("label") | hit)
         if rows["label"].sum() == 0:
             continue

@@ -6,7 +6,10 @@ Each step of a node's series is one position. Its input vector is
 
 and the decoder predicts, at every position t, the bin of every traffic feature at step t + 1.
 The shared linear layer over one-hot vectors is computed as a sum of rows of one weight table
-(the columns the one-hot selects), which is the same function without building the one-hots.
+(the columns the one-hot selects), which is the same function without building the one-hots:
+one ``embedding_bag`` (sum mode) per step, which never materialises the (B, T, F + 4, d_model)
+rows it adds up. The loss is one cross-entropy over every feature's logits laid out as a
+(…, F, max_bins) grid (a plain view when every feature has the same number of bins).
 
 Read top to bottom: config, attention, MLP, block, model. Nothing here imports training code.
 """
@@ -162,6 +165,8 @@ class FlowGPT(nn.Module):
         pad = torch.arange(width)[None, :] >= torch.tensor(cfg.bins)[:, None]  # (F, max_bins)
         self.register_buffer("grid_index", grid.masked_fill(pad, 0), persistent=False)
         self.register_buffer("grid_pad", pad, persistent=False)
+        # Every feature with the same bin count: the grid is a view of the logits, no gather.
+        self._uniform_bins = len(set(cfg.bins)) == 1
         # log(bins) of each feature: the NLL of a uniform guess, the unit of feature_surprise. A
         # one-bin feature's NLL is always 0; 1 keeps it 0. Derived from cfg, so not in checkpoints.
         log_bins = torch.tensor([math.log(b) if b > 1 else 1.0 for b in cfg.bins], dtype=torch.float32)
@@ -187,7 +192,9 @@ class FlowGPT(nn.Module):
         if T > self.cfg.context:
             raise ValueError(f"sequence of {T} steps is longer than the model's context ({self.cfg.context})")
         cols = torch.cat([traffic, time], dim=-1).long() + self.offsets  # (B, T, F + 4)
-        x = F.embedding(cols, self.input_weight).sum(dim=2) + self.input_bias  # (B, T, d)
+        # Linear(one-hot) == the sum of the selected rows of input_weight: one bag per step.
+        x = F.embedding_bag(cols.flatten(0, -2), self.input_weight, mode="sum")  # (B * T, d)
+        x = x.view(*cols.shape[:-1], -1) + self.input_bias  # (B, T, d)
         x = x + self.node_emb(node.long())[:, None, :] + self.group_emb(group.long())[:, None, :]
         return x + self.pos_emb(torch.arange(T, device=traffic.device))  # (B, T, d)
 
@@ -215,17 +222,25 @@ class FlowGPT(nn.Module):
         feature_loss = feature_loss / counts
         return FlowGPTOutput(hidden, logits, feature_loss.mean(), feature_loss)
 
+    def feature_grid(self, logits: torch.Tensor) -> torch.Tensor:
+        """(…, F, max_bins) fp32 logits of every feature's bins (padding bins at -inf)."""
+        logits = logits.float()
+        if self._uniform_bins:
+            return logits.unflatten(-1, (self.cfg.n_features, self.cfg.bins[0]))
+        return logits[..., self.grid_index].masked_fill(self.grid_pad, float("-inf"))
+
     def feature_log_probs(self, logits: torch.Tensor) -> torch.Tensor:
         """(…, F, max_bins) log-probabilities of every feature's bins (padding bins at -inf)."""
-        grid = logits.float()[..., self.grid_index]  # (…, F, max_bins)
-        return grid.masked_fill(self.grid_pad, float("-inf")).log_softmax(dim=-1)
+        return self.feature_grid(logits).log_softmax(dim=-1)
 
     def feature_nll(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) negative log-likelihood of each target bin; 0 where the target is -1."""
-        logp = self.feature_log_probs(logits)  # (B, T, F, max_bins)
-        keep = targets >= 0
-        picked = logp.gather(-1, targets.clamp(min=0).long().unsqueeze(-1)).squeeze(-1)  # (B, T, F)
-        return torch.where(keep, -picked, torch.zeros_like(picked))
+        """(…, F) negative log-likelihood of each target bin; 0 where the target is -1.
+
+        One cross-entropy over all positions and features at once (fused log-softmax and pick).
+        """
+        grid = self.feature_grid(logits)  # (…, F, max_bins)
+        nll = F.cross_entropy(grid.reshape(-1, grid.shape[-1]), targets.reshape(-1).long(), ignore_index=-1, reduction="none")
+        return nll.view(targets.shape)
 
     def feature_surprise(self, nll: torch.Tensor) -> torch.Tensor:
         """(…, F) per-feature NLL in units of a uniform guess over that feature's bins
@@ -239,9 +254,21 @@ class FlowGPT(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def flops_per_step(self) -> int:
-        """Approximate training FLOPs per position (forward + backward = 3x forward), PaLM-style:
-        6 x (matrix parameters) + 12 x layers x d_model x context for attention."""
+    def matmul_params(self) -> int:
+        """Weights that multiply activations as matrices: the blocks' projections and the heads.
+
+        Not counted: the input table and the node, group and position embeddings, whose rows are
+        gathered and added (no multiplication: an ``embedding_bag`` is not a matmul), biases and
+        norms (elementwise)."""
+        return sum(p.numel() for n, p in self.named_parameters() if p.dim() == 2 and "emb" not in n and n != "input_weight")
+
+    def flops_per_step(self, context: int | None = None) -> int:
+        """Training FLOPs per position (forward + backward = 3x forward) of the matmuls this
+        model performs, PaLM-style: 6 x matmul_params() for the projections and heads, plus the
+        attention scores and weighted sums, 12 x layers x d_model x (mean keys per query). The
+        attention is causal and computed so (scaled_dot_product_attention, is_causal=True, skips
+        the masked part): in a window of T positions a query attends (T + 1) / 2 keys on average,
+        so half the PaLM figure (which counts T keys per query) is counted."""
         cfg = self.cfg
-        matrix = sum(p.numel() for n, p in self.named_parameters() if p.dim() == 2 and "emb" not in n and n != "input_weight")
-        return 6 * matrix + 12 * cfg.n_layer * cfg.d_model * cfg.context
+        T = cfg.context if context is None else context
+        return 6 * self.matmul_params() + 6 * cfg.n_layer * cfg.d_model * (T + 1)

@@ -243,3 +243,15 @@ def test_gbt_errors() -> None:
         fitted.score(five)
     with pytest.raises(ValueError, match="not a netflowgen artifact"):
         GBTDetector.load(Path("/nonexistent-gbt"))
+
+
+def test_volume_can_hold_its_state_over_a_hole_in_the_data() -> None:
+    # A steady node observed in two windows an hour apart: its first step after the hole is normal.
+    steady = series("a", [*range(30), *range(90, 120)], flows_in=[20] * 60, packets_in=[60] * 60)
+    reset = VolumeDetector(VolumeConfig()).score(steady)["score"].to_numpy()
+    held = VolumeDetector(VolumeConfig(hold_over=timedelta(hours=2))).score(steady)["score"].to_numpy()
+    assert reset[30] > 1.0, "after the hole the node is compared with silence"
+    assert abs(held[30]) < 0.1 and np.allclose(held[:30], reset[:30])
+    # A hole longer than the hold starts again from nothing.
+    short = VolumeDetector(VolumeConfig(hold_over=timedelta(minutes=30))).score(steady)["score"].to_numpy()
+    assert short[30] == pytest.approx(reset[30])

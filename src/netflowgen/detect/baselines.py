@@ -83,9 +83,10 @@ def infer_step(series: pl.DataFrame) -> timedelta:
     return timedelta(microseconds=int(diffs))
 
 
-def _segmented(series: pl.DataFrame, step: timedelta, what: str) -> pl.DataFrame:
-    """The series sorted by node and step, with ``_seg``: the segment id (see the module doc)."""
-    step_us = step // timedelta(microseconds=1)
+def _segmented(series: pl.DataFrame, step: timedelta, what: str, hold: timedelta | None = None) -> pl.DataFrame:
+    """The series sorted by node and step, with ``_seg``: the segment id (see the module doc).
+    With ``hold``, a segment runs on over missing steps up to that long (state held over a hole)."""
+    step_us = (hold or step) // timedelta(microseconds=1)
     out = series.sort("node", "step")
     same_node = pl.col("node") == pl.col("node").shift(1)
     diff = pl.col("step").dt.epoch("us") - pl.col("step").shift(1).dt.epoch("us")
@@ -93,7 +94,7 @@ def _segmented(series: pl.DataFrame, step: timedelta, what: str) -> pl.DataFrame
     if dup.height:
         raise ValueError(f"{what}: {dup.height} duplicate (node, step) row(s), e.g. node {dup['node'][0]!r} "
                          f"at {dup['step'][0]}")
-    new = (~same_node | (diff != step_us)).fill_null(True)
+    new = (~same_node | ((diff > step_us) if hold else (diff != step_us))).fill_null(True)
     return out.with_columns(new.cast(pl.UInt32).cum_sum().alias("_seg"))
 
 
@@ -131,6 +132,10 @@ class VolumeConfig:
     """Compare log1p(value): a jump is measured as a ratio, so busy and quiet nodes compare alike."""
     halflife_steps: float = 30.0
     """Half-life of the EWMA of mean and variance, in steps."""
+    hold_over: timedelta | None = None
+    """Keep a node's EWMA state over missing steps (a hole in the data's coverage, a collector
+    restart) up to this long, as a live detector would, instead of starting again from nothing
+    after every missing step. The EWMA then advances by rows: the steps that were observed."""
     min_std: float = 0.5
     """Added in quadrature to the EWMA standard deviation (in the compared units, log1p by
     default) so that a node with constant history does not give infinite z-scores."""
@@ -197,7 +202,7 @@ def causal_z_scores(series: pl.DataFrame, cfg: VolumeConfig | None = None, what:
     _check_series(series, cfg.features, what)
     if series.height == 0:
         return series.select("node", "step", *[pl.lit(0.0).alias(f) for f in cfg.features]).head(0)
-    seg = _segmented(series.select("node", "step", *cfg.features), cfg.step or infer_step(series), what)
+    seg = _segmented(series.select("node", "step", *cfg.features), cfg.step or infer_step(series), what, cfg.hold_over)
     return seg.select("node", "step", *[z.cast(pl.Float64) for z in _z_exprs(cfg.features, cfg)])
 
 

@@ -85,10 +85,10 @@ __all__ = ["METHODS", "DatasetSpec", "SuiteSpec", "TaskSpec", "load_suite", "run
 log = logging.getLogger(__name__)
 
 METHODS = ("flowgpt", "flowgpt-surprise", "flowgpt-hidden", "scratch", "lightgbm", "lightgbm-relative", "volume", "ewma",
-           "surprise")
+           "ewma-held", "surprise")
 #: What an operator would use without a pre-trained model: the paired comparisons take the best
 #: of these on each budget as the reference.
-BASELINES = ("lightgbm", "lightgbm-relative", "volume", "ewma")
+BASELINES = ("lightgbm", "lightgbm-relative", "volume", "ewma", "ewma-held")
 RESULTS_NAME = "results.json"
 
 
@@ -510,14 +510,16 @@ def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, 
             s = surprise_scores(model, steps)
             cache["surprise"] = np.where(np.isfinite(s), s, np.nanmin(s) if np.isfinite(s).any() else 0.0)
         return cache["surprise"]
-    if method in ("volume", "ewma"):
+    if method in ("volume", "ewma", "ewma-held"):
         if method not in cache:
             from netflowgen.detect.baselines import VolumeConfig, VolumeDetector
             from netflowgen.series.features import feature_names
 
-            # volume: the operator's flows and packets; ewma: the largest z over every feature.
+            # volume: the operator's flows and packets; ewma: the largest z over every feature;
+            # ewma-held: the same, its state held over holes in the data up to a day.
             features = VolumeConfig.features if method == "volume" else tuple(feature_names())
-            scored = VolumeDetector(VolumeConfig(features=features, step=task.step)).score(series)
+            hold = timedelta(days=1) if method == "ewma-held" else None
+            scored = VolumeDetector(VolumeConfig(features=features, step=task.step, hold_over=hold)).score(series)
             cache[method] = _aligned(scored, steps)
         return cache[method]
     if method in ("lightgbm", "lightgbm-relative"):

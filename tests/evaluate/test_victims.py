@@ -65,8 +65,10 @@ def test_episode_times_are_spaced_inside_the_part_and_where_the_background_was_o
                       rng=np.random.default_rng(2), what="t", covered=covered)
 
 
-def test_plan_counts_victims_episodes_and_types_per_part_without_training(tmp_path: Path) -> None:
+def test_plan_counts_victims_episodes_and_types_per_part_without_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.test_inject import attack_table
+
+    monkeypatch.delenv("NETFLOWGEN_SHARED_DATA", raising=False)  # CI sets it; this suite names its own data
 
     result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "data" / "sim"), "--nodes", "12", "--days", "1",
                                  "--attacks", "0", "--scans", "0", "--json"])
@@ -116,8 +118,11 @@ fit_fraction = 0.5
     assert task["comparisons"]["budgets"]["1ep"]["reference"] in ("volume", "ewma")
 
 
-def test_a_missing_capture_or_too_few_victims_is_a_clear_error_naming_task_and_file(tmp_path: Path) -> None:
+def test_a_missing_capture_or_too_few_victims_is_a_clear_error_naming_task_and_file(tmp_path: Path,
+                                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.test_inject import attack_table
+
+    monkeypatch.delenv("NETFLOWGEN_SHARED_DATA", raising=False)  # CI sets it; this suite names its own data
 
     result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "data" / "sim"), "--nodes", "6", "--days", "0.5",
                                  "--attacks", "0", "--scans", "0", "--json"])

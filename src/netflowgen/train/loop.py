@@ -185,6 +185,9 @@ def train_loop(
 
     ``sample(step, rank)`` gives the batch of a step; ``loss_of(model, batch)`` its loss;
     ``validate(model)`` validation metrics. Rank 0 writes metrics and checkpoints to ``run_dir``.
+    Every log record says the rate since the previous one (``steps_per_s``, ``tokens_per_s``) and
+    the share of that time spent getting batches (``data_share``: ``sample`` and the copy to the
+    device); validation and checkpoints in that interval count in the rate, not in the share.
     """
     device = torch.device(device)
     info = dist_info()
@@ -213,6 +216,7 @@ def train_loop(
 
     progress = _progress(show_progress and info.main, cfg.steps, start)
     t_last, n_last = time.perf_counter(), start
+    data_s = 0.0  # seconds spent in sample() and .to(device) since the last log record
     try:
         with progress:
             task = progress.add_task("train", total=cfg.steps, completed=start, loss=float("nan"), rate=0.0, tps=0.0)
@@ -220,7 +224,9 @@ def train_loop(
                 model.train()
                 # Seeded per step: dropout and sampling do not depend on where a run was resumed.
                 torch.manual_seed(cfg.seed * 1_000_003 + info.rank * 7_919 + step)
+                t_data = time.perf_counter()
                 batch = sample(step, info.rank).to(device)
+                data_s += time.perf_counter() - t_data
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(step, cfg) * group.get("lr_scale", 1.0)
                 with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
@@ -233,9 +239,11 @@ def train_loop(
                 if done % cfg.log_every == 0 or done == cfg.steps:
                     now = time.perf_counter()
                     rate = (done - n_last) / max(now - t_last, 1e-9)
-                    t_last, n_last = now, done
+                    share = data_s / max(now - t_last, 1e-9)
+                    t_last, n_last, data_s = now, done, 0.0
                     rec = {"step": done, "loss": float(loss.detach()), "lr": lr_at(step, cfg),
-                           "grad_norm": float(grad_norm), "steps_per_s": rate, "tokens_per_s": rate * tokens_per_batch * info.world}
+                           "grad_norm": float(grad_norm), "steps_per_s": rate, "tokens_per_s": rate * tokens_per_batch * info.world,
+                           "data_share": share}
                     log_record(rec)
                     progress.update(task, completed=done, loss=rec["loss"], rate=rate, tps=rec["tokens_per_s"])
                 else:

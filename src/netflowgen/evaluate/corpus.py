@@ -45,7 +45,7 @@ def corpus_series(step: timedelta, suite: Any, data: Any, cuts: dict[str, dateti
 def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetime], out: Path,
                  show_progress: bool) -> Path:
     """One pre-training run at ``step`` on every dataset's unlabelled flows before its test cut
-    (the run is reused when OUT holds it already)."""
+    (reused when OUT holds a run made with the same [pretrain] settings, datasets and cuts)."""
     from netflowgen.series import feature_names
     from netflowgen.tokenize import Tokenizer, TokenizerConfig
     from netflowgen.tokenize.shards import write_tokens
@@ -53,7 +53,11 @@ def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetim
     from netflowgen.train.pretrain import PretrainConfig, pretrain
 
     run = out / f"pretrain-{int(step.total_seconds())}s"
-    if (run / "model.safetensors").is_file():
+    # What made the run: a suite edited since (another size, more steps, other data) trains anew.
+    key = {"pretrain": suite.pretrain, "datasets": sorted(suite.datasets),
+           "cuts": {k: v.isoformat() for k, v in sorted(cuts.items())}}
+    made_by = run / "suite_pretrain.json"
+    if (run / "model.safetensors").is_file() and made_by.is_file() and json.loads(made_by.read_text()) == key:
         return run
     corpus = pl.concat([series for series, _ in corpus_series(step, suite, data, cuts).values()]).sort("node", "step")
     # Two captures can hold the same address at overlapping times: keep one row per (node, step).
@@ -69,6 +73,7 @@ def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetim
                         eval_batches=20, seed=0)
     pretrain(PretrainConfig(tokens, p.get("size", "tiny"), int(p.get("context", 64))), train, run,
              overwrite=True, show_progress=show_progress)
+    made_by.write_text(json.dumps(key, indent=1) + "\n")
     return run
 
 

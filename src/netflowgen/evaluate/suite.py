@@ -89,6 +89,12 @@ METHODS = ("flowgpt", "flowgpt-surprise", "flowgpt-hidden", "scratch", "lightgbm
 #: What an operator would use without a pre-trained model: the paired comparisons take the best
 #: of these on each budget as the reference.
 BASELINES = ("lightgbm", "lightgbm-relative", "volume", "ewma", "ewma-held")
+#: The fine-tuned FlowGPT methods: (mode, head inputs, init) of each.
+TUNED = {"flowgpt": ("full", "both", "pretrained"), "flowgpt-surprise": ("probe", "surprise", "pretrained"),
+         "flowgpt-hidden": ("probe", "hidden", "pretrained"), "scratch": ("full", "hidden", "scratch")}
+#: FinetuneConfig fields a suite's [variants.NAME] may set beside its base method (an ablation).
+VARIANT_FIELDS = ("mode", "head_inputs", "head_init", "anchor", "last_k", "window", "history", "steps", "batch_size",
+                  "lr", "window_weight", "backbone_lr_scale", "node_dropout")
 RESULTS_NAME = "results.json"
 
 
@@ -158,6 +164,39 @@ class SuiteSpec:
     """Replicates of the bootstrap over victims behind every interval."""
     corpus_report: bool = False
     """Also report each dataset's pre-training corpus and held-out next-step cross-entropy."""
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Named fine-tuning variants (ablations): ``base``, one of the fine-tuned FlowGPT methods,
+    and the FinetuneConfig fields that differ from it; usable in ``methods``."""
+
+    def select(self, tasks: list[str] | None = None, methods: list[str] | None = None,
+               budgets: list[str] | None = None) -> SuiteSpec:
+        """The same suite restricted to some tasks, methods or budgets (each checked by name)."""
+        from dataclasses import replace
+
+        from netflowgen.detect.labels import parse_budget
+
+        picked = self
+        if tasks:
+            names = [t.name for t in self.tasks]
+            bad = [t for t in tasks if t not in names]
+            if bad:
+                raise ValueError(f"suite {self.name!r} has no task {bad[0]!r}; its tasks: {', '.join(names)}")
+            picked = replace(picked, tasks=tuple(t for t in self.tasks if t.name in tasks))
+        if methods:
+            bad = [m for m in methods if m not in METHODS and m not in self.variants]
+            if bad:
+                raise ValueError(f"unknown method {bad[0]!r}; choose from {', '.join(METHODS)}"
+                                 + (f" or the suite's variants {', '.join(self.variants)}" if self.variants else ""))
+            picked = replace(picked, methods=tuple(methods))
+        if budgets:
+            for b in budgets:
+                parse_budget(b)
+            picked = replace(picked, budgets=tuple(budgets))
+        return picked
+
+    def tuned(self, method: str) -> bool:
+        """Whether ``method`` is a fine-tuned FlowGPT (a built-in one or a variant)."""
+        return method in TUNED or method in self.variants
 
     def resolve(self, path: str) -> Path:
         p = Path(os.path.expandvars(path))
@@ -219,14 +258,28 @@ def load_suite(path: Path, data: Path | None = None) -> SuiteSpec:
         tasks.append(task)
     if not tasks:
         raise ValueError(f"{path}: a suite needs at least one [[tasks]] entry")
+    unknown = set(raw.get("finetune", {})) - set(VARIANT_FIELDS)
+    if unknown:
+        raise ValueError(f"{path}: [finetune] has unknown settings {sorted(unknown)}; it may set {', '.join(VARIANT_FIELDS)}")
+    variants = {}
+    for name, v in raw.get("variants", {}).items():
+        if name in METHODS:
+            raise ValueError(f"{path}: variant {name!r} has the name of a built-in method")
+        if v.get("base") not in TUNED:
+            raise ValueError(f"{path}: variant {name!r} needs base = one of {', '.join(TUNED)}")
+        unknown = set(v) - {"base", *VARIANT_FIELDS}
+        if unknown:
+            raise ValueError(f"{path}: variant {name!r} has unknown settings {sorted(unknown)}; "
+                             f"it may set {', '.join(VARIANT_FIELDS)}")
+        variants[name] = dict(v)
     methods = tuple(raw.get("methods", SuiteSpec.methods))
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in METHODS and m not in variants]
     if bad:
-        raise ValueError(f"{path}: unknown methods {bad}; choose from {', '.join(METHODS)}")
+        raise ValueError(f"{path}: unknown methods {bad}; choose from {', '.join(METHODS)} or a [variants] entry")
     return SuiteSpec(raw.get("name", Path(path).stem), base, datasets, tuple(tasks), tuple(raw.get("seeds", (0, 1, 2))),
                      tuple(str(b) for b in raw.get("budgets", SuiteSpec.budgets)), methods, raw.get("pretrain", {}),
                      raw.get("finetune", {}), bool(raw.get("synthetic", False)), raw.get("description", ""),
-                     int(raw.get("bootstrap", 1000)), bool(raw.get("corpus_report", False)))
+                     int(raw.get("bootstrap", 1000)), bool(raw.get("corpus_report", False)), variants)
 
 
 # --- data -----------------------------------------------------------------------------------
@@ -492,13 +545,13 @@ def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, 
 
     series = task.series
     f = suite.finetune
-    if method in ("flowgpt", "flowgpt-surprise", "flowgpt-hidden", "scratch"):
-        mode, head = {"flowgpt": ("full", "both"), "flowgpt-surprise": ("probe", "surprise"),
-                      "flowgpt-hidden": ("probe", "hidden"), "scratch": ("full", "hidden")}[method]
-        cfg = FinetuneConfig(attack=(), budget=budget, mode=mode, head_inputs=head,
-                             init="scratch" if method == "scratch" else "pretrained", window=int(f.get("window", 32)),
-                             history=int(f.get("history", 16)), steps=int(f.get("steps", 150)),
-                             batch_size=int(f.get("batch_size", 32)), lr=float(f.get("lr", 1e-2)), seed=seed)
+    if suite.tuned(method):
+        variant = suite.variants.get(method, {"base": method})
+        mode, head, init = TUNED[variant["base"]]
+        settings = {"mode": mode, "head_inputs": head, "window": 32, "history": 16, "steps": 150, "batch_size": 32,
+                    "lr": 1e-2, **{k: v for k, v in f.items() if k in VARIANT_FIELDS},
+                    **{k: v for k, v in variant.items() if k != "base"}}
+        cfg = FinetuneConfig(attack=(), budget=budget, init=init, seed=seed, **settings)
         det = finetune(run, series, task.step.total_seconds(), cfg, selection=selection, show_progress=False)
         # finetune scored every row of this very series (sorted alike) to calibrate its threshold.
         return det.fit_scores
@@ -700,7 +753,8 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
         if test_scores:
             say(f"{t.spec.name}: bootstrap over victims ({suite.bootstrap} replicates)")
             entry["comparisons"] = compare_methods(test_scores, series["node"].to_numpy()[test_rows], labels[test_rows],
-                                                   BASELINES, len(suite.seeds), suite.bootstrap)
+                                                   BASELINES, len(suite.seeds), suite.bootstrap,
+                                                   tuned=[m for m in suite.methods if suite.tuned(m)])
             entry["test_victims"] = entry["comparisons"]["victims"]
         results["tasks"][t.spec.name] = entry
         timings[f"{t.spec.name}: every method, budget and seed"] = time.perf_counter() - stage

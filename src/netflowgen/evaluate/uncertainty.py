@@ -182,13 +182,15 @@ def verdict(diff: Estimate) -> str:
 
 
 def compare_methods(scores: Mapping[tuple[str, str], Sequence[np.ndarray]], nodes: np.ndarray, labels: np.ndarray,
-                    baselines: Sequence[str], seeds: int, replicates: int = 1000, seed: int = 0) -> dict[str, object]:
+                    baselines: Sequence[str], seeds: int, replicates: int = 1000, seed: int = 0,
+                    tuned: Sequence[str] | None = None) -> dict[str, object]:
     """Intervals and paired comparisons of one task's test part.
 
     ``scores[(method, budget)]``: one test-row score array per seed (the seeds in the same
     order for every method). Per budget: every method's PR-AUC with its interval, the best
     baseline (highest PR-AUC among ``baselines``), every other method's paired difference from
-    it, and each fine-tuned FlowGPT's difference from ``scratch`` where that was run.
+    it, and each fine-tuned FlowGPT's difference from ``scratch`` where that was run (``tuned``
+    names them; by default the methods whose names start with flowgpt).
     """
     boot = Bootstrap(nodes, labels, seeds=seeds, replicates=replicates, seed=seed)
     out: dict[str, object] = {"victims": boot.victims, "nodes": boot.nodes, "replicates": replicates, "budgets": {}}
@@ -203,8 +205,9 @@ def compare_methods(scores: Mapping[tuple[str, str], Sequence[np.ndarray]], node
             entry["reference"] = ref
             entry["vs_reference"] = {m: {**d.to_dict(), "verdict": verdict(d)} for m, d in diffs.items()}
         if "scratch" in mine:
-            tuned = {m: s for m, s in mine.items() if m.startswith("flowgpt") or m == "scratch"}
-            diffs = boot.compare(tuned, "scratch")
+            fine = {m: s for m, s in mine.items()
+                    if (m in tuned if tuned is not None else m.startswith("flowgpt")) or m == "scratch"}
+            diffs = boot.compare(fine, "scratch")
             entry["vs_scratch"] = {m: {**d.to_dict(), "verdict": verdict(d)} for m, d in diffs.items()}
         out["budgets"][budget] = entry  # type: ignore[index]
     return out

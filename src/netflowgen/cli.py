@@ -592,6 +592,9 @@ def benchmark_cmd(
     seeds: Annotated[Optional[int], typer.Option(help="Use only the first N seeds of the suite.")] = None,
     plan: Annotated[bool, typer.Option("--plan", help="Only say what would be evaluated (victims, episodes, attack types, steps per part); no training.")] = False,
     quick: Annotated[bool, typer.Option("--quick", help="The same tasks with one seed and the 1ep and 3ep budgets only.")] = False,
+    tasks: Annotated[Optional[str], typer.Option("--tasks", help="Only these tasks (comma-separated names).")] = None,
+    methods: Annotated[Optional[str], typer.Option("--methods", help="Only these methods or variants (comma-separated).")] = None,
+    budgets: Annotated[Optional[str], typer.Option("--budgets", help="These label budgets instead (comma-separated, e.g. 1ep,3ep,all).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a detection suite: every method on the same splits, budgets and seeds; write the report."""
@@ -601,10 +604,17 @@ def benchmark_cmd(
     from netflowgen.report.suite import main_table, write_report
 
     _terminate_as_interrupt()
+
+    def split(text: str | None) -> list[str] | None:
+        return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+    def load():  # type: ignore[no-untyped-def]
+        return load_suite(suite_file, data).select(split(tasks), split(methods), split(budgets))
+
     if plan:
         try:
             with _stage_progress("plan", as_json) as say:
-                planned = plan_suite(load_suite(suite_file, data), out_dir, progress=say)
+                planned = plan_suite(load(), out_dir, progress=say)
         except KeyboardInterrupt:
             raise _fail("interrupted", 130) from None
         except (ValueError, FileNotFoundError, FormatError, OSError) as e:
@@ -623,7 +633,7 @@ def benchmark_cmd(
              f"{tot['fit']['victims']:,} fitting and {tot['test']['victims']:,} test victims (counted per task)")
         return
     try:
-        suite = load_suite(suite_file, data)
+        suite = load()
         if quick:
             budgets = tuple(b for b in suite.budgets if b in ("1ep", "3ep")) or suite.budgets[:2]
             suite = dataclasses.replace(suite, seeds=suite.seeds[:1], budgets=budgets)

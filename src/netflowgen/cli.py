@@ -835,6 +835,68 @@ def collect_cmd(
     out.print(t)
 
 
+@app.command("replay")
+def replay_cmd(
+    source: Annotated[Path, typer.Argument(help="A flow dataset (from ingest or collect), or any supported input file or directory.")],
+    to: Annotated[str, typer.Option("--to", help="UDP HOST:PORT of the collector (loopback unless --allow-remote).")],
+    export_format: Annotated[str, typer.Option("--format", help="Export protocol: v5 (IPv4 only), v9 or ipfix.")] = "ipfix",
+    speed: Annotated[str, typer.Option(help="On the flows' own clock: 1x (real time), 10x, ... or max (only --max-rate bounds it).")] = "1x",
+    loop: Annotated[bool, typer.Option("--loop", help="Send the flows again and again (each pass later by their span, rounded up to a minute) until stopped.")] = False,
+    max_rate: Annotated[float, typer.Option(help="Flows per second at most (0: no bound).")] = 100_000,
+    allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow a target that is not a loopback address.")] = False,
+    domain: Annotated[int, typer.Option(help="Observation domain: v5 engine type/id (high/low byte), v9 source id, IPFIX domain id.")] = 0,
+    template_every: Annotated[int, typer.Option(help="Datagrams between template refreshes (v9, IPFIX).")] = 20,
+    max_datagram: Annotated[int, typer.Option(help="Largest datagram payload, bytes.")] = 1400,
+    input_format: Annotated[Optional[str], typer.Option("--input-format", help="Input format instead of detecting it (see `netflowgen formats`).")] = None,
+    mapping: MappingOpt = None,
+    timezone: TimezoneOpt = "UTC",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send flows as NetFlow v5, v9 or IPFIX export to a collector, paced on their own clock."""
+    from netflowgen.collect.export import ExportFormat
+    from netflowgen.collect.replay import ReplayConfig, ReplayError, load_flows, parse_speed, replay
+    from netflowgen.collect.server import parse_address
+
+    stop = _stop_on_signals()
+    try:
+        formats = {f.value: f for f in ExportFormat}
+        if export_format.lower() not in formats:
+            raise ValueError(f"unknown export format {export_format!r}; use one of {', '.join(formats)}")
+        if max_rate < 0:
+            raise ValueError("--max-rate must be positive (0: no bound)")
+        config = ReplayConfig(
+            source=source, target=parse_address(to), format=formats[export_format.lower()], speed=parse_speed(speed),
+            passes=None if loop else 1, max_rate=max_rate or None, allow_remote=allow_remote, domain=domain,
+            template_every=template_every, max_datagram=max_datagram,
+            read=_read_options(input_format, mapping, timezone),
+        )
+        flows = load_flows(source, config.read)
+        with Progress(TextColumn("[bold]replay"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[datagrams]:>9,} datagrams {task.fields[rate]:>10,.0f} flows/s"),
+                      TimeElapsedColumn(), console=err, disable=quiet or as_json) as progress:
+            task = progress.add_task("replay", total=None, datagrams=0, rate=0.0)
+
+            def update(s) -> None:  # type: ignore[no-untyped-def]
+                progress.update(task, completed=s.flows_sent, total=None if loop else s.records_per_pass,
+                                datagrams=s.datagrams_sent, rate=s.flows_sent / max(s.seconds, 1e-9))
+
+            summary = replay(config, progress=update, stop=stop, flows=flows)
+    except (ReplayError, FormatError, ValueError, FileNotFoundError, OSError) as e:
+        raise _fail(str(e)) from None
+    if as_json:
+        out.print_json(json.dumps(summary.to_dict()))
+        return
+    # What the format cannot carry was logged as a warning when the flows were prepared.
+    ended = "stopped" if summary.stopped else f"{summary.passes} pass{'es' if summary.passes != 1 else ''}"
+    if summary.reverse_records:
+        ended += f"; {summary.reverse_records:,} bidirectional flows sent as two records each"
+    out.print(f"replayed {summary.flows_read:,} flows of {source} to udp://{summary.target} as {summary.format} ({ended}): "
+              f"{summary.flows_sent:,} flow records in {summary.datagrams_sent:,} datagrams ({summary.bytes_sent:,} bytes), "
+              f"{summary.seconds:.2f} s, {summary.flows_sent / max(summary.seconds, 1e-9):,.0f} flows/s"
+              + (f", at most {summary.behind_s:.2f} s behind the flows' clock" if summary.behind_s >= 0.5 else ""), highlight=False)
+
+
 @app.command("detect")
 def detect_cmd(
     detector: Annotated[Path, typer.Argument(help="A detector directory (from `netflowgen finetune`).")],

@@ -890,7 +890,7 @@ def replay_cmd(
     # What the format cannot carry was logged as a warning when the flows were prepared.
     ended = "stopped" if summary.stopped else f"{summary.passes} pass{'es' if summary.passes != 1 else ''}"
     if summary.reverse_records:
-        ended += f"; {summary.reverse_records:,} bidirectional flows sent as two records each"
+        ended += f"; {summary.reverse_records:,} bidirectional flows split into two records"
     out.print(f"replayed {summary.flows_read:,} flows of {source} to udp://{summary.target} as {summary.format} ({ended}): "
               f"{summary.flows_sent:,} flow records in {summary.datagrams_sent:,} datagrams ({summary.bytes_sent:,} bytes), "
               f"{summary.seconds:.2f} s, {summary.flows_sent / max(summary.seconds, 1e-9):,.0f} flows/s"

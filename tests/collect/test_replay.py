@@ -348,3 +348,14 @@ def test_a_remote_target_needs_allow_remote(dataset: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "netflowgen.cli", "replay", dataset.name, "--to", "192.0.2.1:2055", "--format", "v7"],
                           cwd=dataset.parent, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and "unknown export format 'v7'" in done.stderr
+
+
+def test_addresses_are_parsed_exactly_or_refused() -> None:
+    flows = authored_flows().head(4).with_columns(
+        src_ip=pl.Series(["10.0.0.255", "fe80::1:2", "2001:db8::1", "1.2.3.4"]),
+        dst_ip=pl.Series(["10.0.0.1", "::1", "2001:db8::2", "0.0.0.0"]), rev_packets=pl.lit(0, pl.UInt64), rev_bytes=pl.lit(0, pl.UInt64))
+    got, _ = decode([d.payload for d in Exporter(ExportFormat.IPFIX).encode(prepare(flows, ExportFormat.IPFIX))])
+    assert sorted(got.select("src_ip", "dst_ip").rows()) == sorted(flows.select("src_ip", "dst_ip").rows())
+    for bad in ("1.2.3.4.5", "300.1.1.1", "01.2.3.4", "00:11:22:33:44:55x"):
+        with pytest.raises(ValueError, match=f"src_ip: '{bad}' is not an IP address"):
+            prepare(flows.with_columns(src_ip=pl.lit(bad)), ExportFormat.V9)

@@ -3,6 +3,8 @@
 * :mod:`netflowgen.collect.netflow`: decoders (datagrams -> canonical flows, every loss counted);
 * :mod:`netflowgen.collect.server`: the UDP collector behind ``netflowgen collect`` (Parquet
   files rotated atomically into a flow dataset, Prometheus metrics);
+* :mod:`netflowgen.collect.export` and :mod:`netflowgen.collect.replay`: canonical flows encoded
+  as v5/v9/IPFIX datagrams and sent to a collector, paced on their own clock (``netflowgen replay``);
 * :mod:`netflowgen.collect.online`: :class:`OnlineSeries`, node series built step by step with the
   offline feature code.
 """

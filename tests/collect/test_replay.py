@@ -359,3 +359,17 @@ def test_addresses_are_parsed_exactly_or_refused() -> None:
     for bad in ("1.2.3.4.5", "300.1.1.1", "01.2.3.4", "00:11:22:33:44:55x"):
         with pytest.raises(ValueError, match=f"src_ip: '{bad}' is not an IP address"):
             prepare(flows.with_columns(src_ip=pl.lit(bad)), ExportFormat.V9)
+
+
+def test_an_ipv6_loopback_target(dataset: Path, tmp_path: Path) -> None:
+    try:
+        collector = Collector(CollectorConfig(tmp_path / "collected", listen=("::1", 0)))
+        collector.start()
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback here: {e}")
+    try:
+        summary = replay(ReplayConfig(dataset, collector.address, ExportFormat.V9, speed=None))
+    finally:
+        collected = collector.stop()
+    assert summary.target == f"[::1]:{collector.address[1]}"
+    assert collected["flows"] == summary.flows_sent == 45

@@ -284,9 +284,11 @@ class Exporter:
     """datagrams encoded so far."""
     records: int = 0
     """flow records encoded so far."""
-    _since_template: int | None = None  # datagrams since the last one with templates, that one included
-    _template_export_s: int = 0
-    _last_export_s: int = 0
+    # Datagrams since the last one with templates (that one included; None: none yet), its export
+    # second, and the export second of the last datagram (header times never go back).
+    _since_template: int | None = field(default=None, init=False, repr=False)
+    _template_export_s: int = field(default=0, init=False, repr=False)
+    _last_export_s: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         limit = 0xFFFF if self.fmt is ExportFormat.V5 else _U32_MAX

@@ -35,6 +35,7 @@ from netflowgen.dataset.coverage import dataset_coverage
 from netflowgen.ingest import IngestConfig, IngestSummary, ingest, scan_flows
 from netflowgen.inspect import Inspection, inspect_path
 from netflowgen.read import FormatError, ReadOptions, RejectedRow, get_format, format_names
+from netflowgen.read.filter import compile_filter
 from netflowgen.read.source import consumed_bytes
 from netflowgen.series import NodeMode, SeriesConfig, parse_step
 from netflowgen.series.build import estimate_rows, iter_series_parts
@@ -61,12 +62,13 @@ FormatOpt = Annotated[Optional[str], typer.Option("--format", "-f", help="Input 
 MappingOpt = Annotated[Optional[Path], typer.Option("--mapping", "-m", help="TOML column mapping for other CSV layouts, or a shipped mapping name (e.g. westermo).")]
 TimezoneOpt = Annotated[str, typer.Option("--timezone", "--tz", help="Time zone of local-time timestamps (Argus, CICFlowMeter, nfdump csv), e.g. Europe/Prague.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as JSON on stdout.")]
+FilterOpt = Annotated[Optional[str], typer.Option("--filter", help="Only flows matching this nfdump filter, e.g. 'proto tcp and dst port 80' (see README: filters).")]
 
 
-def _read_options(fmt: str | None, mapping: Path | None, timezone: str) -> ReadOptions:
+def _read_options(fmt: str | None, mapping: Path | None, timezone: str, flow_filter: str | None = None) -> ReadOptions:
     if fmt is not None:
         get_format(fmt)  # unknown names fail here, with the list of known ones
-    return ReadOptions(format=fmt, mapping=mapping, timezone=timezone)
+    return ReadOptions(format=fmt, mapping=mapping, timezone=timezone, filter=flow_filter)
 
 
 def _terminate_as_interrupt() -> None:
@@ -152,12 +154,13 @@ def ingest_cmd(
     strict: Annotated[bool, typer.Option("--strict", help="Fail on the first bad row instead of setting it aside.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    flow_filter: FilterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Read flow records into a canonical Parquet dataset (by day), with a rejects file."""
     _terminate_as_interrupt()
     try:
-        config = IngestConfig(tuple(inputs), out_dir, _read_options(fmt, mapping, timezone), strict, overwrite)
+        config = IngestConfig(tuple(inputs), out_dir, _read_options(fmt, mapping, timezone, flow_filter), strict, overwrite)
         summary = _run_ingest(config, quiet or as_json)
     except KeyboardInterrupt:
         raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None
@@ -173,6 +176,8 @@ def _print_ingest(s: IngestSummary) -> None:
     t = Table(title=f"ingested into {s.out}", show_header=False, title_justify="left")
     t.add_row("rows read", f"{s.rows_read:,}")
     t.add_row("rows written", f"{s.rows_written:,}")
+    if s.rows_filtered_out:
+        t.add_row("rows not matching --filter", f"{s.rows_filtered_out:,}")
     t.add_row("rows rejected", f"{s.rows_rejected:,}" + (f"  (see {s.out}/rejects.csv)" if s.rows_rejected else ""))
     for reason, n in s.rejects_by_reason.items():
         t.add_row("  " + reason, f"{n:,}")
@@ -208,6 +213,7 @@ def inject_cmd(
     rate_step: Annotated[str, typer.Option(help="Step over which Nx intensities count flows, e.g. 60s, 5m.")] = "60s",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    flow_filter: Annotated[Optional[str], typer.Option("--filter", help="Keep only the background flows matching this nfdump filter.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Place real attack flows onto benign background flows at chosen victims, times and intensities."""
@@ -216,7 +222,7 @@ def inject_cmd(
     _terminate_as_interrupt()
     try:
         config = InjectConfig(
-            background=background, attacks=tuple(attack), victims=tuple(victim or ()), n_victims=victims,
+            background=background, attacks=tuple(attack), background_filter=flow_filter, victims=tuple(victim or ()), n_victims=victims,
             times=tuple(parse_time(t) for t in at or ()), n_times=times,
             intensities=tuple(Intensity.parse(i) for i in intensity or ("1",)), seed=seed, label=label,
             attack_types=tuple(attack_type or ()), attack_victim=attack_victim,
@@ -263,11 +269,12 @@ def inspect_cmd(
     mapping: MappingOpt = None,
     timezone: TimezoneOpt = "UTC",
     top: Annotated[int, typer.Option(help="How many top talkers to list.")] = 10,
+    flow_filter: FilterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Schema, counts, time span, top talkers and labels of flows."""
     try:
-        result = inspect_path(path, _read_options(fmt, mapping, timezone), top=top)
+        result = inspect_path(path, _read_options(fmt, mapping, timezone, flow_filter), top=top)
     except (FormatError, ValueError, FileNotFoundError, OSError) as e:
         raise _fail(str(e)) from None
     if as_json:
@@ -279,7 +286,12 @@ def inspect_cmd(
 def _print_inspection(r: Inspection) -> None:
     head = Table(title=f"{r.path} ({r.kind})", show_header=False, title_justify="left")
     head.add_row("formats", ", ".join(f"{k} ({v} file{'s' if v > 1 else ''})" for k, v in r.formats.items()) or "-")
-    head.add_row("flows", f"{r.flows:,}")
+    if r.filter is not None:
+        head.add_row("filter", r.filter)
+        head.add_row("flows before filter", f"{r.flows_before_filter:,}")
+        head.add_row("flows after filter", f"{r.flows:,}")
+    else:
+        head.add_row("flows", f"{r.flows:,}")
     head.add_row("rejected rows", f"{r.rejected:,}")
     for reason, n in r.rejects_by_reason.items():
         head.add_row("  " + reason, f"{n:,}")
@@ -329,6 +341,7 @@ def series_cmd(
     partitions: Annotated[Optional[int], typer.Option(help="Build in this many node partitions to bound memory (default: one per 10 million flows or 4 million series rows).")] = None,
     fmt: FormatOpt = None,
     timezone: TimezoneOpt = "UTC",
+    flow_filter: FilterOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -339,7 +352,7 @@ def series_cmd(
             step=parse_step(step), nodes=nodes, local_prefixes=DEFAULT_LOCAL_PREFIXES + tuple(prefix or ()),
             group_map=group_map, attack=tuple(attack or ()), max_gap=parse_step(max_gap),
         )
-        lazy = scan_flows(flows, _read_options(fmt, None, timezone))
+        lazy = scan_flows(flows, _read_options(fmt, None, timezone, flow_filter))
         started = time.perf_counter()
         coverage = dataset_coverage(flows, lazy)
         n_flows = lazy.select(pl.len()).collect().item()
@@ -458,18 +471,20 @@ def pretrain_cmd(
               f"held-out next-step loss {final.get('val_loss', float('nan')):.4f}, bin accuracy {final.get('val_accuracy', float('nan')):.3f}")
 
 
-def _series_of(path: Path, config: dict | None, fmt: str | None = None, timezone: str = "UTC") -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
+def _series_of(path: Path, config: dict | None, fmt: str | None = None, timezone: str = "UTC", flow_filter: str | None = None) -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
     """A series artifact as it is, or flows turned into series with the given series config."""
     from netflowgen.artifacts import read_manifest
     from netflowgen.series.build import build_series
     from netflowgen.series.write import SERIES_KIND, series_config_from_dict, series_config_to_dict
 
     if path.is_dir() and (path / "netflowgen.json").is_file() and read_manifest(path).get("kind") == SERIES_KIND:
+        if flow_filter is not None:
+            raise ValueError(f"{path} is a node series: --filter selects flows, give flows instead")
         return read_series(path)
     if config is None:
         raise ValueError(f"{path} is not a series directory, and no series settings are known to build one from flows")
     cfg = series_config_from_dict(config)
-    flows = scan_flows(path, _read_options(fmt, None, timezone))
+    flows = scan_flows(path, _read_options(fmt, None, timezone, flow_filter))
     return build_series(flows, cfg, dataset_coverage(path, flows)), {"config": series_config_to_dict(cfg)}
 
 
@@ -528,6 +543,7 @@ def score_cmd(
     quantile: Annotated[float, typer.Option(help="Zero-label scores: alert above this quantile of the scores.")] = 0.999,
     fmt: FormatOpt = None,
     timezone: TimezoneOpt = "UTC",
+    flow_filter: FilterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Per (node, step) scores and alerts, offline."""
@@ -539,12 +555,12 @@ def score_cmd(
         kind = read_manifest(model_dir).get("kind")
         if kind == DETECTOR_KIND:
             det = load_detector(model_dir)
-            series, _ = _series_of(data, det.manifest.get("series_config"), fmt, timezone)
+            series, _ = _series_of(data, det.manifest.get("series_config"), fmt, timezone, flow_filter)
             scores = det.score(series)
             cut = threshold if threshold is not None else det.threshold
         else:
             model, tok, _ = load_run(model_dir)
-            series, _ = _series_of(data, None, fmt, timezone)
+            series, _ = _series_of(data, None, fmt, timezone, flow_filter)
             steps = EncodedSteps.encode(series, tok, run_step_seconds(model_dir))
             values = surprise_scores(model, steps)
             finite = values[np.isfinite(values)]
@@ -777,6 +793,7 @@ def collect_cmd(
     rcvbuf: Annotated[int, typer.Option(help="Kernel socket buffer to ask for, bytes.")] = 64 << 20,
     max_buffer_flows: Annotated[int, typer.Option(help="Write a file early when this many flows wait in memory.")] = 1_000_000,
     backlog_bytes: Annotated[int, typer.Option(help="Bytes of received datagrams held ahead of the decoder.")] = 64 << 20,
+    flow_filter: FilterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Receive NetFlow v5/v9/IPFIX export and write it as a flow dataset, until stopped."""
@@ -787,7 +804,7 @@ def collect_cmd(
         config = CollectorConfig(
             out=out_dir, listen=parse_address(listen), rotate=parse_step(rotate),
             metrics=parse_address(metrics) if metrics else None, rcvbuf=rcvbuf, max_buffer_flows=max_buffer_flows,
-            backlog_bytes=backlog_bytes,
+            backlog_bytes=backlog_bytes, filter=flow_filter,
         )
         if duration is not None and duration <= 0:
             raise ValueError("--duration must be positive")
@@ -907,6 +924,7 @@ def detect_cmd(
     grace: Annotated[float, typer.Option(help="Steps a step stays open for flows that arrive late.")] = 1.0,
     idle_steps: Annotated[int, typer.Option(help="Steps without traffic after which a node is forgotten.")] = 60,
     duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: at Ctrl-C or SIGTERM).")] = None,
+    flow_filter: FilterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score live flow export: every active node at each step boundary, alerts as JSON lines."""
@@ -917,6 +935,8 @@ def detect_cmd(
     try:
         live = LiveDetector(LiveConfig(detector, parse_address(listen), out_dir, alerts, parse_address(api) if api else None,
                                        grace, idle_steps))
+        if flow_filter is not None:  # the detector sees, and --out keeps, only the matching flows
+            live.collector.flow_filter = compile_filter(flow_filter)
         live.start()
     except (ValueError, OSError, FileNotFoundError) as e:
         raise _fail(str(e)) from None

@@ -78,6 +78,8 @@ class IngestSummary:
     rows_read: int = 0
     rows_written: int = 0
     rows_rejected: int = 0
+    rows_filtered_out: int = 0
+    """Valid rows the read options' filter did not match (not written, not rejects)."""
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     packets: int = 0
     bytes: int = 0
@@ -186,6 +188,9 @@ def _write_dataset(config: IngestConfig, tmp: Path, progress: Callable[[int, int
                 config.inputs, config.read, on_skip=lambda src, why: skipped.__setitem__(src.name, why)
             ):
                 flows, rejects = checked
+                kept = config.read.select(flows)
+                summary.rows_filtered_out += flows.height - kept.height
+                flows = kept
                 entry = per_input.setdefault(source.name, InputSummary(source.name, fmt.name))
                 if rejects.height:
                     if config.strict:
@@ -196,7 +201,7 @@ def _write_dataset(config: IngestConfig, tmp: Path, progress: Callable[[int, int
                 writer.write(flows)
                 entry.rows_written += flows.height
                 entry.rows_rejected += rejects.height
-                entry.rows_read += flows.height + rejects.height
+                entry.rows_read += checked.flows.height + rejects.height
                 if flows.height:
                     _tally(flows, labels, quality, summary)
                     lo, hi = flows["ts_start"].min(), flows["ts_end"].max()
@@ -204,7 +209,7 @@ def _write_dataset(config: IngestConfig, tmp: Path, progress: Callable[[int, int
                     last = hi if last is None or hi > last else last  # type: ignore[operator]
                 summary.rows_written += flows.height
                 summary.rows_rejected += rejects.height
-                summary.rows_read += flows.height + rejects.height
+                summary.rows_read += checked.flows.height + rejects.height
                 if progress:
                     progress(summary.rows_read, summary.rows_written)
         finally:
@@ -254,7 +259,8 @@ def _write_manifest(tmp: Path, config: IngestConfig, summary: IngestSummary, cov
 
 def scan_flows(path: str | os.PathLike[str], options: ReadOptions | None = None) -> pl.LazyFrame:
     """Canonical flows as a LazyFrame: scanned from an ingested dataset (streams, any size), or
-    read on the fly from any supported input (held in memory: ingest large inputs first)."""
+    read on the fly from any supported input (held in memory: ingest large inputs first).
+    ``options.filter`` selects flows in both cases (inside the scan, for a dataset)."""
     from netflowgen.read import read_flow_table
 
     p = Path(path)
@@ -264,6 +270,6 @@ def scan_flows(path: str | os.PathLike[str], options: ReadOptions | None = None)
             from netflowgen.schema import empty_flows
 
             return empty_flows().lazy()
-        return pl.scan_parquet(parts)
-    # Every option (format, mapping, time zone, block size) applies, as in `ingest`.
+        return (options or ReadOptions()).select(pl.scan_parquet(parts))
+    # Every option (format, mapping, time zone, block size, filter) applies, as in `ingest`.
     return read_flow_table(p, options or ReadOptions()).lazy()

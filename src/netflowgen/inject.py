@@ -98,12 +98,14 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
 from netflowgen.dataset.coverage import Coverage, coverage_of_flows
 from netflowgen.ingest import DATASET_KIND, REJECTS_NAME, _PartitionWriter
 from netflowgen.inspect import is_dataset
-from netflowgen.read import iter_checked
+from netflowgen.read import ReadOptions, iter_checked
+from netflowgen.read.filter import compile_filter
 from netflowgen.read.validate import REJECT_SCHEMA
 from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, Quality
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES, is_local
@@ -234,6 +236,9 @@ class InjectConfig:
     """Benign background flows: an ingested dataset (streamed) or any supported input."""
     attacks: tuple[Path, ...]
     """Attack flows, one capture per entry: datasets or any supported input (pcaps included)."""
+    background_filter: str | None = None
+    """nfdump filter expression: only the background flows it matches are kept (see
+    :mod:`netflowgen.read.filter`); a filtered dataset is rewritten, not copied."""
     victims: tuple[str, ...] = ()
     """Addresses to attack; each must occur in the background. Exclusive with ``n_victims``."""
     n_victims: int | None = None
@@ -270,6 +275,8 @@ class InjectConfig:
     """Replace the output if it exists (atomically: the old one stays until the new one is complete)."""
 
     def __post_init__(self) -> None:
+        if self.background_filter is not None:
+            compile_filter(self.background_filter)  # a bad expression fails before anything is read
         if not self.attacks:
             raise ValueError("no attack to inject: give at least one --attack")
         if self.schedule:
@@ -534,7 +541,7 @@ def _time(us: int) -> datetime:
 def _write(config: InjectConfig, attacks: list[_Attack], tmp: Path, progress: Progress | None) -> tuple[InjectSummary, _Background]:
     summary = InjectSummary(out="", seed=config.seed, attacks=[a.info for a in attacks])
     writer = _PartitionWriter(tmp)
-    background = _prepare_background(Path(config.background), tmp, writer, progress)
+    background = _prepare_background(Path(config.background), tmp, writer, progress, config.background_filter)
     lazy = background.scan()
     span = _span(lazy)
     victims = list(dict.fromkeys(v for v, _ in config.schedule)) if config.schedule else _choose_victims(config, lazy, attacks)
@@ -573,9 +580,30 @@ _INJECTION_SCHEMA = {
 }
 
 
-def _prepare_background(path: Path, tmp: Path, writer: _PartitionWriter, progress: Progress | None) -> _Background:
-    """A dataset is scanned where it is (and copied once every check passed); any other input is
-    read batch by batch into the output's partitions now, as ``ingest`` would write it."""
+def _prepare_background(path: Path, tmp: Path, writer: _PartitionWriter, progress: Progress | None,
+                        flow_filter: str | None = None) -> _Background:
+    """A dataset is scanned where it is (and copied once every check passed); any other input, or
+    a dataset with a filter, is read batch by batch into the output's partitions now, as
+    ``ingest`` would write it."""
+    options = ReadOptions(filter=flow_filter)
+    if is_dataset(path) and flow_filter is not None:
+        manifest = read_manifest(path, DATASET_KIND)
+        rows = 0
+        try:
+            for part in sorted(path.glob("date=*/*.parquet")):
+                for batch in pq.ParquetFile(part).iter_batches(batch_size=1 << 18):
+                    flows = pl.from_arrow(batch)
+                    writer.write(options.select(flows))  # type: ignore[arg-type]
+                    rows += flows.height
+                    if progress:
+                        progress("background", rows, 0)
+        finally:
+            writer.close()
+        rejects = path / REJECTS_NAME
+        if rejects.is_file():
+            shutil.copyfile(rejects, tmp / REJECTS_NAME)
+        inputs = manifest.get("summary", {}).get("inputs") or [{"source": str(path), "format": "dataset"}]
+        return _Background(sorted(tmp.glob("date=*/*.parquet")), None, None, list(inputs), manifest)
     if is_dataset(path):
         manifest = read_manifest(path, DATASET_KIND)
         parts = sorted(path.glob("date=*/*.parquet"))
@@ -588,13 +616,14 @@ def _prepare_background(path: Path, tmp: Path, writer: _PartitionWriter, progres
         pl.DataFrame(schema=REJECT_SCHEMA).write_csv(rejects_file)
         try:
             for source, fmt, checked in iter_checked(path):
-                writer.write(checked.flows)
+                kept = options.select(checked.flows)
+                writer.write(kept)
                 if checked.rejects.height:
                     checked.rejects.write_csv(rejects_file, include_header=False)
                 entry = per_input.setdefault(source.name, {"source": source.name, "format": fmt.name, "rows_read": 0,
                                                            "rows_written": 0, "rows_rejected": 0})
                 entry["rows_read"] += checked.flows.height + checked.rejects.height  # type: ignore[operator]
-                entry["rows_written"] += checked.flows.height  # type: ignore[operator]
+                entry["rows_written"] += kept.height  # type: ignore[operator]
                 entry["rows_rejected"] += checked.rejects.height  # type: ignore[operator]
                 rows += checked.flows.height + checked.rejects.height
                 if progress:

@@ -34,6 +34,10 @@ class Inspection:
     kind: str
     formats: dict[str, int] = field(default_factory=dict)
     flows: int = 0
+    filter: str | None = None
+    """The filter the flows were selected with (``flows`` counts the kept ones)."""
+    flows_before_filter: int | None = None
+    """Flows before the filter (None without a filter)."""
     rejected: int = 0
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     packets: int = 0
@@ -131,7 +135,9 @@ def _dataset_batches(path: Path) -> Iterator[pl.DataFrame]:
 def inspect_path(path: str | os.PathLike[str], options: ReadOptions | None = None, top: int = 10) -> Inspection:
     """Summarise an ingested dataset, or any supported input read on the fly."""
     p = Path(path)
+    options = options or ReadOptions()
     stats = _Stats(top)
+    before = 0
     columns = {name: f"{dtype}: {COLUMN_DOCS[name]}" for name, dtype in FLOW_SCHEMA.items()}
     if is_dataset(p):
         result = Inspection(str(p), "dataset", columns=columns)
@@ -139,7 +145,8 @@ def inspect_path(path: str | os.PathLike[str], options: ReadOptions | None = Non
         for entry in manifest.get("summary", {}).get("inputs", []):
             result.formats[entry["format"]] = result.formats.get(entry["format"], 0) + 1
         for batch in _dataset_batches(p):
-            stats.update(batch)
+            before += batch.height
+            stats.update(options.select(batch))
         result.coverage = dataset_coverage(p).to_dict()
         rejects = pl.read_csv(p / REJECTS_NAME, schema_overrides={"raw": pl.String, "reason": pl.String})
         result.rejected = rejects.height
@@ -154,7 +161,8 @@ def inspect_path(path: str | os.PathLike[str], options: ReadOptions | None = Non
             if source.name not in seen:
                 seen.add(source.name)
                 formats[fmt.name] += 1
-            stats.update(checked.flows)
+            before += checked.flows.height
+            stats.update(options.select(checked.flows))
             coverage.add(checked.flows)
             result.rejected += checked.rejects.height
             reasons.update(reason_kind(r) for r in checked.rejects["reason"].to_list())
@@ -162,4 +170,6 @@ def inspect_path(path: str | os.PathLike[str], options: ReadOptions | None = Non
         result.coverage = coverage.finish().to_dict()
         result.rejects_by_reason = dict(reasons.most_common())
     stats.finish(result)
+    if options.filter is not None:
+        result.filter, result.flows_before_filter = options.filter, before
     return result

@@ -55,7 +55,8 @@ import pyarrow.parquet as pq
 from netflowgen.artifacts import MANIFEST_NAME, read_manifest, write_manifest
 from netflowgen.collect.netflow import Decoder, ExporterStats
 from netflowgen.ingest import DATASET_KIND, REJECTS_NAME
-from netflowgen.read.validate import REJECT_SCHEMA
+from netflowgen.read.filter import FlowFilter, compile_filter
+from netflowgen.read.validate import REJECT_SCHEMA, Checked
 from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, arrow_schema
 
 __all__ = ["Collector", "CollectorConfig", "parse_address"]
@@ -115,8 +116,13 @@ class CollectorConfig:
     """Seconds between decoded batches at the latest."""
     take_records: int = 100_000
     """Records that make a decoded batch early."""
+    filter: str | None = None
+    """nfdump filter expression: only the flows it matches are kept and passed on (see
+    :mod:`netflowgen.read.filter`)."""
 
     def __post_init__(self) -> None:
+        if self.filter is not None:
+            compile_filter(self.filter)  # a bad expression fails before the socket opens
         if self.rotate <= timedelta(0):
             raise ValueError("rotate must be positive")
         if self.backlog_bytes < 4 * _MAX_DATAGRAM:
@@ -150,6 +156,8 @@ class Collector:
         # Called from the decode thread with every batch of decoded, validated flows (the live
         # detector aggregates them online); it must not block for long.
         self.on_flows = on_flows
+        #: Selects the flows kept (from ``config.filter``; a caller may set it before ``start``).
+        self.flow_filter: FlowFilter | None = compile_filter(config.filter) if config.filter is not None else None
         self.decoder = Decoder()
         self.address: tuple[str, int] = config.listen
         self.metrics_address: tuple[str, int] | None = None
@@ -373,6 +381,8 @@ class Collector:
     def _take(self) -> None:
         with self._lock:
             checked = self.decoder.take()
+        if self.flow_filter is not None and checked.flows.height:
+            checked = Checked(self.flow_filter.apply(checked.flows), checked.rejects)
         if checked.flows.height:
             self._buffer.append(checked.flows)
             self.buffered_flows += checked.flows.height

@@ -21,6 +21,7 @@ A suite is a TOML file (see ``benchmarks/suites/``)::
     inputs = ["iot23-34-1/conn.log.labeled"]
     prefixes = []                    # extra local prefixes for the node series
     mapping = ""                     # a CSV mapping (e.g. westermo); timezone = "UTC"
+    filter = ""                      # only flows matching this nfdump filter, e.g. "not proto icmp"
 
     [[tasks]]
     name = "mirai"
@@ -76,6 +77,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from netflowgen.read.filter import compile_filter
 from netflowgen.schema import Quality
 from netflowgen.series.build import SeriesConfig, build_series, parse_step
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
@@ -105,6 +107,8 @@ class DatasetSpec:
     prefixes: tuple[str, ...] = ()
     mapping: str | None = None
     timezone: str = "UTC"
+    filter: str | None = None
+    """nfdump filter expression (netflowgen.read.filter): only the flows it matches are ingested."""
 
 
 @dataclass(frozen=True)
@@ -240,8 +244,13 @@ def load_suite(path: Path, data: Path | None = None) -> SuiteSpec:
     for name, d in raw.get("datasets", {}).items():
         if "inputs" not in d:
             raise ValueError(f"{path}: dataset {name!r} has no inputs")
+        if d.get("filter"):
+            try:
+                compile_filter(d["filter"])
+            except ValueError as e:
+                raise ValueError(f"{path}: dataset {name!r}: {e}") from None
         datasets[name] = DatasetSpec(name, tuple(d["inputs"]), tuple(d.get("prefixes", ())), d.get("mapping") or None,
-                                     d.get("timezone", "UTC"))
+                                     d.get("timezone", "UTC"), d.get("filter") or None)
     tasks = []
     known = {f.name for f in TaskSpec.__dataclass_fields__.values()}
     for i, t in enumerate(raw.get("tasks", [])):
@@ -298,11 +307,13 @@ class _Data:
         from netflowgen.read import ReadOptions
 
         out = self.root / name
-        if not (out / "netflowgen.json").is_file():
-            spec = self.suite.datasets[name]
+        spec = self.suite.datasets[name]
+        manifest = out / "netflowgen.json"
+        stale = manifest.is_file() and json.loads(manifest.read_text()).get("read_options", {}).get("filter") != spec.filter
+        if stale or not manifest.is_file():
             mapping = Path(spec.mapping) if spec.mapping else None
             ingest(IngestConfig([self.suite.resolve(p) for p in spec.inputs], out,
-                                ReadOptions(mapping=mapping, timezone=spec.timezone)))
+                                ReadOptions(mapping=mapping, timezone=spec.timezone, filter=spec.filter), overwrite=stale))
         return out
 
     def get(self, name: str) -> pl.DataFrame:

@@ -160,7 +160,8 @@ def iter_record_batches(
     *,
     strict: bool = False,
 ) -> Iterator[pa.RecordBatch]:
-    """Canonical flows as Arrow record batches. Rejected rows are logged, or raise if ``strict``."""
+    """Canonical flows as Arrow record batches (those ``options.filter`` matches). Rejected rows are
+    logged, or raise if ``strict``."""
     for batch in _flow_frames(paths, options, strict):
         yield from batch.to_arrow().to_batches()
 
@@ -173,8 +174,9 @@ def _flow_frames(paths, options, strict: bool) -> Iterator[pl.DataFrame]:  # typ
                 row = checked.rejects.row(0, named=True)
                 raise RejectedRow(f"{row['source_file']}, row {row['source_row']}: {row['reason']}")
             rejected += checked.rejects.height
-        if checked.flows.height:
-            yield checked.flows
+        flows = options.select(checked.flows) if options is not None else checked.flows
+        if flows.height:
+            yield flows
     if rejected:
         log.warning("%d rows were rejected; `netflowgen ingest` writes them to a rejects file", rejected)
 

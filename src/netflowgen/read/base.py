@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netflowgen.read.filter import Frame, compile_filter
 from netflowgen.read.source import Source
 from netflowgen.read.validate import Checked
 
@@ -28,6 +29,21 @@ class ReadOptions:
     """Bytes of text parsed at once: bounds memory per batch."""
     timezone: str = "UTC"
     """Time zone of local-time timestamps in formats that carry no zone (Argus, CICFlowMeter)."""
+    filter: str | None = None
+    """nfdump filter expression (``proto tcp and dst port 80``): only the flows it matches are read.
+
+    Checked here, so that a bad expression fails before anything is read or written. It applies
+    in :func:`netflowgen.read.read_flow_table`, :func:`netflowgen.ingest.scan_flows` and ingest;
+    :func:`netflowgen.read.iter_checked` yields rows as read (see :mod:`netflowgen.read.filter`).
+    """
+
+    def __post_init__(self) -> None:
+        if self.filter is not None:
+            compile_filter(self.filter)
+
+    def select(self, frame: Frame) -> Frame:
+        """The flows of ``frame`` that :attr:`filter` matches (all of them without a filter)."""
+        return frame if self.filter is None else compile_filter(self.filter).apply(frame)
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,11 @@ class FilterError(ValueError):
 class FilterUndecided(ValueError):
     """A filter met flows on which its outcome depends on a value they do not carry."""
 
+    def __init__(self, message: str) -> None:
+        # Polars raises it again with the whole compiled expression appended: leave that out.
+        message = message.split("\n\nThis error occurred in the following expression")[0].rstrip()
+        super().__init__(message)
+
 
 #: Protocol names nfdump 1.7.1 accepts (a common subset of its table).
 PROTOCOLS: dict[str, int] = {
@@ -428,7 +433,7 @@ class _Parser:
         if self.tok.kind == "op" or self.tok.word in _COMPARATORS:
             op = _COMPARATORS[self.take().text.lower()]
         what = {"port": "a port number", "duration": "a duration in milliseconds"}.get(after, "a number")
-        return op, self.number(f"expected {what} after '{self.tokens[self.i - 1].text}'")
+        return op, self.number(f"expected {what} after '{after}'")
 
     def number(self, expected: str) -> int:
         tok = self.tok
@@ -575,7 +580,7 @@ def compile_filter(text: str) -> FlowFilter:
     >>> compile_filter("port >")
     Traceback (most recent call last):
     ...
-    netflowgen.read.filter.FilterError: bad filter: expected a port number after '>', found the end of the filter
+    netflowgen.read.filter.FilterError: bad filter: expected a port number after 'port', found the end of the filter
       port >
             ^
     """

@@ -112,3 +112,15 @@ def test_a_variant_runs_beside_its_base_and_is_compared_with_scratch(tmp_path: P
     assert result.exit_code == 0, result.output
     assert json.loads(made.read_text())["pretrain"]["steps"] == 3
     assert json.loads((tmp_path / "out" / "results.json").read_text())["pretrain"]["60s"]["steps"] == 3
+
+
+def test_private_addresses_are_named_by_their_dataset_and_public_ones_are_not() -> None:
+    from netflowgen.evaluate.corpus import qualify_nodes
+
+    frame = pl.DataFrame({"node": ["192.168.1.1", "147.32.81.167", "fd00::1", "2001:718:2:1600::5", "10.0.0.7", None],
+                          "victim": ["192.168.1.1"] * 6})
+    named = qualify_nodes(frame, "iot23")
+    assert named["node"].to_list() == ["iot23/192.168.1.1", "147.32.81.167", "iot23/fd00::1", "2001:718:2:1600::5",
+                                       "iot23/10.0.0.7", None]
+    assert named["victim"].to_list() == frame["victim"].to_list(), "only the named column changes"
+    assert qualify_nodes(frame, "x", "victim")["victim"].unique().to_list() == ["x/192.168.1.1"]

@@ -116,6 +116,16 @@ fit_fraction = 0.5
     run = next(r for r in task["runs"] if r["method"] == "ewma")
     assert set(run["by_intensity"]) == {"4x", "1x"}
     assert task["comparisons"]["budgets"]["1ep"]["reference"] in ("volume", "ewma")
+    levels = task["intensity_comparisons"]
+    assert set(levels) == {"4x", "1x"}
+    for level in levels.values():
+        ewma = level["budgets"]["1ep"]["pr_auc"]["ewma"]
+        assert ewma["low"] <= ewma["value"] <= ewma["high"] and level["victims"] == 3
+        assert 0 < level["best_single_feature"]["pr_auc"] <= 1 and level["positive_steps"] > 0
+    # Each intensity holds its own attack steps only: together they are the test part's.
+    assert sum(lv["positive_steps"] for lv in levels.values()) == task["test_positive"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "By attack intensity" in report and "| 4x |" in report
 
 
 def test_a_missing_capture_or_too_few_victims_is_a_clear_error_naming_task_and_file(tmp_path: Path,

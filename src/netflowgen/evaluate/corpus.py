@@ -6,6 +6,8 @@ run per step width, and what the run learnt, per dataset.
 * Labels are dropped; flows at or after any task's test cut of that dataset are left out, so the
   test parts stay unseen; 1970 clocks are left out (``_Data.get``).
 * Node series zero-fill only inside each dataset's coverage.
+* A private address is named ``dataset/address`` (``qualify_nodes``), here and in the tasks: the
+  captures' many 192.168.1.1 are different hosts.
 * Reported per dataset: flows, nodes and node-steps, and the held-out next-step cross-entropy
   (the last part of every node's series) of the model and of the persistence, node-frequency and
   seasonal-naive baselines, in mean and per feature (``evaluate/nextstep.py``).
@@ -23,7 +25,28 @@ import polars as pl
 
 from netflowgen.series.build import SeriesConfig, build_series
 
-__all__ = ["corpus_series", "pretrain_for", "corpus_report"]
+__all__ = ["corpus_series", "pretrain_for", "corpus_report", "qualify_nodes"]
+
+
+def qualify_nodes(frame: pl.DataFrame, dataset: str, column: str = "node") -> pl.DataFrame:
+    """``column`` with every private address (RFC 1918, ULA, link-local, benchmarking ranges)
+    named ``dataset/address``: such an address names a host only inside its own network, and
+    two captures' 192.168.1.1 are two hosts (merged, one could be a fitting victim in one
+    capture and a test victim in another). Public addresses are left as they are."""
+    import ipaddress
+
+    names = frame[column].unique().drop_nulls().to_list()
+
+    def private(name: str) -> bool:
+        try:
+            return ipaddress.ip_address(name).is_private
+        except ValueError:
+            return False
+
+    rename = {n: f"{dataset}/{n}" for n in names if private(n)}
+    if not rename:
+        return frame
+    return frame.with_columns(pl.col(column).replace(rename))
 
 
 def corpus_series(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetime]) -> dict[str, tuple[pl.DataFrame, int]]:
@@ -38,7 +61,7 @@ def corpus_series(step: timedelta, suite: Any, data: Any, cuts: dict[str, dateti
         # Labels are dropped: pre-training is unsupervised, whatever the data carries.
         flows = flows.with_columns(pl.lit(None, pl.String).alias("label"), pl.lit(None, pl.String).alias("label_detail"))
         series = build_series(flows.lazy(), SeriesConfig(step=step, local_prefixes=data.prefixes(name)), data.coverage(name))
-        out[name] = (series, flows.height)
+        out[name] = (qualify_nodes(series, name), flows.height)
     return out
 
 

@@ -77,6 +77,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from netflowgen.evaluate.corpus import qualify_nodes
 from netflowgen.read.filter import compile_filter
 from netflowgen.schema import Quality
 from netflowgen.series.build import SeriesConfig, build_series, parse_step
@@ -391,7 +392,8 @@ def prepare_task(task: TaskSpec, data: _Data, work: Path, progress: Callable[[st
         flows = data.get(task.dataset)
         cut = _cut(flows, task.fit_fraction, step)
         cfg = SeriesConfig(step=step, local_prefixes=data.prefixes(task.dataset), attack=task.attack)
-        series = build_series(flows.lazy(), cfg, data.coverage(task.dataset)).with_columns(pl.lit(task.dataset).alias("dataset"))
+        series = qualify_nodes(build_series(flows.lazy(), cfg, data.coverage(task.dataset)), task.dataset).with_columns(
+            pl.lit(task.dataset).alias("dataset"))
         test_nodes: frozenset[str] = frozenset()
         if task.test_node_fraction > 0:
             # Nodes attacked in the test period and the others are drawn apart, so that the test
@@ -449,6 +451,8 @@ def _prepare_inject_many(task: TaskSpec, data: _Data, work: Path, step: timedelt
         per_victim = {"test": task.injections_per_victim, "fit": task.fit_injections_per_victim or task.injections_per_victim}
         victims = draw_victims(background, cut, n - n_test, n_test, task.min_active_steps, rng, what, step=step,
                                spacing=spacing, episodes=per_victim, covered=covered)
+        named = qualify_nodes(pl.DataFrame({"node": [v.node for v in victims]}, schema={"node": pl.String}), bg)["node"].to_list()
+        name_of = dict(zip([v.node for v in victims], named))  # the victims as the task's series names them
         lo, hi = flows["ts_start"].min(), flows["ts_end"].max()
         current = data.path(bg)
         for part, attacks, bounds in (("fit", task.train_attacks, (lo, cut)), ("test", task.test_attacks, (cut, hi))):
@@ -469,16 +473,17 @@ def _prepare_inject_many(task: TaskSpec, data: _Data, work: Path, step: timedelt
             gt = pl.read_csv(out / "injections.csv", schema_overrides={"intensity": pl.String}, try_parse_dates=True)
             levels = {v.node: v.level for v in mine}
             truth.append(gt.with_columns(pl.lit(bg).alias("dataset"), pl.lit(part).alias("part"),
-                                         pl.col("victim").replace_strict(levels, default=None).alias("level")))
+                                         pl.col("victim").replace_strict(levels, default=None).alias("level"),
+                                         pl.col("victim").replace(name_of)))
             current = out
-        test_nodes |= {v.node for v in victims if v.part == "test"}
-        drawn += [{"dataset": bg, **v.__dict__} for v in victims]
+        test_nodes |= {name_of[v.node] for v in victims if v.part == "test"}
+        drawn += [{"dataset": bg, **v.__dict__, "node": name_of[v.node]} for v in victims]
         injected = build_series(scan_flows(current), cfg, dataset_coverage(current))
         if task.bystanders is not None:
             others = sorted(set(background["node"].unique().to_list()) - {v.node for v in victims})
             keep = {v.node for v in victims} | {others[j] for j in rng.permutation(len(others))[: task.bystanders]}
             injected = injected.filter(pl.col("node").is_in(list(keep)))
-        parts.append(injected.with_columns(pl.lit(bg).alias("dataset")))
+        parts.append(qualify_nodes(injected, bg).with_columns(pl.lit(bg).alias("dataset")))
     series = pl.concat(parts, how="vertical_relaxed")
     levels = pl.DataFrame(drawn)
     notes = [f"training attack types: {', '.join(train_types)}", f"test attack types: {', '.join(test_types)}",
@@ -509,8 +514,6 @@ def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, pr
         cuts[bg] = cut
         victim = _busiest_local(flows, data.prefixes(bg))
         testing = bg in test_bg
-        if testing:
-            victims.add(victim)
         lo, hi = (cut, flows["ts_start"].max()) if testing else (flows["ts_start"].min(), cut)
         # Start times well inside the part: an attack lasts seconds to minutes, 15 minutes of room.
         room = timedelta(minutes=15)
@@ -532,9 +535,12 @@ def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, pr
         cfg = SeriesConfig(step=step, local_prefixes=data.prefixes(bg), attack=attack)
         from netflowgen.dataset.coverage import dataset_coverage
 
-        parts.append(build_series(injected.lazy(), cfg, dataset_coverage(out)).with_columns(pl.lit(bg).alias("dataset")))
-        gt = pl.read_csv(out / "injections.csv", try_parse_dates=True)
+        parts.append(qualify_nodes(build_series(injected.lazy(), cfg, dataset_coverage(out)), bg).with_columns(
+            pl.lit(bg).alias("dataset")))
+        gt = qualify_nodes(pl.read_csv(out / "injections.csv", try_parse_dates=True), bg, "victim")
         truth.append(gt.with_columns(pl.lit(bg).alias("dataset"), pl.lit("test" if testing else "fit").alias("part")))
+        if testing:
+            victims.add(gt["victim"][0] if gt.height else victim)
     series = pl.concat(parts, how="vertical_relaxed")
     split = Split(cuts, test_nodes=frozenset(victims), test_only=tuple(t.lower() for t in test_types),
                   notes=[f"training attack types: {', '.join(train_types)}", f"test attack types: {', '.join(test_types)}",
@@ -727,6 +733,7 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
             entry["trivial"] = value > TRIVIAL_PR_AUC
         cache: dict[str, np.ndarray] = {}
         test_scores: dict[tuple[str, str], list[np.ndarray]] = {}
+        levels = _intensity_rows(t, series) if t.injections is not None else {}
         for budget_text in suite.budgets:
             budget = parse_budget(budget_text)
             for seed in suite.seeds:
@@ -754,8 +761,8 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
                     metrics = detection_metrics(frame.filter(pl.Series(test_rows)), threshold, t.step).to_dict()
                     rec = {"method": method, "budget": budget_text, "seed": seed, "seconds": round(time.perf_counter() - t0, 2),
                            "labels": selection.describe(steps.labels), **metrics}
-                    if t.injections is not None:
-                        rec["by_intensity"] = _by_intensity(t, frame, test_rows, threshold)
+                    if levels:
+                        rec["by_intensity"] = _by_intensity(levels, frame, test_rows, threshold, t.step)
                     entry["runs"].append(rec)
                     if seed == suite.seeds[0] and budget_text == suite.budgets[-1]:
                         _save_scores(out / "tasks" / t.spec.name / f"scores-{method}.parquet",
@@ -767,6 +774,9 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
                                                    BASELINES, len(suite.seeds), suite.bootstrap,
                                                    tuned=[m for m in suite.methods if suite.tuned(m)])
             entry["test_victims"] = entry["comparisons"]["victims"]
+            if levels:
+                say(f"{t.spec.name}: intervals per attack intensity")
+                entry["intensity_comparisons"] = _intensity_intervals(levels, series, test_rows, labels, test_scores, suite, t.step)
         results["tasks"][t.spec.name] = entry
         timings[f"{t.spec.name}: every method, budget and seed"] = time.perf_counter() - stage
         if max_seconds is not None and time.perf_counter() - started > max_seconds:
@@ -786,27 +796,60 @@ def _run_info(run: Path) -> dict[str, Any]:
             "final": m.get("final")}
 
 
-def _by_intensity(t: TaskData, frame: pl.DataFrame, test_rows: np.ndarray, threshold: float) -> dict[str, Any]:
+def _intensity_rows(t: TaskData, series: pl.DataFrame) -> dict[str, np.ndarray]:
+    """Per attack intensity of the test part's injections: the rows (of ``series``) inside them."""
+    gt = t.injections.filter(pl.col("part") == "test")  # type: ignore[union-attr]
+    step_us = int(t.step.total_seconds() * 1e6)
+    intensity_col = "intensity" if "intensity" in gt.columns else gt.columns[0]
+    out = {}
+    for value in gt[intensity_col].unique().sort().to_list():
+        hit = pl.lit(False)
+        for row in gt.filter(pl.col(intensity_col) == value).iter_rows(named=True):
+            start = _floor(row["start"], step_us)
+            end = datetime.fromisoformat(row["end"]) if isinstance(row["end"], str) else row["end"]
+            hit = hit | ((pl.col("node") == row["victim"]) & (pl.col("step") >= start) & (pl.col("step") <= end))
+        out[str(value)] = series.select(hit.alias("hit")).to_series().to_numpy()
+    return out
+
+
+def _by_intensity(levels: dict[str, np.ndarray], frame: pl.DataFrame, test_rows: np.ndarray, threshold: float,
+                  step: timedelta) -> dict[str, Any]:
     """Metrics per attack intensity: the positives of that intensity's injections against every
     negative of the test part."""
     from netflowgen.evaluate.metrics import detection_metrics
 
-    gt = t.injections.filter(pl.col("part") == "test")  # type: ignore[union-attr]
-    step_us = int(t.step.total_seconds() * 1e6)
-    test = frame.with_row_index("_row").filter(pl.Series(test_rows))
     out = {}
-    intensity_col = "intensity" if "intensity" in gt.columns else gt.columns[0]
-    for value in gt[intensity_col].unique().sort().to_list():
-        mine = gt.filter(pl.col(intensity_col) == value)
-        hit = pl.lit(False)
-        for row in mine.iter_rows(named=True):
-            start = _floor(row["start"], step_us)
-            end = datetime.fromisoformat(row["end"]) if isinstance(row["end"], str) else row["end"]
-            hit = hit | ((pl.col("node") == row["victim"]) & (pl.col("step") >= start) & (pl.col("step") <= end))
-        rows = test.filter(~pl.col("label") | hit)
-        if rows["label"].sum() == 0:
+    labels = frame["label"].to_numpy()
+    for value, hit in levels.items():
+        rows = test_rows & (~labels | hit)
+        if not (labels & rows).any():
             continue
-        out[str(value)] = detection_metrics(rows.drop("_row"), threshold, t.step).to_dict()
+        out[value] = detection_metrics(frame.filter(pl.Series(rows)), threshold, step).to_dict()
+    return out
+
+
+def _intensity_intervals(levels: dict[str, np.ndarray], series: pl.DataFrame, test_rows: np.ndarray, labels: np.ndarray,
+                         test_scores: dict[tuple[str, str], list[np.ndarray]], suite: SuiteSpec, step: timedelta) -> dict[str, Any]:
+    """Per intensity: every method's PR-AUC with its interval over victims, the paired differences
+    (as for the whole test part), and the best single causal feature on those rows (how hard the
+    intensity is: near 1 a threshold on one feature finds it)."""
+    from netflowgen.evaluate.metrics import best_causal_feature
+    from netflowgen.evaluate.uncertainty import compare_methods
+
+    out: dict[str, Any] = {}
+    nodes = series["node"].to_numpy()[test_rows]
+    for value, hit in levels.items():
+        rows = test_rows & (~labels | hit)
+        sub = rows[test_rows]  # the same rows, as a mask over the test part
+        if not labels[rows].any():
+            continue
+        scores = {k: [a[sub] for a in v] for k, v in test_scores.items()}
+        entry = compare_methods(scores, nodes[sub], labels[test_rows][sub], BASELINES, len(suite.seeds), suite.bootstrap,
+                                tuned=[m for m in suite.methods if suite.tuned(m)])
+        name, best = best_causal_feature(series, rows, labels, step)
+        entry["best_single_feature"] = {"name": name, "pr_auc": best, "causal": True}
+        entry["positive_steps"] = int(labels[rows].sum())
+        out[value] = entry
     return out
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-__all__ = ["comparison_table", "main_table", "summary_text", "verdict_sentences", "write_report"]
+__all__ = ["comparison_table", "intensity_table", "main_table", "summary_text", "verdict_sentences", "write_report"]
 
 _COLUMNS = [("pr_auc", "PR-AUC"), ("roc_auc", "ROC-AUC"), ("f1", "F1"), ("precision", "precision"), ("recall", "recall"),
             ("detected_fraction", "episodes detected"), ("mean_delay", "delay (steps)"),
@@ -84,6 +84,30 @@ def comparison_table(results: dict[str, Any]) -> list[dict[str, str]]:
                              "best baseline": ref,
                              "vs best baseline": (_ci(d, signed=True) + f" {d['verdict']}") if d else ("reference" if m == ref else "–"),
                              "vs scratch": (_ci(sc, signed=True) + f" {sc['verdict']}") if sc else "–"})
+    return rows
+
+
+def intensity_table(results: dict[str, Any], task: dict[str, Any]) -> list[dict[str, str]]:
+    """One row per attack intensity and method of a trace-driven task: test PR-AUC with its
+    interval over victims at every budget (the intensity's positives against every test
+    negative), with the difference from that budget's best baseline in words."""
+    levels = task.get("intensity_comparisons") or {}
+    budgets = list(dict.fromkeys(b for lv in levels.values() for b in lv.get("budgets", {})))
+    rows = []
+    for level in sorted(levels, key=_intensity_key, reverse=True):
+        lv = levels[level]
+        methods = {m for c in lv["budgets"].values() for m in c["pr_auc"]}
+        best = lv.get("best_single_feature") or {}
+        for m in _methods_in_order(results, methods):
+            row = {"intensity": level, "positive steps": f"{lv.get('positive_steps', 0):,}",
+                   "best single feature": f"{best.get('name', '–')} {best['pr_auc']:.3f}" if best.get("pr_auc") is not None else "–",
+                   "method": m}
+            for b in budgets:
+                c = lv["budgets"].get(b, {})
+                d = (c.get("vs_reference") or {}).get(m)
+                row[f"{b}: PR-AUC [95% CI]"] = _ci(c.get("pr_auc", {}).get(m)) + (
+                    f" ({d['verdict']} vs {c['reference']})" if d else (" (best baseline)" if c.get("reference") == m else ""))
+            rows.append(row)
     return rows
 
 
@@ -207,6 +231,10 @@ def _markdown(results: dict[str, Any], figures: dict[str, list[Path]], out: Path
     lines += ["", "## Main table (mean ± std over seeds, test part only)", "", _markdown_table(main_table(results))]
     for name, task in results["tasks"].items():
         lines += _task_header(name, task) + [""]
+        by_level = intensity_table(results, task)
+        if by_level:
+            lines += ["### By attack intensity (95% intervals over victims; each intensity's attack steps against "
+                      "every test negative)", "", _markdown_table(by_level), ""]
         for fig in figures.get(name, []):
             lines += [f"![{fig.stem}]({fig.relative_to(out)})", ""]
     lines += ["## Definitions", "",
@@ -252,6 +280,12 @@ def _html(results: dict[str, Any], figures: dict[str, list[Path]], out: Path) ->
         parts.append(f"<h2>{esc(name)}</h2><p>{esc(task.get('description', ''))}</p><ul>")
         parts += [f"<li>{esc(line[2:])}</li>" for line in header[4:] if line.startswith("- ")]
         parts.append("</ul>")
+        by_level = intensity_table(results, task)
+        if by_level:
+            parts.append("<h3>By attack intensity (95% intervals over victims)</h3><table><tr>"
+                         + "".join(f"<th>{esc(h)}</th>" for h in by_level[0]) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{esc(v)}</td>" for v in r.values()) + "</tr>" for r in by_level]
+            parts.append("</table>")
         for fig in figures.get(name, []):
             parts.append(f"<p><img src='{esc(str(fig.relative_to(out)))}' alt='{esc(fig.stem)}'></p>")
     parts.append("</body></html>")

@@ -611,6 +611,7 @@ def benchmark_cmd(
     tasks: Annotated[Optional[str], typer.Option("--tasks", help="Only these tasks (comma-separated names).")] = None,
     methods: Annotated[Optional[str], typer.Option("--methods", help="Only these methods or variants (comma-separated).")] = None,
     budgets: Annotated[Optional[str], typer.Option("--budgets", help="These label budgets instead (comma-separated, e.g. 1ep,3ep,all).")] = None,
+    settings: Annotated[Optional[list[str]], typer.Option("--set", help="Replace a [pretrain] or [finetune] setting, e.g. pretrain.size=small (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run a detection suite: every method on the same splits, budgets and seeds; write the report."""
@@ -625,7 +626,7 @@ def benchmark_cmd(
         return [x.strip() for x in text.split(",") if x.strip()] if text else None
 
     def load():  # type: ignore[no-untyped-def]
-        return load_suite(suite_file, data).select(split(tasks), split(methods), split(budgets))
+        return load_suite(suite_file, data).select(split(tasks), split(methods), split(budgets)).with_settings(settings or [])
 
     if plan:
         try:

@@ -124,3 +124,16 @@ def test_private_addresses_are_named_by_their_dataset_and_public_ones_are_not() 
                                        "iot23/10.0.0.7", None]
     assert named["victim"].to_list() == frame["victim"].to_list(), "only the named column changes"
     assert qualify_nodes(frame, "x", "victim")["victim"].unique().to_list() == ["x/192.168.1.1"]
+
+
+def test_settings_replace_pretrain_and_finetune_values_and_bad_ones_are_named(tmp_path: Path) -> None:
+    suite = load_suite(_suite(tmp_path)).with_settings(["pretrain.size=small", "pretrain.steps=5000", "finetune.lr=0.003"])
+    assert suite.pretrain["size"] == "small" and suite.pretrain["steps"] == 5000 and suite.pretrain["context"] == 16
+    assert suite.finetune["lr"] == 0.003 and suite.finetune["steps"] == 3
+    for bad, message in (("pretrain.depth=3", "pretrain has no setting 'depth'"), ("finetune.epochs=3", "no setting 'epochs'"),
+                         ("size=small", "not a suite setting"), ("pretrain.size", "not a suite setting")):
+        with pytest.raises(ValueError, match=message):
+            load_suite(_suite(tmp_path)).with_settings([bad])
+    (tmp_path / "bad.toml").write_text(SUITE.format(steps=2, variants="").replace("batch_size = 4", "batch = 4"))
+    with pytest.raises(ValueError, match=r"\[pretrain\] has unknown settings \['batch'\]"):
+        load_suite(tmp_path / "bad.toml")

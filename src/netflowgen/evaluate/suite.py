@@ -95,6 +95,8 @@ BASELINES = ("lightgbm", "lightgbm-relative", "volume", "ewma", "ewma-held")
 #: The fine-tuned FlowGPT methods: (mode, head inputs, init) of each.
 TUNED = {"flowgpt": ("full", "both", "pretrained"), "flowgpt-surprise": ("probe", "surprise", "pretrained"),
          "flowgpt-hidden": ("probe", "hidden", "pretrained"), "scratch": ("full", "hidden", "scratch")}
+#: What a suite's [pretrain] section may set (evaluate/corpus.py reads them).
+PRETRAIN_FIELDS = ("size", "steps", "batch_size", "context", "lr", "bins")
 #: FinetuneConfig fields a suite's [variants.NAME] may set beside its base method (an ablation).
 VARIANT_FIELDS = ("mode", "head_inputs", "head_init", "anchor", "last_k", "window", "history", "steps", "batch_size",
                   "lr", "window_weight", "backbone_lr_scale", "node_dropout")
@@ -199,6 +201,28 @@ class SuiteSpec:
             picked = replace(picked, budgets=tuple(budgets))
         return picked
 
+    def with_settings(self, pairs: list[str]) -> SuiteSpec:
+        """The suite with ``section.key=value`` settings of its [pretrain] or [finetune] section
+        replaced (a value is read as a TOML value, else as a string): ``pretrain.size=small``."""
+        from dataclasses import replace
+
+        sections = {"pretrain": dict(self.pretrain), "finetune": dict(self.finetune)}
+        for pair in pairs:
+            name, sep, text = pair.partition("=")
+            section, dot, key = name.strip().partition(".")
+            if not sep or not dot or section not in sections or not key:
+                raise ValueError(f"not a suite setting: {pair!r} (use pretrain.KEY=VALUE or finetune.KEY=VALUE)")
+            if section == "finetune" and key not in VARIANT_FIELDS:
+                raise ValueError(f"finetune has no setting {key!r}; it may set {', '.join(VARIANT_FIELDS)}")
+            if section == "pretrain" and key not in PRETRAIN_FIELDS:
+                raise ValueError(f"pretrain has no setting {key!r}; it may set {', '.join(PRETRAIN_FIELDS)}")
+            try:
+                value = tomllib.loads(f"v = {text.strip()}")["v"]
+            except tomllib.TOMLDecodeError:
+                value = text.strip()
+            sections[section][key] = value
+        return replace(self, pretrain=sections["pretrain"], finetune=sections["finetune"])
+
     def tuned(self, method: str) -> bool:
         """Whether ``method`` is a fine-tuned FlowGPT (a built-in one or a variant)."""
         return method in TUNED or method in self.variants
@@ -268,6 +292,9 @@ def load_suite(path: Path, data: Path | None = None) -> SuiteSpec:
         tasks.append(task)
     if not tasks:
         raise ValueError(f"{path}: a suite needs at least one [[tasks]] entry")
+    unknown = set(raw.get("pretrain", {})) - set(PRETRAIN_FIELDS)
+    if unknown:
+        raise ValueError(f"{path}: [pretrain] has unknown settings {sorted(unknown)}; it may set {', '.join(PRETRAIN_FIELDS)}")
     unknown = set(raw.get("finetune", {})) - set(VARIANT_FIELDS)
     if unknown:
         raise ValueError(f"{path}: [finetune] has unknown settings {sorted(unknown)}; it may set {', '.join(VARIANT_FIELDS)}")

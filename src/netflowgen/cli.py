@@ -439,6 +439,7 @@ def pretrain_cmd(
     warmup: Annotated[int, typer.Option(help="Warmup steps.")] = 100,
     val_fraction: Annotated[float, typer.Option(help="Last part of every node's series held out for validation.")] = 0.1,
     eval_every: Annotated[int, typer.Option(help="Validate every this many steps.")] = 200,
+    max_minutes: Annotated[Optional[float], typer.Option(help="Wall-clock budget: stop when it is spent (or after --steps), the learning rate decaying over it.")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     precision: Annotated[str, typer.Option(help="auto, fp32 or bf16.")] = "auto",
     device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: cuda if available).")] = None,
@@ -453,7 +454,8 @@ def pretrain_cmd(
 
     try:
         train = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=min(warmup, steps),
-                            eval_every=eval_every, checkpoint_every=eval_every, seed=seed, precision=precision)
+                            eval_every=eval_every, checkpoint_every=eval_every, seed=seed, precision=precision,
+                            max_seconds=max_minutes * 60 if max_minutes else None)
         with distributed():
             result, _ = pretrain(PretrainConfig(tokens, size, context, val_fraction), train, out_dir, resume=resume,
                                  overwrite=overwrite, device=device, show_progress=not as_json)

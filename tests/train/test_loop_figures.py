@@ -3,10 +3,10 @@ loop's log records say how much of their time went into getting batches."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -53,25 +53,82 @@ def test_validation_equals_the_per_feature_computation(tmp_path: Path) -> None:
     assert 0 < got["val_accuracy"] < 1
 
 
-def test_log_records_carry_the_share_of_time_spent_getting_batches(tmp_path: Path) -> None:
+class FakeClock:
+    """time.perf_counter for the loop, advanced only by the test: the accounting is checked
+    exactly, whatever else the machine is doing."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+def _tiny(tmp_path: Path) -> tuple[TokenWindows, FlowGPTConfig]:
     tokens = periodic_tokens(tmp_path, nodes=2, steps=40)
     _, tok, shards = open_tokens(tokens)
     windows = TokenWindows(shards, context=8, val_fraction=0.1)
     cfg = FlowGPTConfig(bins=tuple(tok.bins[f] for f in tok.config.features), n_nodes=3, n_groups=2, context=8,
                         n_layer=1, n_head=2, d_model=16)
+    return windows, cfg
+
+
+def test_log_records_carry_the_share_of_time_spent_getting_batches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import netflowgen.train.loop as loop
+
+    windows, cfg = _tiny(tmp_path)
+    clock = FakeClock()
+    monkeypatch.setattr(loop, "time", clock)
     train = TrainConfig(steps=4, batch_size=2, warmup_steps=1, log_every=2, eval_every=100, checkpoint_every=100)
 
-    def run(delay: float) -> list[dict[str, float]]:
+    def run(batch_s: float, step_s: float) -> list[dict[str, float]]:
         def sample(step: int, rank: int):  # type: ignore[no-untyped-def]
-            time.sleep(delay)
+            clock.now += batch_s
             return windows.sample(2, 0, rank, step)
 
-        torch.manual_seed(0)
-        run_dir = tmp_path / f"run-{delay}"
-        run_dir.mkdir()
-        return train_loop(FlowGPT(cfg), sample, None, next_step_loss, train, run_dir, show_progress=False)
+        def loss(model, batch):  # type: ignore[no-untyped-def]
+            clock.now += step_s
+            return next_step_loss(model, batch)
 
-    slow = run(0.25)
+        torch.manual_seed(0)
+        run_dir = tmp_path / f"run-{batch_s}-{step_s}"
+        run_dir.mkdir()
+        return train_loop(FlowGPT(cfg), sample, None, loss, train, run_dir, show_progress=False)
+
+    slow = run(0.25, 0.05)
     assert [r["step"] for r in slow] == [2, 4]
-    assert all(0.5 < r["data_share"] <= 1.0 for r in slow), slow  # 0.25 s per batch against a step of milliseconds
-    assert all(0.0 <= r["data_share"] < 0.5 for r in run(0.0))
+    assert all(abs(r["data_share"] - 0.25 / 0.30) < 1e-9 for r in slow), slow
+    assert all(abs(r["steps_per_s"] - 1 / 0.30) < 1e-6 for r in slow)
+    assert all(abs(r["data_share"] - 0.01 / 0.11) < 1e-9 for r in run(0.01, 0.1))
+
+
+def test_a_time_budget_stops_training_with_the_learning_rate_decayed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import netflowgen.train.loop as loop
+
+    windows, cfg = _tiny(tmp_path)
+    clock = FakeClock()
+    monkeypatch.setattr(loop, "time", clock)
+    # 0.05 s per step and a 1 s budget: 20 of the 10,000 steps allowed.
+    train = TrainConfig(steps=10_000, batch_size=2, warmup_steps=2, log_every=1, eval_every=10_000, checkpoint_every=10_000,
+                        lr=1e-2, min_lr_ratio=0.1, max_seconds=1.0)
+
+    def sample(step: int, rank: int):  # type: ignore[no-untyped-def]
+        clock.now += 0.05
+        return windows.sample(2, 0, rank, step)
+
+    torch.manual_seed(0)
+    (tmp_path / "run").mkdir()
+    records = train_loop(FlowGPT(cfg), sample, lambda m: {"val_loss": 0.0}, next_step_loss, train, tmp_path / "run",
+                         show_progress=False)
+    steps = [r for r in records if "loss" in r]
+    assert len(steps) == 20 and steps[-1]["stopped"] == "time budget"
+    assert "stopped" not in steps[-2]
+    assert records[-1] == {"step": 20, "val_loss": 0.0}, "validated where it stopped"
+    assert any((tmp_path / "run").iterdir()), "and checkpointed there"
+    lrs = [r["lr"] for r in steps]
+    assert lrs[1] == 1e-2 and abs(lrs[-1] - 1e-3) < 1e-4, lrs  # warmed up in steps, decayed over the time
+    assert all(a >= b - 1e-12 for a, b in zip(lrs[1:], lrs[2:])), ("the decay only goes down", lrs)
+    # Without a budget the same loop runs every step.
+    assert loop.TrainConfig(steps=3).max_seconds is None
+    with pytest.raises(ValueError, match="max_seconds"):
+        TrainConfig(max_seconds=0)

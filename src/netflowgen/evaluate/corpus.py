@@ -94,8 +94,8 @@ def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetim
                  source="suite pre-training corpus", overwrite=True)
     steps = int(p.get("steps", 1500))
     train = TrainConfig(steps=steps, batch_size=int(p.get("batch_size", 32)), lr=float(p.get("lr", 1e-3)),
-                        warmup_steps=min(100, steps // 10), eval_every=max(steps // 3, 1), checkpoint_every=steps,
-                        eval_batches=20, seed=0)
+                        warmup_steps=min(100, steps // 10), eval_every=max(steps // 3, 1), checkpoint_every=max(min(steps, 500), 1),
+                        eval_batches=20, seed=0, max_seconds=float(p["minutes"]) * 60 if "minutes" in p else None)
     pretrain(PretrainConfig(tokens, p.get("size", "tiny"), int(p.get("context", 64))), train, run,
              overwrite=True, show_progress=show_progress)
     made_by.write_text(json.dumps(key, indent=1) + "\n")

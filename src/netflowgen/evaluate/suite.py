@@ -96,7 +96,7 @@ BASELINES = ("lightgbm", "lightgbm-relative", "volume", "ewma", "ewma-held")
 TUNED = {"flowgpt": ("full", "both", "pretrained"), "flowgpt-surprise": ("probe", "surprise", "pretrained"),
          "flowgpt-hidden": ("probe", "hidden", "pretrained"), "scratch": ("full", "hidden", "scratch")}
 #: What a suite's [pretrain] section may set (evaluate/corpus.py reads them).
-PRETRAIN_FIELDS = ("size", "steps", "batch_size", "context", "lr", "bins")
+PRETRAIN_FIELDS = ("size", "steps", "batch_size", "context", "lr", "bins", "minutes")
 #: FinetuneConfig fields a suite's [variants.NAME] may set beside its base method (an ablation).
 VARIANT_FIELDS = ("mode", "head_inputs", "head_init", "anchor", "last_k", "window", "history", "steps", "batch_size",
                   "lr", "window_weight", "backbone_lr_scale", "node_dropout")

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -51,27 +52,36 @@ class TrainConfig:
     precision: str = "auto"
     """auto (bf16 on CUDA, and on CPUs with bf16 matrix instructions for wide models), fp32 or bf16."""
     log_every: int = 10
+    max_seconds: float | None = None
+    """A wall-clock budget: training ends when it is spent (or after ``steps``, whichever comes
+    first), and after the warmup the cosine decay runs on the larger of the step and time
+    fractions, so a budgeted run still decays fully by its end. The step count a time budget
+    reaches depends on the machine; the records and the run's manifest say where it stopped."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1:
             raise ValueError("steps and batch_size must be positive")
+        if self.max_seconds is not None and self.max_seconds <= 0:
+            raise ValueError("max_seconds must be positive")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("min_lr_ratio must be in [0, 1]")
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to the peak, then cosine decay to ``min_lr_ratio`` of it.
+def lr_at(step: int, cfg: TrainConfig, progress: float | None = None) -> float:
+    """Linear warmup to the peak, then cosine decay to ``min_lr_ratio`` of it; ``progress`` (the
+    share of a time budget spent since the warmup) moves the decay on when it is further along
+    than the step count.
 
     >>> cfg = TrainConfig(steps=100, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
-    >>> round(lr_at(0, cfg), 3), round(lr_at(9, cfg), 3), round(lr_at(99, cfg), 3)
-    (0.1, 1.0, 0.1)
+    >>> round(lr_at(0, cfg), 3), round(lr_at(9, cfg), 3), round(lr_at(99, cfg), 3), round(lr_at(20, cfg, 1.0), 3)
+    (0.1, 1.0, 0.1, 0.1)
     """
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     span = max(cfg.steps - 1 - cfg.warmup_steps, 1)
-    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    progress = min(max((step - cfg.warmup_steps) / span, progress or 0.0), 1.0)
     floor = cfg.lr * cfg.min_lr_ratio
     return floor + (cfg.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
@@ -206,6 +216,7 @@ def train_loop(
     metrics_path = run_dir / "metrics.jsonl"
     start = 0
     records: list[dict[str, float]] = []
+    state: dict[str, Any] = {}
     if resume:
         state = load_checkpoint(run_dir, model, optimizer)
         start = int(state["step"])
@@ -223,6 +234,7 @@ def train_loop(
 
     progress = _progress(show_progress and info.main, cfg.steps, start)
     t_last, n_last = time.perf_counter(), start
+    clock = _Budget(cfg, info, state["elapsed"] if resume and "elapsed" in state else 0.0, start)
     data_s = 0.0  # seconds spent in sample() and .to(device) since the last log record
     try:
         with progress:
@@ -234,8 +246,9 @@ def train_loop(
                 t_data = time.perf_counter()
                 batch = sample(step, info.rank).to(device)
                 data_s += time.perf_counter() - t_data
+                lr = lr_at(step, cfg, clock.progress(step))
                 for group in optimizer.param_groups:
-                    group["lr"] = lr_at(step, cfg) * group.get("lr_scale", 1.0)
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 with torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext():
                     loss = loss_of(train_model, batch)
                 optimizer.zero_grad(set_to_none=True)
@@ -243,29 +256,67 @@ def train_loop(
                 grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 done = step + 1
-                if done % cfg.log_every == 0 or done == cfg.steps:
+                last = done == cfg.steps or clock.spent()
+                if done % cfg.log_every == 0 or last:
                     now = time.perf_counter()
                     rate = (done - n_last) / max(now - t_last, 1e-9)
                     share = data_s / max(now - t_last, 1e-9)
                     t_last, n_last, data_s = now, done, 0.0
-                    rec = {"step": done, "loss": float(loss.detach()), "lr": lr_at(step, cfg),
+                    rec = {"step": done, "loss": float(loss.detach()), "lr": lr,
                            "grad_norm": float(grad_norm), "steps_per_s": rate, "tokens_per_s": rate * tokens_per_batch * info.world,
                            "data_share": share}
+                    if last and done < cfg.steps:
+                        rec["stopped"] = "time budget"
                     log_record(rec)
                     progress.update(task, completed=done, loss=rec["loss"], rate=rate, tps=rec["tokens_per_s"])
                 else:
                     progress.update(task, completed=done)
-                if validate is not None and (done % cfg.eval_every == 0 or done == cfg.steps):
+                if validate is not None and (done % cfg.eval_every == 0 or last):
                     if info.main:
                         log_record({"step": done, **validate(model)})
                     if info.world > 1:
                         dist.barrier()
-                if info.main and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-                    save_checkpoint(run_dir, model, optimizer, {"step": done, "records": records, "config": asdict(cfg)})
+                if info.main and (done % cfg.checkpoint_every == 0 or last):
+                    save_checkpoint(run_dir, model, optimizer, {"step": done, "records": records, "config": asdict(cfg),
+                                                                "elapsed": clock.elapsed()})
+                if last:
+                    break
     finally:
         if metrics_file:
             metrics_file.close()
     return records
+
+
+class _Budget:
+    """The wall-clock budget of ``TrainConfig.max_seconds`` (nothing without one). With several
+    processes rank 0's clock decides, so that every rank stops at the same step."""
+
+    def __init__(self, cfg: TrainConfig, info: Any, elapsed: float, start: int) -> None:
+        self.cfg, self.info = cfg, info
+        self.t0 = time.perf_counter() - elapsed
+        self.warm_at: float | None = elapsed if start >= cfg.warmup_steps else None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def progress(self, step: int) -> float | None:
+        """Share of the budget left after the warmup that is spent (None: no budget)."""
+        if self.cfg.max_seconds is None:
+            return None
+        now = self.elapsed()
+        if step < self.cfg.warmup_steps:
+            return 0.0
+        if self.warm_at is None:
+            self.warm_at = now
+        return (now - self.warm_at) / max(self.cfg.max_seconds - self.warm_at, 1e-9)
+
+    def spent(self) -> bool:
+        if self.cfg.max_seconds is None:
+            return False
+        over = torch.tensor([float(self.elapsed() >= self.cfg.max_seconds)])
+        if self.info.world > 1:
+            dist.broadcast(over, src=0)
+        return bool(over.item())
 
 
 def _progress(enabled: bool, total: int, start: int) -> Progress:

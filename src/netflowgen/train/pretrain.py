@@ -138,7 +138,7 @@ def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool
         save_weights(model, out / "model.safetensors")
         final = [r for r in records if "val_loss" in r]
         result = {"status": "complete", "size": cfg.size, "tokens": str(Path(cfg.tokens).resolve()), "parameters": model.num_params(),
-                  "steps": train.steps, "train_targets": windows.n_train_targets, "val_targets": windows.n_val_targets,
+                  "steps": int(records[-1]["step"]) if records else train.steps, "train_targets": windows.n_train_targets, "val_targets": windows.n_val_targets,
                   "final": final[-1] if final else None}
         write_manifest(out, RUN_KIND, **result)
     if info.world > 1:

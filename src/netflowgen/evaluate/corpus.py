@@ -79,7 +79,7 @@ def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetim
     # What made the run: a suite edited since (another size, more steps, other data) trains anew.
     key = {"pretrain": suite.pretrain,
            "datasets": {name: {"inputs": list(ds.inputs), "prefixes": list(ds.prefixes), "mapping": ds.mapping,
-                               "timezone": ds.timezone} for name, ds in sorted(suite.datasets.items())},
+                               "timezone": ds.timezone, "filter": ds.filter} for name, ds in sorted(suite.datasets.items())},
            "cuts": {k: v.isoformat() for k, v in sorted(cuts.items())}}
     made_by = run / "suite_pretrain.json"
     if (run / "model.safetensors").is_file() and made_by.is_file() and json.loads(made_by.read_text()) == key:

@@ -286,3 +286,15 @@ def test_head_init_and_anchor_change_the_fit_and_are_recorded(run: tuple[Path, p
         FinetuneConfig(head_init="ones")
     with pytest.raises(ValueError, match="anchor"):
         FinetuneConfig(anchor=-1)
+
+
+def test_scoring_some_rows_gives_their_scores_of_scoring_everything(run: tuple[Path, pl.DataFrame]) -> None:
+    path, series = run
+    cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("1ep"), steps=5, window=16, history=8)
+    later = (series.sort("node", "step")["step"] >= SPLIT).to_numpy()
+    full = finetune(path, series, 60, cfg, allowed=pl.col("step") < SPLIT, show_progress=False)
+    part = finetune(path, series, 60, cfg, allowed=pl.col("step") < SPLIT, show_progress=False, score_rows=later)
+    assert np.array_equal(part.fit_scores[later], full.fit_scores[later])
+    scored = np.isfinite(part.fit_scores)
+    assert scored[later].all() and 0 < scored.sum() < len(scored), "the earlier rows not labelled were left out"
+    assert part.threshold == full.threshold, "calibrated on the same labelled rows"

@@ -334,13 +334,21 @@ def _scoring_windows(bounds: np.ndarray, window: int, history: int) -> tuple[np.
 
 @torch.no_grad()
 def score_steps(model: DetectorModel | FlowGPT, steps: EncodedSteps, window: int, history: int,
-                batch_size: int = 64, device: str | torch.device = "cpu", kind: str = "detector") -> np.ndarray:
+                batch_size: int = 64, device: str | torch.device = "cpu", kind: str = "detector",
+                rows: np.ndarray | None = None) -> np.ndarray:
     """A score for every row: the detector's attack probability (``kind="detector"``) or the
     pre-trained model's surprise (``kind="surprise"``: the negative log-likelihood of the observed
-    bins of all features given the steps before, NaN on a segment's first step)."""
+    bins of all features given the steps before, NaN on a segment's first step). With ``rows`` (a
+    mask), only the strides holding one of them are scored; the other rows are NaN."""
     model.eval()
     out = np.full(len(steps), np.nan, dtype=np.float64)
     b_all, s_all, e_all = _scoring_windows(steps.bounds, window, history)
+    if rows is not None:
+        # Only the strides holding a wanted row: each stride reads its own history, so their
+        # scores are those of scoring everything; the other rows stay NaN.
+        counts = np.concatenate([[0], np.cumsum(np.asarray(rows, bool))])
+        keep = counts[e_all] > counts[s_all]
+        b_all, s_all, e_all = b_all[keep], s_all[keep], e_all[keep]
     if len(b_all) == 0:
         return out
     length = history + window
@@ -367,12 +375,12 @@ def _surprise(model: FlowGPT, b: WindowBatch) -> torch.Tensor:
 
 
 def surprise_scores(model: FlowGPT, steps: EncodedSteps, context: int | None = None, batch_size: int = 64,
-                    device: str | torch.device = "cpu") -> np.ndarray:
+                    device: str | torch.device = "cpu", rows: np.ndarray | None = None) -> np.ndarray:
     """Zero-label anomaly score of every row: how surprising the observed step is to the
     pre-trained model, in nats summed over features (NaN where a node's segment starts)."""
     ctx = context or model.cfg.context
     history = ctx // 2
-    return score_steps(model, steps, ctx - history, history, batch_size, device, kind="surprise")
+    return score_steps(model, steps, ctx - history, history, batch_size, device, kind="surprise", rows=rows)
 
 
 @dataclass
@@ -415,7 +423,7 @@ class Detector:
 def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: FinetuneConfig, out: Path | None = None, *,
              allowed: pl.Expr | None = None, device: str = "cpu", show_progress: bool = True,
              overwrite: bool = False, series_config: dict | None = None,  # type: ignore[type-arg]
-             selection: LabelSelection | None = None) -> Detector:
+             selection: LabelSelection | None = None, score_rows: np.ndarray | None = None) -> Detector:
     """Fine-tune the run's backbone on a budget of labelled windows of ``series`` and calibrate
     the alert threshold; written to ``out`` (a detector directory) when given.
 
@@ -423,7 +431,8 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
     part of a split; rows outside it are never labelled, trained on or calibrated on (they may
     still be read as unlabelled history, as their features are not labels). ``selection`` gives
     the labelled windows instead of drawing them (rows of ``series`` sorted by node and step), so
-    that several methods can be compared on the very same labels.
+    that several methods can be compared on the very same labels. ``score_rows`` (a mask) limits
+    the scoring behind ``Detector.fit_scores`` to those rows and the labelled ones (NaN elsewhere).
     """
     from netflowgen.evaluate.metrics import calibrate_threshold
     from netflowgen.train.pretrain import load_run
@@ -479,7 +488,8 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
         records = train_loop(model, sample, None, _loss(pos_weight, cfg.window_weight, cfg.anchor, start), train_cfg, tmp,
                              device=device, show_progress=show_progress, tokens_per_batch=cfg.batch_size * length)
         shutil.rmtree(tmp / CHECKPOINT_DIR, ignore_errors=True)
-        scores = score_steps(model, steps, cfg.window, cfg.history, device=device)
+        scores = score_steps(model, steps, cfg.window, cfg.history, device=device,
+                             rows=None if score_rows is None else score_rows | selection.train | selection.calibrate)
         cal = selection.calibrate if selection.calibrate.any() else selection.train
         threshold = float(calibrate_threshold(scores[cal], steps.labels[cal].astype(bool)))
         manifest = {

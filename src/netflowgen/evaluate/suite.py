@@ -579,8 +579,9 @@ def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, pr
 
 
 def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, budget: Any, seed: int,
-            suite: SuiteSpec, cache: dict[str, np.ndarray]) -> np.ndarray:
-    """Every row's score (rows in node, step order), for one method."""
+            suite: SuiteSpec, cache: dict[str, np.ndarray], test_rows: np.ndarray) -> np.ndarray:
+    """Every row's score (rows in node, step order), for one method: a fine-tuned FlowGPT scores
+    the test and labelled rows only (NaN elsewhere; the model is the costly part)."""
     from netflowgen.detect.finetune import (
         FinetuneConfig,
         finetune,
@@ -596,7 +597,8 @@ def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, 
                     "lr": 1e-2, **{k: v for k, v in f.items() if k in VARIANT_FIELDS},
                     **{k: v for k, v in variant.items() if k != "base"}}
         cfg = FinetuneConfig(attack=(), budget=budget, init=init, seed=seed, **settings)
-        det = finetune(run, series, task.step.total_seconds(), cfg, selection=selection, show_progress=False)
+        det = finetune(run, series, task.step.total_seconds(), cfg, selection=selection, show_progress=False,
+                       score_rows=test_rows)
         # finetune scored every row of this very series (sorted alike) to calibrate its threshold.
         return det.fit_scores
     if method == "surprise":
@@ -778,7 +780,7 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
                     say(f"{t.spec.name}: {method}, budget {budget_text}, seed {seed}")
                     t0 = time.perf_counter()
                     try:
-                        scores = _scores(method, t, steps, selection, run, budget, seed, suite, cache)
+                        scores = _scores(method, t, steps, selection, run, budget, seed, suite, cache, test_rows)
                     except ValueError as e:
                         entry["errors"].append(f"{method}, budget {budget_text}, seed {seed}: {e}")
                         continue

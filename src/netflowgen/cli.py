@@ -35,7 +35,6 @@ from netflowgen.dataset.coverage import dataset_coverage
 from netflowgen.ingest import IngestConfig, IngestSummary, ingest, scan_flows
 from netflowgen.inspect import Inspection, inspect_path
 from netflowgen.read import FormatError, ReadOptions, RejectedRow, get_format, format_names
-from netflowgen.read.filter import compile_filter
 from netflowgen.read.source import consumed_bytes
 from netflowgen.series import NodeMode, SeriesConfig, parse_step
 from netflowgen.series.build import estimate_rows, iter_series_parts
@@ -923,9 +922,10 @@ def detect_cmd(
     listen: Annotated[str, typer.Option(help="UDP HOST:PORT to receive NetFlow v5/v9/IPFIX on (port 0: any free port).")] = "127.0.0.1:2055",
     alerts: Annotated[Optional[Path], typer.Option(help="Append alerts here as JSON lines (default: stdout).")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also keep the received flows as a dataset here.")] = None,
-    api: Annotated[Optional[str], typer.Option(help="Serve /health, /metrics and /alerts on this HOST:PORT, e.g. 127.0.0.1:9106.")] = None,
+    api: Annotated[Optional[str], typer.Option(help="Serve a status page at / and /health, /metrics, /alerts, /top, /exporters on this HOST:PORT, e.g. 127.0.0.1:9106.")] = None,
     grace: Annotated[float, typer.Option(help="Steps a step stays open for flows that arrive late.")] = 1.0,
     idle_steps: Annotated[int, typer.Option(help="Steps without traffic after which a node is forgotten.")] = 60,
+    queue_steps: Annotated[int, typer.Option(help="Closed steps waiting to be scored at most; one more drops the oldest (counted).")] = 8,
     duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: at Ctrl-C or SIGTERM).")] = None,
     flow_filter: FilterOpt = None,
     as_json: JsonOpt = False,
@@ -936,17 +936,17 @@ def detect_cmd(
 
     stop = _stop_on_signals()
     try:
-        live = LiveDetector(LiveConfig(detector, parse_address(listen), out_dir, alerts, parse_address(api) if api else None,
-                                       grace, idle_steps))
-        if flow_filter is not None:  # the detector sees, and --out keeps, only the matching flows
-            live.collector.flow_filter = compile_filter(flow_filter)
+        # With --filter the detector sees, and --out keeps, only the matching flows.
+        live = LiveDetector(LiveConfig(detector, listen=parse_address(listen), out=out_dir, alerts=alerts,
+                                       api=parse_address(api) if api else None, grace_steps=grace,
+                                       idle_steps=idle_steps, filter=flow_filter, queue_steps=queue_steps))
         live.start()
     except (ValueError, OSError, FileNotFoundError) as e:
         raise _fail(str(e)) from None
     host, port = live.address
     ready = f"listening on udp://{host}:{port}, scoring every {live.step.total_seconds():g} s step with {detector}"
     if live.api_address:
-        ready += f", API on http://{live.api_address[0]}:{live.api_address[1]}/health"
+        ready += f", API on http://{live.api_address[0]}:{live.api_address[1]}/health (status page at /)"
     err.print(ready, highlight=False, soft_wrap=True)
     started = time.monotonic()
     while (duration is None or time.monotonic() - started < duration) and not stop.wait(0.25):
@@ -959,8 +959,12 @@ def detect_cmd(
     if as_json:
         out.print_json(json.dumps(summary, default=str))
         return
+    dropped = summary["dropped"]
+    why = ", ".join(f"{reason} {n:,}" for reason, n in dropped["node_steps"].items())
     err.print(f"{summary['node_steps_scored']:,} node-steps scored, {summary['alerts']:,} alerts, "
-              f"{summary['late_flows']:,} late flows, {summary['score_errors']:,} scoring errors", highlight=False)
+              f"{summary['late_flows']:,} late flows, {summary['score_errors']:,} scoring errors, "
+              f"{sum(dropped['node_steps'].values()):,} node-steps not scored" + (f" ({why})" if why else "")
+              + f", {sum(dropped['flows'].values()):,} flows left out of detection", highlight=False)
 
 
 @app.command("formats")

@@ -1,6 +1,9 @@
 """Live detection end to end: the real softflowd replays a capture holding minutes of normal
 traffic and then a SYN flood into `netflowgen detect`; the flood raises an alert within two steps
-of its onset, and the normal minutes before it raise none."""
+of its onset, and the normal minutes before it raise none. `netflowgen replay` sends a flood
+while the status page is opened in headless Chromium, which must show the alert; garbage on the
+collector port is counted and valid flows after it are still scored; a full scoring queue drops
+the oldest steps and counts them."""
 
 from __future__ import annotations
 
@@ -8,18 +11,27 @@ import json
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from urllib.request import urlopen
 
+import numpy as np
 import polars as pl
 import pytest
 
+from netflowgen.collect.export import ExportFormat
+from netflowgen.collect.replay import ReplayConfig, replay
+from netflowgen.detect.live import LiveConfig, LiveDetector
 from netflowgen.detect.finetune import FinetuneConfig, finetune
 from netflowgen.detect.labels import parse_budget
+from netflowgen.schema import FLOW_SCHEMA
 from netflowgen.series import SeriesConfig
 from netflowgen.series.write import series_config_to_dict
 from netflowgen.tokenize import Tokenizer, TokenizerConfig
@@ -41,11 +53,8 @@ from tests.read.tiny_capture import (
     write_pcap,
 )
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.slow,
-    pytest.mark.skipif(shutil.which("softflowd") is None, reason="softflowd is needed (apt-get install softflowd)"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+needs_softflowd = pytest.mark.skipif(shutil.which("softflowd") is None, reason="softflowd is needed (apt-get install softflowd)")
 
 VICTIM = "10.0.0.7"
 #: Packet times are milliseconds after T0; minute k of the capture starts at a step boundary.
@@ -89,11 +98,15 @@ def detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "det"
 
 
+@needs_softflowd
 def test_a_replayed_flood_alerts_within_two_steps_and_normal_traffic_does_not(detector: Path, tmp_path: Path) -> None:
     pcap = write_pcap(tmp_path / "flood.pcap", pkts=capture())
     alerts_file = tmp_path / "alerts.jsonl"
+    # softflowd sends the whole capture at once: every step closes in one burst, and a queue that
+    # holds them all makes sure the normal minutes are scored (not dropped).
     proc = subprocess.Popen([sys.executable, "-m", "netflowgen.cli", "detect", str(detector), "--listen", "127.0.0.1:0",
-                             "--alerts", str(alerts_file), "--api", "127.0.0.1:0", "--out", str(tmp_path / "flows"), "--json"],
+                             "--alerts", str(alerts_file), "--api", "127.0.0.1:0", "--out", str(tmp_path / "flows"),
+                             "--queue-steps", "30", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()  # type: ignore[union-attr]
@@ -122,9 +135,178 @@ def test_a_replayed_flood_alerts_within_two_steps_and_normal_traffic_does_not(de
     alerts = [json.loads(line) for line in alerts_file.read_text().splitlines()]
     summary = json.loads(stdout)
     assert summary["alerts"] == len(alerts) and summary["score_errors"] == 0 and summary["collector"]["flows"] == exported
+    assert summary["dropped"]["steps"] == {} and summary["steps_scored"] >= NORMAL_MINUTES + FLOOD_MINUTES, summary
     steps = [datetime.fromisoformat(a["step"].replace("Z", "+00:00")) for a in alerts if a["node"] == VICTIM]
     assert steps, f"no alert for the victim; all alerts: {alerts}"
     assert min(steps) >= ONSET, "an alert during the normal minutes"
     assert min(steps) <= ONSET + timedelta(minutes=2), f"first alert at {min(steps)}, onset {ONSET}"
     first = next(a for a in alerts if a["node"] == VICTIM)
     assert first["score"] >= first["threshold"] and first["drivers"][0]["feature"] in ("flows_in", "flows_out")
+
+
+# -- replayed floods: the status page, garbage, the bounded queue ------------------------------
+
+#: Local nodes with normal web traffic beside the victim (their clients and the flood's sources
+#: are not local addresses, so not nodes).
+NEIGHBOURS = ("10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5")
+START = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def flood_flows(start: datetime = START, normal: int = NORMAL_MINUTES, flood: int = FLOOD_MINUTES) -> pl.DataFrame:
+    """Canonical flows: `normal` minutes of four web connections a minute to each local node
+    (bidirectional rows, as a collector of both directions would give), then `flood` minutes in
+    which the victim also gets 250 spoofed one-packet SYNs a minute."""
+    rows = []
+    for m in range(normal + flood):
+        for n, node in enumerate((VICTIM, *NEIGHBOURS)):
+            for c in range(4):
+                t = start + timedelta(minutes=m, seconds=c * 14 + n + 1)
+                rows.append((t, t + timedelta(milliseconds=60), f"198.51.100.{10 + c}", node, 30000 + m * 10 + c, 80,
+                             6, 3, 200, 2, 600, 0x1B))
+    for m in range(normal, normal + flood):
+        for i in range(250):
+            t = start + timedelta(minutes=m, milliseconds=i * 239)
+            rows.append((t, t, f"203.0.{113 + m - normal}.{i + 1}", VICTIM, 1024 + i, 80, 6, 1, 40, 0, 0, 0x02))
+    cols = ["ts_start", "ts_end", "src_ip", "dst_ip", "src_port", "dst_port", "proto", "fwd_packets", "fwd_bytes",
+            "rev_packets", "rev_bytes", "tcp_flags"]
+    flows = pl.DataFrame(rows, schema=cols, orient="row")
+    return flows.with_columns(label=None, label_detail=None, quality=0, source_file=pl.lit("authored"),
+                              source_row=pl.int_range(pl.len())).cast(FLOW_SCHEMA).select(list(FLOW_SCHEMA)).sort("ts_end")  # type: ignore[arg-type]
+
+
+def get_json(port: int, path: str) -> Any:
+    return json.loads(urlopen(f"http://127.0.0.1:{port}{path}", timeout=5).read())
+
+
+def wait_for(what: str, check: Callable[[], Any], seconds: float = 30) -> Any:
+    deadline = time.monotonic() + seconds
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {seconds:g} s waiting for {what}")
+        time.sleep(0.2)
+    return value
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess[str]:
+    # --no-sandbox: the tests may run as root, where Chromium's sandbox refuses to start.
+    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                           "--no-first-run", "--virtual-time-budget=5000", *args],
+                          capture_output=True, text=True, timeout=90)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is needed (apt-get install chromium)")
+def test_the_status_page_shows_the_alert_while_a_replayed_flood_runs(detector: Path, tmp_path: Path) -> None:
+    flood_flows().write_parquet(tmp_path / "flood.parquet")
+    cli = [sys.executable, "-m", "netflowgen.cli"]
+    proc = subprocess.Popen([*cli, "detect", str(detector), "--listen", "127.0.0.1:0", "--alerts", str(tmp_path / "alerts.jsonl"),
+                             "--api", "127.0.0.1:0", "--queue-steps", "30", "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    replayer = None
+    try:
+        line = proc.stderr.readline()  # type: ignore[union-attr]
+        match = re.search(r"listening on udp://127\.0\.0\.1:(\d+).*API on http://127\.0\.0\.1:(\d+)/health", line)
+        assert match, line + proc.stderr.read()  # type: ignore[union-attr]
+        udp, api = int(match.group(1)), int(match.group(2))
+        # 15 minutes of flows in 3 s a pass, again and again: the flood is running when the page opens.
+        replayer = subprocess.Popen([*cli, "replay", str(tmp_path / "flood.parquet"), "--to", f"127.0.0.1:{udp}",
+                                     "--format", "v9", "--speed", "300x", "--loop", "--quiet"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_for("an alert for the victim at /alerts", lambda: any(a["node"] == VICTIM for a in get_json(api, "/alerts")))
+        dom = chromium("--dump-dom", f"http://127.0.0.1:{api}/")
+        assert dom.returncode == 0, dom.stderr[-3000:]
+        assert replayer.poll() is None, "the replay ended before the page was read"
+        shot = chromium("--window-size=1280,1100", f"--screenshot={tmp_path / 'live-page.png'}", f"http://127.0.0.1:{api}/")
+        assert shot.returncode == 0 and (tmp_path / "live-page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", shot.stderr[-3000:]
+        health = get_json(api, "/health")
+    finally:
+        for p in (replayer, proc):
+            if p is not None and p.poll() is None:
+                p.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+        if replayer is not None:
+            replayer.communicate(timeout=30)
+    assert proc.returncode == 0, stderr[-6000:]
+    # The DOM after the page's script ran: the alert row with its driving features.
+    rows = re.findall(r'<tr class="alert" data-node="([^"]+)">(.*?)</tr>', dom.stdout, re.S)
+    assert rows, dom.stdout[-4000:]
+    victim = [cells for node, cells in rows if node == VICTIM]
+    assert victim, rows
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", victim[0], re.S)
+    assert cells[1] == VICTIM and float(cells[2]) >= health["threshold"], cells
+    assert re.match(r"(flows_in|flows_out|peers_in|syn_no_ack_in|tcp_flows|packets_in) [\d,]+ / [\d,]+ \(z \d", cells[3]), cells
+    assert re.search(r'<b id="active_nodes">[1-9]', dom.stdout) and re.search(r'<b id="steps_scored">[1-9]', dom.stdout)
+    top = re.findall(r'<tr data-node="([^"]+)"><td>[^<]*</td><td class="n">([\d.]+)</td>', dom.stdout)
+    assert {n for n, _ in top} <= {VICTIM, *NEIGHBOURS} and len(top) >= 1, top
+    exporter = re.search(r'<tr data-exporter="127\.0\.0\.1"><td>127\.0\.0\.1</td><td class="n">([\d,]+)</td>', dom.stdout)
+    assert exporter and int(exporter.group(1).replace(",", "")) > 0, dom.stdout[-4000:]
+    summary = json.loads(stdout)
+    assert summary["alerts"] >= 1 and summary["score_errors"] == 0
+
+
+GARBAGE = [b"hello, collector", b"\x00\x09\x00\x01", b"\x00\x0a\x00\x40" + b"\xff" * 12, b"\x00\x05\x00\x1e" + bytes(20),
+           b"\x00\x63" + bytes(40), np.random.default_rng(7).bytes(1200)]
+
+
+def test_garbage_on_the_collector_port_is_counted_and_valid_flows_after_it_are_scored(detector: Path, tmp_path: Path) -> None:
+    flows = flood_flows()
+    live = LiveDetector(LiveConfig(detector, listen=("127.0.0.1", 0), alerts=tmp_path / "alerts.jsonl", api=("127.0.0.1", 0),
+                                   queue_steps=30))
+    live.start()
+    try:
+        api = live.api_address[1]  # type: ignore[index]
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for payload in GARBAGE:
+                s.sendto(payload, live.address)
+        errors = wait_for("the garbage counted", lambda: sum(e["errors"] for e in get_json(api, "/exporters")) >= len(GARBAGE))
+        assert errors and live.healthy() and get_json(api, "/health")["healthy"]
+        metrics = urlopen(f"http://127.0.0.1:{api}/metrics", timeout=5).read().decode()
+        counted = sum(float(v) for v in re.findall(r'^netflowgen_collect_decode_errors_total\{[^}]*level="packet"[^}]*\} (\S+)$', metrics, re.M))
+        assert counted == len(GARBAGE), metrics
+        sent = replay(ReplayConfig(Path("flood"), live.address, ExportFormat.IPFIX, speed=None), flows=flows)
+        wait_for("every valid flow decoded", lambda: live.collector.summary()["flows"] >= sent.flows_sent)
+        wait_for("the flood's alert", lambda: any(a["node"] == VICTIM for a in get_json(api, "/alerts")))
+        assert live.healthy()
+    finally:
+        summary = live.stop()
+    assert summary["collector"]["flows"] == sent.flows_sent and summary["collector"]["errors"] == len(GARBAGE)
+    assert summary["score_errors"] == 0 and summary["dropped"]["steps"] == {} and summary["steps_scored"] >= NORMAL_MINUTES + FLOOD_MINUTES
+    alerts = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    onset = START + timedelta(minutes=NORMAL_MINUTES)
+    assert min(datetime.fromisoformat(a["step"].replace("Z", "+00:00")) for a in alerts if a["node"] == VICTIM) >= onset
+
+
+def test_a_full_scoring_queue_drops_the_oldest_steps_and_counts_them(detector: Path, tmp_path: Path) -> None:
+    """Scoring is held up on the first step while 9 more close at once: a queue of 2 keeps the
+    newest 2 and drops 7, counted in /health, /metrics and the summary; nothing else is lost."""
+    live = LiveDetector(LiveConfig(detector, listen=("127.0.0.1", 0), alerts=tmp_path / "alerts.jsonl", queue_steps=2))
+    entered, release = threading.Event(), threading.Event()
+    score = live.scorer.score
+
+    def held_up(rows: pl.DataFrame, history: pl.DataFrame) -> list[dict[str, Any]]:
+        if not entered.is_set():
+            entered.set()
+            assert release.wait(30)
+        return score(rows, history)
+
+    live.scorer.score = held_up  # type: ignore[method-assign]
+    flows = flood_flows(normal=12, flood=0)
+    first_minutes = flows["ts_start"] < START + timedelta(minutes=3)
+    live.start()
+    try:
+        # Minutes 0-2: step 0 closes (a step closes a whole grace step after its end).
+        live.feed(flows.filter(first_minutes))
+        assert entered.wait(30), "the first step was not scored"
+        live.feed(flows.filter(~first_minutes))  # minutes 3-11: steps 1-9 close at once; 10, 11 stay open
+        wait_for("the burst queued", lambda: live.status()["dropped"]["steps"].get("queue_full", 0) >= 7)
+        status = live.status()
+        assert status["steps_waiting"] == 2, status
+        release.set()
+    finally:
+        release.set()
+        summary = live.stop()
+    nodes = 1 + len(NEIGHBOURS)
+    assert status["dropped"]["steps"] == {"queue_full": 7} and status["dropped"]["node_steps"] == {"queue_full": 7 * nodes}, status
+    assert "netflowgen_detect_dropped_steps_total{reason=\"queue_full\"} 7" in live.metrics_text()
+    # Scored: the first step, the newest 2 of the burst, the 2 open ones at the end; none stale.
+    assert summary["dropped"]["steps"] == {"queue_full": 7} and summary["steps_scored"] == 12 - 7, summary
+    assert summary["node_steps_scored"] == (12 - 7) * nodes and summary["score_errors"] == 0

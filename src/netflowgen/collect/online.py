@@ -31,6 +31,7 @@ context a scorer reads.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -116,6 +117,8 @@ class OnlineSeries:
         """flows given to :meth:`add` (late ones included)."""
         self.late_flows = 0
         """flows left out because their step was complete when they arrived."""
+        self.late_by_source: Counter[str] = Counter()
+        """``late_flows`` by the flows' ``source_file`` (a collector's ``udp://EXPORTER``)."""
         self.evicted_nodes = 0
         self.rows_emitted = 0
 
@@ -154,6 +157,7 @@ class OnlineSeries:
             n_late = int(late.sum())
             if n_late:
                 self.late_flows += n_late
+                self.late_by_source.update(dict(flows.filter(late)["source_file"].fill_null("").value_counts().iter_rows()))
                 flows = flows.filter(~late)
         if flows.height:
             self._open.append(node_view(flows.lazy(), self.config.series).collect())

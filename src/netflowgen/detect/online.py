@@ -9,11 +9,13 @@ most context the detector's windows give a step offline (offline, a step is read
 An alert is a JSON-ready dict: node, step, score, threshold, and the features that drove it,
 the ones furthest above the node's own recent level (z-scores of log1p values against the
 history's mean and spread), so that an operator sees "flows_in 40x, syn_no_ack_in 300x" and not
-just a number.
+just a number. The nodes of the newest scored step with the highest scores are kept too
+(:meth:`OnlineDetector.snapshot`), for a status page.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from datetime import datetime
 from typing import Any
@@ -30,13 +32,17 @@ __all__ = ["OnlineDetector"]
 class OnlineDetector:
     """Scores completed steps of an online series with a fine-tuned detector."""
 
-    def __init__(self, detector: Detector, drivers: int = 3, keep_alerts: int = 1000) -> None:
+    def __init__(self, detector: Detector, drivers: int = 3, keep_alerts: int = 1000, keep_top: int = 20) -> None:
         self.detector = detector
         m = detector.manifest
         self.length = min(int(m["history"]) + int(m["window"]), detector.model.backbone.cfg.context)
         self.features = list(detector.tokenizer.config.features)
         self.drivers = drivers
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep_alerts)
+        self.keep_top = keep_top
+        self.top: dict[str, Any] = {"step": None, "nodes": []}
+        """the newest scored step and its ``keep_top`` highest-scoring nodes."""
+        self._lock = threading.Lock()  # scoring runs in one thread, snapshots are read in others
         self.steps_scored = 0
         self.nodes_scored = 0
         self.alerts = 0
@@ -67,18 +73,26 @@ class OnlineDetector:
             b = collate(steps, begin, end - 1, end, self.length)
             logits, _ = self.detector.model(b.traffic, b.time, b.node, b.group, b.first, b.last)
             probs = torch.sigmoid(logits.float()).numpy()[np.arange(len(begin)), end - begin - 1]
-        self.steps_scored += 1
-        self.nodes_scored += len(begin)
         threshold = self.detector.threshold
         alerts = []
         for i in np.flatnonzero(probs >= threshold):
             node = str(node_ids[end[i] - 1])
-            alert = {"node": node, "step": _iso(step), "score": float(probs[i]), "threshold": threshold,
-                     "drivers": self._drivers(hist, node)}
-            alerts.append(alert)
-            self.recent.append(alert)
-        self.alerts += len(alerts)
+            alerts.append({"node": node, "step": _iso(step), "score": float(probs[i]), "threshold": threshold,
+                           "drivers": self._drivers(hist, node)})
+        best = np.argsort(-probs, kind="stable")[: self.keep_top]
+        top = {"step": _iso(step), "nodes": [{"node": str(node_ids[end[i] - 1]), "score": float(probs[i])} for i in best]}
+        with self._lock:
+            self.steps_scored += 1
+            self.nodes_scored += len(begin)
+            self.recent.extend(alerts)
+            self.alerts += len(alerts)
+            self.top = top
         return alerts
+
+    def snapshot(self) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The recent alerts (oldest first) and the newest step's top nodes, copied."""
+        with self._lock:
+            return list(self.recent), dict(self.top)
 
     def _drivers(self, hist: pl.DataFrame, node: str) -> list[dict[str, Any]]:
         mine = hist.filter(pl.col("node") == node).select(self.features).to_numpy().astype(np.float64)

@@ -92,16 +92,21 @@ def test_a_variant_runs_beside_its_base_and_is_compared_with_scratch(tmp_path: P
         tmp_path / "data" / "udp.parquet")
     suite = _suite(tmp_path)
     args = ["benchmark", str(suite), "--out", str(tmp_path / "out"), "--tasks", "many",
-            "--methods", "flowgpt-surprise,surprise-zero,scratch,volume", "--budgets", "1ep", "--json"]
+            "--methods", "flowgpt-surprise,surprise-zero,scratch,volume,surprise", "--budgets", "1ep", "--json"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert list(results["tasks"]) == ["many"], "only the chosen task ran"
     task = results["tasks"]["many"]
-    assert {r["method"] for r in task["runs"]} == {"flowgpt-surprise", "surprise-zero", "scratch", "volume"}
+    assert {r["method"] for r in task["runs"]} == {"flowgpt-surprise", "surprise-zero", "scratch", "volume", "surprise"}
     budget = task["comparisons"]["budgets"]["1ep"]
     assert set(budget["vs_scratch"]) == {"flowgpt-surprise", "surprise-zero"}
+    assert set(budget["vs_zero_label"]) == {"flowgpt-surprise", "surprise-zero", "scratch"}
     assert budget["reference"] == "volume"
+    # The ablation's own effect: the variant against its base, paired.
+    effect = budget["vs_base"]["surprise-zero"]
+    assert effect["base"] == "flowgpt-surprise" and effect["low"] <= effect["value"] <= effect["high"]
+    assert "vs its base (ablation)" in (tmp_path / "out" / "report.md").read_text()
     made = (tmp_path / "out" / "pretrain" / "pretrain-60s" / "suite_pretrain.json")
     first = made.stat().st_mtime_ns
     # Unchanged settings reuse the run; other pre-training settings train a new one.

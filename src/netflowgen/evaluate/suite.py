@@ -801,7 +801,8 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
             say(f"{t.spec.name}: bootstrap over victims ({suite.bootstrap} replicates)")
             entry["comparisons"] = compare_methods(test_scores, series["node"].to_numpy()[test_rows], labels[test_rows],
                                                    BASELINES, len(suite.seeds), suite.bootstrap,
-                                                   tuned=[m for m in suite.methods if suite.tuned(m)])
+                                                   tuned=[m for m in suite.methods if suite.tuned(m)],
+                                                   bases={v: d["base"] for v, d in suite.variants.items()})
             entry["test_victims"] = entry["comparisons"]["victims"]
             if levels:
                 say(f"{t.spec.name}: intervals per attack intensity")
@@ -874,7 +875,8 @@ def _intensity_intervals(levels: dict[str, np.ndarray], series: pl.DataFrame, te
             continue
         scores = {k: [a[sub] for a in v] for k, v in test_scores.items()}
         entry = compare_methods(scores, nodes[sub], labels[test_rows][sub], BASELINES, len(suite.seeds), suite.bootstrap,
-                                tuned=[m for m in suite.methods if suite.tuned(m)])
+                                tuned=[m for m in suite.methods if suite.tuned(m)],
+                                bases={v: d["base"] for v, d in suite.variants.items()})
         name, best = best_causal_feature(series, rows, labels, step)
         entry["best_single_feature"] = {"name": name, "pr_auc": best, "causal": True}
         entry["positive_steps"] = int(labels[rows].sum())

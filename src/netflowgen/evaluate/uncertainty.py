@@ -183,14 +183,16 @@ def verdict(diff: Estimate) -> str:
 
 def compare_methods(scores: Mapping[tuple[str, str], Sequence[np.ndarray]], nodes: np.ndarray, labels: np.ndarray,
                     baselines: Sequence[str], seeds: int, replicates: int = 1000, seed: int = 0,
-                    tuned: Sequence[str] | None = None) -> dict[str, object]:
+                    tuned: Sequence[str] | None = None, bases: Mapping[str, str] | None = None) -> dict[str, object]:
     """Intervals and paired comparisons of one task's test part.
 
     ``scores[(method, budget)]``: one test-row score array per seed (the seeds in the same
     order for every method). Per budget: every method's PR-AUC with its interval, the best
     baseline (highest PR-AUC among ``baselines``), every other method's paired difference from
     it, and each fine-tuned FlowGPT's difference from ``scratch`` where that was run (``tuned``
-    names them; by default the methods whose names start with flowgpt).
+    names them; by default the methods whose names start with flowgpt), and from the zero-label
+    ``surprise`` where that was run (what the labels added). ``bases`` maps each ablation variant
+    to the method it changes one thing of: their paired difference is the ablation's effect.
     """
     boot = Bootstrap(nodes, labels, seeds=seeds, replicates=replicates, seed=seed)
     out: dict[str, object] = {"victims": boot.victims, "nodes": boot.nodes, "replicates": replicates, "budgets": {}}
@@ -209,5 +211,14 @@ def compare_methods(scores: Mapping[tuple[str, str], Sequence[np.ndarray]], node
                     if (m in tuned if tuned is not None else m.startswith("flowgpt")) or m == "scratch"}
             diffs = boot.compare(fine, "scratch")
             entry["vs_scratch"] = {m: {**d.to_dict(), "verdict": verdict(d)} for m, d in diffs.items()}
+        if "surprise" in mine:
+            fine = {m: s for m, s in mine.items()
+                    if (m in tuned if tuned is not None else m.startswith("flowgpt")) or m == "surprise"}
+            diffs = boot.compare(fine, "surprise")
+            entry["vs_zero_label"] = {m: {**d.to_dict(), "verdict": verdict(d)} for m, d in diffs.items()}
+        for variant, base in (bases or {}).items():
+            if variant in mine and base in mine:
+                d = boot.compare({variant: mine[variant], base: mine[base]}, base)[variant]
+                entry.setdefault("vs_base", {})[variant] = {**d.to_dict(), "verdict": verdict(d), "base": base}
         out["budgets"][budget] = entry  # type: ignore[index]
     return out

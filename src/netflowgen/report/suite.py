@@ -80,10 +80,13 @@ def comparison_table(results: dict[str, Any]) -> list[dict[str, str]]:
             ref = c.get("reference", "")
             for m in _methods_in_order(results, set(c["pr_auc"])):
                 d, sc = (c.get("vs_reference") or {}).get(m), (c.get("vs_scratch") or {}).get(m)
+                zl, vb = (c.get("vs_zero_label") or {}).get(m), (c.get("vs_base") or {}).get(m)
                 rows.append({"task": name, "budget": budget, "method": m, "PR-AUC [95% CI]": _ci(c["pr_auc"][m]),
                              "best baseline": ref,
                              "vs best baseline": (_ci(d, signed=True) + f" {d['verdict']}") if d else ("reference" if m == ref else "–"),
-                             "vs scratch": (_ci(sc, signed=True) + f" {sc['verdict']}") if sc else "–"})
+                             "vs scratch": (_ci(sc, signed=True) + f" {sc['verdict']}") if sc else "–",
+                             "vs zero-label surprise": (_ci(zl, signed=True) + f" {zl['verdict']}") if zl else "–",
+                             "vs its base (ablation)": (_ci(vb, signed=True) + f" {vb['verdict']} vs {vb['base']}") if vb else "–"})
     return rows
 
 

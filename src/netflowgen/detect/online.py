@@ -32,7 +32,8 @@ __all__ = ["OnlineDetector"]
 class OnlineDetector:
     """Scores completed steps of an online series with a fine-tuned detector."""
 
-    def __init__(self, detector: Detector, drivers: int = 3, keep_alerts: int = 1000, keep_top: int = 20) -> None:
+    def __init__(self, detector: Detector, drivers: int = 3, keep_alerts: int = 1000, keep_top: int = 20,
+                 batch_windows: int = 2048) -> None:
         self.detector = detector
         m = detector.manifest
         self.length = min(int(m["history"]) + int(m["window"]), detector.model.backbone.cfg.context)
@@ -40,6 +41,8 @@ class OnlineDetector:
         self.drivers = drivers
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep_alerts)
         self.keep_top = keep_top
+        self.batch_windows = batch_windows
+        """windows per forward pass."""
         self.top: dict[str, Any] = {"step": None, "nodes": []}
         """the newest scored step and its ``keep_top`` highest-scoring nodes."""
         self._lock = threading.Lock()  # scoring runs in one thread, snapshots are read in others
@@ -69,10 +72,15 @@ class OnlineDetector:
         # active; a node back after eviction starts afresh).
         bounds = steps.bounds[np.isin(steps.bounds[:, 1] - 1, last_rows)]
         begin, end = bounds[:, 0], bounds[:, 1]
+        probs = np.empty(len(begin), dtype=np.float32)
         with torch.no_grad():
-            b = collate(steps, begin, end - 1, end, self.length)
-            logits, _ = self.detector.model(b.traffic, b.time, b.node, b.group, b.first, b.last)
-            probs = torch.sigmoid(logits.float()).numpy()[np.arange(len(begin)), end - begin - 1]
+            # In chunks: the activations of 10^5 windows at once would take gigabytes (and run
+            # slower: measured 2.9 s against 3.7 s for 10^4 windows on one core).
+            for lo in range(0, len(begin), self.batch_windows):
+                s = slice(lo, lo + self.batch_windows)
+                b = collate(steps, begin[s], end[s] - 1, end[s], self.length)
+                logits, _ = self.detector.model(b.traffic, b.time, b.node, b.group, b.first, b.last)
+                probs[s] = torch.sigmoid(logits.float()).numpy()[np.arange(len(b.first)), end[s] - begin[s] - 1]
         threshold = self.detector.threshold
         alerts = []
         for i in np.flatnonzero(probs >= threshold):

@@ -85,7 +85,7 @@ def fit_tiny_detector(work: Path) -> Path:
                         eval_batches=2, log_every=20, weight_decay=0.0)
     pretrain(PretrainConfig(work / "tok", "tiny", context=48), train, work / "run", show_progress=False)
     cfg = FinetuneConfig(attack=("ddos",), budget=parse_budget("6ep"), steps=80, window=16, history=16, mode="full",
-                         head_inputs="both", lr=3e-3)
+                         head_inputs="both", lr=3e-3, anchor=0.0)
     finetune(work / "run", series, 60, cfg, work / "det", show_progress=False, series_config=series_config_to_dict(SeriesConfig()))
     return work / "det"
 

@@ -90,7 +90,7 @@ def test_demo_runs_the_whole_job_and_says_it_is_synthetic(tmp_path: Path) -> Non
     assert results["synthetic"] is True
     for name, task in results["tasks"].items():
         assert task["test_positive"] > 0, name
-        assert {r["method"] for r in task["runs"]} == {"flowgpt", "flowgpt-surprise", "scratch", "lightgbm", "volume", "surprise"}, task["errors"]
+        assert {r["method"] for r in task["runs"]} == {"flowgpt", "flowgpt-full", "scratch", "lightgbm", "volume", "surprise"}, task["errors"]
         assert (report.parent / "plots" / f"{name}-budget.png").is_file()
     rows = {(r["task"], r["method"]) for r in summary["table"]}
     assert len(rows) == 12

@@ -496,15 +496,18 @@ def finetune_cmd(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Detector directory to create.")],
     attack: Annotated[Optional[list[str]], typer.Option("--attack", help="Class that makes a step positive (repeatable; default: the series' attack flag).")] = None,
     budget: Annotated[str, typer.Option(help="Labels to use: a fraction of steps (0.05), a step count (200) or episodes (3ep).")] = "0.1",
-    mode: Annotated[str, typer.Option(help="full, probe (frozen backbone) or last-k.")] = "full",
-    head: Annotated[str, typer.Option(help="What the step head reads: both, hidden (the backbone's hidden state) or surprise (the pre-trained model's per-feature surprise).")] = "both",
-    last_k: Annotated[int, typer.Option(help="Blocks trained in last-k mode.")] = 1,
-    scratch: Annotated[bool, typer.Option("--scratch", help="Same architecture from random weights, trained in full (the baseline).")] = False,
+    # Defaults None: FinetuneConfig's own (one place defines the recipe; README "On the real captures").
+    mode: Annotated[Optional[str], typer.Option(help="full, probe (frozen backbone; the default) or last-k.")] = None,
+    head: Annotated[Optional[str], typer.Option(help="What the step head reads: surprise (the pre-trained model's per-feature surprise; the default), hidden (the backbone's hidden state) or both.")] = None,
+    head_init: Annotated[Optional[str], typer.Option(help="surprise (the head starts as the zero-label surprise score; the default) or zero.")] = None,
+    anchor: Annotated[Optional[float], typer.Option(help="L2-SP weight pulling trained weights back to where they started (default 1.0; 0 with --scratch).")] = None,
+    last_k: Annotated[Optional[int], typer.Option(help="Blocks trained in last-k mode.")] = None,
+    scratch: Annotated[bool, typer.Option("--scratch", help="Same architecture from random weights, trained in full on its hidden state (the baseline).")] = False,
     fit_until: Annotated[Optional[datetime], typer.Option(help="Label only steps before this time (UTC); later ones are the test part.")] = None,
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 300,
-    window: Annotated[int, typer.Option(help="Labelled steps per window.")] = 32,
-    history: Annotated[int, typer.Option(help="Unlabelled context steps read before each window.")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak learning rate of the head (the backbone's is a tenth).")] = 1e-2,
+    steps: Annotated[Optional[int], typer.Option(help="Optimizer steps (default 300).")] = None,
+    window: Annotated[Optional[int], typer.Option(help="Labelled steps per window (default 32).")] = None,
+    history: Annotated[Optional[int], typer.Option(help="Unlabelled context steps read before each window (default 16).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate of the head (default 1e-2; a backbone's is a tenth).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed (label draw and training).")] = 0,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
     as_json: JsonOpt = False,
@@ -516,10 +519,15 @@ def finetune_cmd(
 
     try:
         series, manifest = read_series(series_path)
-        cfg = FinetuneConfig(attack=tuple(attack or ()), budget=parse_budget(budget), mode="full" if scratch else mode,
-                             head_inputs="hidden" if scratch else head, last_k=last_k,
-                             init="scratch" if scratch else "pretrained", window=window, history=history, steps=steps,
-                             lr=lr, seed=seed)
+        given = {"mode": mode, "head_inputs": head, "head_init": head_init, "anchor": anchor, "last_k": last_k,
+                 "steps": steps, "window": window, "history": history, "lr": lr}
+        if scratch:
+            clash = [k for k in ("mode", "head_inputs", "head_init") if given[k] is not None]
+            if clash:
+                raise ValueError(f"--scratch trains the whole model on its hidden state: drop --{clash[0].replace('_inputs', '').replace('_', '-')}")
+            given.update(mode="full", head_inputs="hidden", init="scratch", anchor=anchor or 0.0)
+        cfg = FinetuneConfig(attack=tuple(attack or ()), budget=parse_budget(budget), seed=seed,
+                             **{k: v for k, v in given.items() if v is not None})
         until = fit_until.replace(tzinfo=fit_until.tzinfo or UTC) if fit_until else None
         det = finetune(run, series, float(manifest["config"]["step_seconds"]), cfg, out_dir,
                        allowed=(pl.col("step") < until) if until else None, show_progress=not as_json,

@@ -48,7 +48,7 @@ def demo_suite(flows: Path, quick: bool = False) -> Any:
         # Inputs resolve against ``data``: the flows are named by their folder, relative to it.
         name="demo (synthetic)", data=flows.parent, datasets={"sim": DatasetSpec("sim", (flows.name,))}, tasks=tasks,
         seeds=(0,) if quick else (0, 1, 2), budgets=("2ep",) if quick else ("1ep", "4ep"),
-        methods=("flowgpt", "flowgpt-surprise", "scratch", "lightgbm", "volume", "surprise"),
+        methods=("flowgpt", "flowgpt-full", "scratch", "lightgbm", "volume", "surprise"),
         pretrain={"size": "tiny", "steps": 30 if quick else 400, "batch_size": 32, "context": 64},
         finetune={"steps": 10 if quick else 100, "window": 32, "history": 16, "lr": 1e-2},
         synthetic=True,

@@ -73,7 +73,7 @@ def test_few_labels_learn_the_planted_attack_on_later_time(run: tuple[Path, pl.D
     path, series = run
     # Full fine-tuning on hidden state and surprise: the planted attacks recur on the same nodes.
     cfg = FinetuneConfig(attack=("ddos",), budget=parse_budget("4ep"), steps=60, window=16, history=16, mode="full",
-                         head_inputs="both", lr=3e-3)
+                         head_inputs="both", lr=3e-3, anchor=0.0)
     det = finetune(path, series, 60, cfg, tmp_path / "det", allowed=pl.col("step") < SPLIT, show_progress=False)
     assert det.manifest["labels"]["train_positive_steps"] > 0
     scored = det.score(series)
@@ -294,7 +294,7 @@ def test_scoring_some_rows_gives_their_scores_of_scoring_everything(run: tuple[P
     later = (series.sort("node", "step")["step"] >= SPLIT).to_numpy()
     full = finetune(path, series, 60, cfg, allowed=pl.col("step") < SPLIT, show_progress=False)
     part = finetune(path, series, 60, cfg, allowed=pl.col("step") < SPLIT, show_progress=False, score_rows=later)
-    assert np.array_equal(part.fit_scores[later], full.fit_scores[later])
+    np.testing.assert_allclose(part.fit_scores[later], full.fit_scores[later], rtol=1e-6, atol=1e-9)
     scored = np.isfinite(part.fit_scores)
     assert scored[later].all() and 0 < scored.sum() < len(scored), "the earlier rows not labelled were left out"
     assert part.threshold == full.threshold, "calibrated on the same labelled rows"

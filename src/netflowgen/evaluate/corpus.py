@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from netflowgen.series.build import SeriesConfig, build_series
@@ -88,6 +89,9 @@ def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetim
     # Two captures can hold the same address at overlapping times: keep one row per (node, step).
     corpus = corpus.unique(["node", "step"], keep="first", maintain_order=True)
     p = suite.pretrain
+    rows = corpus.height
+    corpus = _corpus_share(corpus, float(p.get("corpus_fraction", 1.0)))
+    share = {"node_steps": corpus.height, "of": rows, "nodes": corpus["node"].n_unique()}
     tok = Tokenizer.fit(corpus, TokenizerConfig(tuple(feature_names()), int(p.get("bins", 10))))
     tokens = out / f"tokens-{int(step.total_seconds())}s"
     write_tokens(corpus, tok, tokens, step_seconds=step.total_seconds(), fit={"by": "suite", "before_test_cuts": True},
@@ -98,8 +102,24 @@ def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetim
                         eval_batches=20, seed=0, max_seconds=float(p["minutes"]) * 60 if "minutes" in p else None)
     pretrain(PretrainConfig(tokens, p.get("size", "tiny"), int(p.get("context", 64))), train, run,
              overwrite=True, show_progress=show_progress)
+    (run / "suite_corpus.json").write_text(json.dumps(share) + "\n")
     made_by.write_text(json.dumps(key, indent=1) + "\n")
     return run
+
+
+def _corpus_share(corpus: pl.DataFrame, fraction: float) -> pl.DataFrame:
+    """A share of the corpus for the scale curve: whole nodes (their series intact, so that the
+    model still learns histories), drawn with a fixed seed until the kept node-steps reach
+    ``fraction`` of the rows."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"pretrain.corpus_fraction must be in (0, 1], got {fraction}")
+    if fraction == 1:
+        return corpus
+    sizes = corpus.group_by("node").len().sort("node")
+    order = np.random.default_rng(0).permutation(sizes.height)
+    cum = np.cumsum(sizes["len"].to_numpy()[order])
+    keep = sizes["node"].to_numpy()[order[: int(np.searchsorted(cum, fraction * corpus.height)) + 1]]
+    return corpus.filter(pl.col("node").is_in(keep.tolist()))
 
 
 def corpus_report(run: Path, step: timedelta, suite: Any, data: Any, cuts: dict[str, datetime]) -> dict[str, Any]:

@@ -48,14 +48,17 @@ cut; then for every budget and seed one label draw shared by every method; every
 every row; thresholds are calibrated on the draw's calibration windows; metrics on the test part.
 Methods:
 
-* ``flowgpt``: the pre-trained FlowGPT fine-tuned in full, its step head on the hidden state and
-  the per-feature surprise (the default of ``netflowgen finetune``); ``flowgpt-surprise``: the
-  backbone frozen, a linear head on the surprise alone; ``flowgpt-hidden``: the paper's reading,
-  a classification layer on the frozen representation; ``scratch``: the same architecture trained from random
-  weights (full, on its hidden state);
+* ``flowgpt``: the default of ``netflowgen finetune``: the pre-trained backbone frozen, a linear
+  head on the per-feature surprise started as the zero-label surprise score and anchored to it
+  (L2-SP); ``flowgpt-full``: fine-tuned in full, the head on the hidden state and the surprise
+  (the default before, the ablation of what moves); ``flowgpt-surprise``: the surprise head
+  without the anchor; ``flowgpt-hidden``: the paper's reading, a classification layer on the
+  frozen representation; ``scratch``: the same architecture trained from random weights (full,
+  on its hidden state);
 * ``lightgbm``: gradient-boosted trees on the node-step features with lags, on the same labels;
 * ``volume``: the operator's EWMA z-score on flows and packets (only its threshold is fitted);
-* ``surprise``: the pre-trained model's zero-label anomaly score (only its threshold is fitted).
+* ``surprise``: the pre-trained model's zero-label anomaly score (only its threshold is fitted);
+  ``surprise-node``: the same score as a z-score against the node's own recent surprise.
 
 Every task also reports the PR-AUC of the best single feature on its test part; above 0.95 the
 task is marked trivial.
@@ -87,19 +90,29 @@ __all__ = ["METHODS", "DatasetSpec", "SuiteSpec", "TaskSpec", "load_suite", "run
 
 log = logging.getLogger(__name__)
 
-METHODS = ("flowgpt", "flowgpt-surprise", "flowgpt-hidden", "scratch", "lightgbm", "lightgbm-relative", "volume", "ewma",
-           "ewma-held", "surprise")
+METHODS = ("flowgpt", "flowgpt-full", "flowgpt-surprise", "flowgpt-hidden", "scratch", "lightgbm", "lightgbm-relative",
+           "volume", "ewma", "ewma-held", "surprise", "surprise-node")
 #: What an operator would use without a pre-trained model: the paired comparisons take the best
 #: of these on each budget as the reference.
 BASELINES = ("lightgbm", "lightgbm-relative", "volume", "ewma", "ewma-held")
-#: The fine-tuned FlowGPT methods: (mode, head inputs, init) of each.
-TUNED = {"flowgpt": ("full", "both", "pretrained"), "flowgpt-surprise": ("probe", "surprise", "pretrained"),
-         "flowgpt-hidden": ("probe", "hidden", "pretrained"), "scratch": ("full", "hidden", "scratch")}
+#: The fine-tuned FlowGPT methods: the FinetuneConfig fields each sets; ``flowgpt`` is
+#: FinetuneConfig's defaults, what ``netflowgen finetune`` does.
+TUNED: dict[str, dict[str, Any]] = {
+    "flowgpt": {},
+    "flowgpt-full": {"mode": "full", "head_inputs": "both", "anchor": 0.0},
+    "flowgpt-surprise": {"mode": "probe", "head_inputs": "surprise", "anchor": 0.0},
+    "flowgpt-hidden": {"mode": "probe", "head_inputs": "hidden", "anchor": 0.0},
+    "scratch": {"mode": "full", "head_inputs": "hidden", "init": "scratch", "anchor": 0.0},
+}
 #: What a suite's [pretrain] section may set (evaluate/corpus.py reads them).
-PRETRAIN_FIELDS = ("size", "steps", "batch_size", "context", "lr", "bins", "minutes")
+PRETRAIN_FIELDS = ("size", "steps", "batch_size", "context", "lr", "bins", "minutes", "corpus_fraction")
 #: FinetuneConfig fields a suite's [variants.NAME] may set beside its base method (an ablation).
 VARIANT_FIELDS = ("mode", "head_inputs", "head_init", "anchor", "last_k", "window", "history", "steps", "batch_size",
                   "lr", "window_weight", "backbone_lr_scale", "node_dropout")
+#: Built-in ablations: each method against the one it changes one thing of (as a suite's variants
+#: against their base): the new default against the old, the anchor removed, the node-relative
+#: zero-label score against the plain one.
+BUILTIN_BASES = {"flowgpt": "flowgpt-full", "flowgpt-surprise": "flowgpt", "surprise-node": "surprise"}
 RESULTS_NAME = "results.json"
 
 
@@ -520,7 +533,9 @@ def _prepare_inject_many(task: TaskSpec, data: _Data, work: Path, step: timedelt
     # bystander, whose false alerts count too. Fitting victims are labelled before the cut only.
     fitting = set(levels.filter(pl.col("part") == "fit")["node"].to_list()) if levels.height else set()
     unseen = frozenset(series["node"].unique().to_list()) - fitting
-    split = Split(cuts, test_nodes=unseen, test_only=tuple(t.lower() for t in test_types), notes=notes)
+    # Types in both lists (an unseen-victims task) may be labelled in fitting: only the others are test-only.
+    held_out = tuple(dict.fromkeys(t.lower() for t in test_types if t not in train_types))
+    split = Split(cuts, test_nodes=unseen, test_only=held_out, notes=notes)
     return TaskData(task, series, split, step, pl.concat(truth, how="diagonal_relaxed"))
 
 
@@ -592,23 +607,26 @@ def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, 
     f = suite.finetune
     if suite.tuned(method):
         variant = suite.variants.get(method, {"base": method})
-        mode, head, init = TUNED[variant["base"]]
-        settings = {"mode": mode, "head_inputs": head, "window": 32, "history": 16, "steps": 150, "batch_size": 32,
-                    "lr": 1e-2, **{k: v for k, v in f.items() if k in VARIANT_FIELDS},
+        settings = {"window": 32, "history": 16, "steps": 150, "batch_size": 32, "lr": 1e-2,
+                    **{k: v for k, v in f.items() if k in VARIANT_FIELDS}, **TUNED[variant["base"]],
                     **{k: v for k, v in variant.items() if k != "base"}}
-        cfg = FinetuneConfig(attack=(), budget=budget, init=init, seed=seed, **settings)
+        cfg = FinetuneConfig(attack=(), budget=budget, seed=seed, **settings)
         det = finetune(run, series, task.step.total_seconds(), cfg, selection=selection, show_progress=False,
                        score_rows=test_rows)
         # finetune scored every row of this very series (sorted alike) to calibrate its threshold.
         return det.fit_scores
-    if method == "surprise":
+    if method in ("surprise", "surprise-node"):
         if "surprise" not in cache:
             from netflowgen.train.pretrain import load_run
 
             model, _, _ = load_run(run)
             s = surprise_scores(model, steps)
             cache["surprise"] = np.where(np.isfinite(s), s, np.nanmin(s) if np.isfinite(s).any() else 0.0)
-        return cache["surprise"]
+        if method == "surprise-node" and method not in cache:
+            from netflowgen.detect.finetune import node_relative_surprise
+
+            cache[method] = node_relative_surprise(series, cache["surprise"], task.step)
+        return cache[method]
     if method in ("volume", "ewma", "ewma-held"):
         if method not in cache:
             from netflowgen.detect.baselines import VolumeConfig, VolumeDetector
@@ -802,7 +820,7 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
             entry["comparisons"] = compare_methods(test_scores, series["node"].to_numpy()[test_rows], labels[test_rows],
                                                    BASELINES, len(suite.seeds), suite.bootstrap,
                                                    tuned=[m for m in suite.methods if suite.tuned(m)],
-                                                   bases={v: d["base"] for v, d in suite.variants.items()})
+                                                   bases={**BUILTIN_BASES, **{v: d["base"] for v, d in suite.variants.items()}})
             entry["test_victims"] = entry["comparisons"]["victims"]
             if levels:
                 say(f"{t.spec.name}: intervals per attack intensity")
@@ -822,8 +840,9 @@ def _run_info(run: Path) -> dict[str, Any]:
     from netflowgen.artifacts import read_manifest
 
     m = read_manifest(run)
+    share = run / "suite_corpus.json"  # the node-steps trained on, of the corpus (pretrain.corpus_fraction)
     return {"path": str(run), "size": m.get("size"), "steps": m.get("steps"), "parameters": m.get("parameters"),
-            "final": m.get("final")}
+            "final": m.get("final"), **({"corpus": json.loads(share.read_text())} if share.is_file() else {})}
 
 
 def _intensity_rows(t: TaskData, series: pl.DataFrame) -> dict[str, np.ndarray]:
@@ -876,7 +895,7 @@ def _intensity_intervals(levels: dict[str, np.ndarray], series: pl.DataFrame, te
         scores = {k: [a[sub] for a in v] for k, v in test_scores.items()}
         entry = compare_methods(scores, nodes[sub], labels[test_rows][sub], BASELINES, len(suite.seeds), suite.bootstrap,
                                 tuned=[m for m in suite.methods if suite.tuned(m)],
-                                bases={v: d["base"] for v, d in suite.variants.items()})
+                                bases={**BUILTIN_BASES, **{v: d["base"] for v, d in suite.variants.items()}})
         name, best = best_causal_feature(series, rows, labels, step)
         entry["best_single_feature"] = {"name": name, "pr_auc": best, "causal": True}
         entry["positive_steps"] = int(labels[rows].sum())

@@ -213,7 +213,7 @@ def compare_methods(scores: Mapping[tuple[str, str], Sequence[np.ndarray]], node
             entry["vs_scratch"] = {m: {**d.to_dict(), "verdict": verdict(d)} for m, d in diffs.items()}
         if "surprise" in mine:
             fine = {m: s for m, s in mine.items()
-                    if (m in tuned if tuned is not None else m.startswith("flowgpt")) or m == "surprise"}
+                    if (m in tuned if tuned is not None else m.startswith("flowgpt")) or m.startswith("surprise")}
             diffs = boot.compare(fine, "surprise")
             entry["vs_zero_label"] = {m: {**d.to_dict(), "verdict": verdict(d)} for m, d in diffs.items()}
         for variant, base in (bases or {}).items():

@@ -51,8 +51,9 @@ _DELIMITER = "|"
 _MESSAGES = ("No matching flows", "No matched flows")
 
 
-class ProgramNotFound(RuntimeError):
-    """An external program a format needs is not installed."""
+class ProgramNotFound(FileNotFoundError):
+    """An external program a format needs is not installed (a FileNotFoundError, so that every
+    command reports it as an error with its install hint, not a traceback)."""
 
 
 def require_program(name: str) -> str:

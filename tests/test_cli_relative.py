@@ -148,6 +148,24 @@ def test_finetune_and_score(work: Path, detector: dict) -> None:  # type: ignore
     assert zero_label["rows"] == scored["rows"] and (work / "other" / "surprise.csv").is_file()
 
 
+def test_finetune_defaults_are_the_config_defaults_and_scratch_is_its_own_recipe(work: Path, detector: dict) -> None:  # type: ignore[type-arg]
+    from dataclasses import fields
+
+    from netflowgen.detect.finetune import FinetuneConfig
+
+    made = json.loads((work / "det" / "netflowgen.json").read_text())["config"]
+    defaults = {f.name: f.default for f in fields(FinetuneConfig) if f.name in ("mode", "head_inputs", "head_init", "anchor")}
+    assert {k: made[k] for k in defaults} == defaults == {"mode": "probe", "head_inputs": "surprise", "head_init": "surprise",
+                                                          "anchor": 1.0}
+    cli(work, "finetune", "run", "--series", "ser", "--out", "det-scratch", "--budget", "1ep", "--steps", "2",
+        "--window", "8", "--history", "4", "--scratch")
+    scratch = json.loads((work / "det-scratch" / "netflowgen.json").read_text())["config"]
+    assert (scratch["init"], scratch["mode"], scratch["head_inputs"], scratch["anchor"]) == ("scratch", "full", "hidden", 0.0)
+    message = cli_error(work, "finetune", "run", "--series", "ser", "--out", "det-x", "--scratch", "--head", "surprise")
+    assert "--scratch trains the whole model on its hidden state: drop --head" in message
+    assert not (work / "det-x").exists()
+
+
 def test_inject(work: Path, dataset: dict) -> None:  # type: ignore[type-arg]
     attack_table(minutes=1, per_minute=40).write_parquet(work / "attack.parquet")
     summary = cli(work / "other", "inject", "--background", "../ds", "--attack", "../attack.parquet", "--victims", "1",

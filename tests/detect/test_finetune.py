@@ -298,3 +298,33 @@ def test_scoring_some_rows_gives_their_scores_of_scoring_everything(run: tuple[P
     scored = np.isfinite(part.fit_scores)
     assert scored[later].all() and 0 < scored.sum() < len(scored), "the earlier rows not labelled were left out"
     assert part.threshold == full.threshold, "calibrated on the same labelled rows"
+
+
+def test_node_relative_surprise_puts_busy_and_quiet_nodes_on_one_scale() -> None:
+    from netflowgen.detect.finetune import node_relative_surprise
+
+    rng = np.random.default_rng(0)
+    t0 = datetime(2024, 1, 1, tzinfo=UTC)
+    frames, raw = [], []
+    for node, level in (("quiet", 5.0), ("busy", 40.0)):
+        s = level + rng.normal(0, 1.0, 200)
+        s[150] += 15.0  # the same jump on both nodes
+        frames.append(pl.DataFrame({"node": [node] * 200, "step": [t0 + timedelta(seconds=10 * i) for i in range(200)]}))
+        raw.append(s)
+    series = pl.concat(frames).sort("node", "step")
+    surprise = np.concatenate(raw[::-1])  # node order: busy, quiet
+    z = node_relative_surprise(series, surprise, timedelta(seconds=10))
+    busy, quiet = z[:200], z[200:]
+    # Raw, every busy step outranks the quiet node's jump; relative, past the warm-up (a node's
+    # first steps are compared with silence, as VolumeDetector does), each jump is its node's top.
+    assert surprise[:200].min() > surprise[200 + 150]
+    warm = 20
+    assert busy[warm:].argmax() == 150 - warm and quiet[warm:].argmax() == 150 - warm
+    assert abs(busy[150] - quiet[150]) < 0.3 * quiet[150] and quiet[150] > 5
+    # Causal: changing a later step leaves earlier scores alone.
+    later = surprise.copy()
+    later[200 + 180] += 50
+    again = node_relative_surprise(series, later, timedelta(seconds=10))
+    np.testing.assert_array_equal(again[: 200 + 180], z[: 200 + 180])
+    with pytest.raises(ValueError, match="199 surprise scores for 400 series rows"):
+        node_relative_surprise(series, surprise[:199], timedelta(seconds=10))

@@ -390,7 +390,7 @@ def surprise_scores(model: FlowGPT, steps: EncodedSteps, context: int | None = N
 
 
 def node_relative_surprise(series: pl.DataFrame, surprise: np.ndarray, step: timedelta,
-                           halflife_steps: float = 30.0) -> np.ndarray:
+                           halflife_steps: float = 30.0, prior_std: float = 3.0) -> np.ndarray:
     """The zero-label surprise as a z-score against the node's own recent surprise (causal: an
     EWMA of mean and variance over the node's previous observed steps, held over holes up to a
     day). A node whose traffic is always hard to predict (a busy server) has a high surprise on
@@ -401,10 +401,12 @@ def node_relative_surprise(series: pl.DataFrame, surprise: np.ndarray, step: tim
     keys = series.select("node", "step").sort("node", "step")
     if len(surprise) != keys.height:
         raise ValueError(f"{len(surprise)} surprise scores for {keys.height} series rows")
-    # Nats, not counts: no log1p; the warm-up prior spreads a new node over a few nats of surprise
-    # (min_std keeps a node with constant surprise finite).
+    # Nats, not counts: no log1p. A node without history is compared with a surprise of 0 and a
+    # spread of ``prior_std`` nats, damped over the warm-up (VolumeDetector's rule); a fixed prior,
+    # not one measured on the scores, keeps every score causal. min_std keeps a node whose surprise
+    # never changes finite.
     cfg = VolumeConfig(features=("surprise",), log1p=False, halflife_steps=halflife_steps, hold_over=timedelta(days=1),
-                       min_std=1.0, prior_std=float(np.nanstd(surprise)) or 1.0, step=step)
+                       min_std=1.0, prior_std=prior_std, step=step)
     frame = keys.with_columns(pl.Series("surprise", surprise, dtype=pl.Float64))
     scored = VolumeDetector(cfg).score(frame)
     joined = keys.join(scored, on=["node", "step"], how="left", maintain_order="left")

@@ -114,6 +114,8 @@ VARIANT_FIELDS = ("mode", "head_inputs", "head_init", "anchor", "last_k", "windo
 #: zero-label score against the plain one.
 BUILTIN_BASES = {"flowgpt": "flowgpt-full", "flowgpt-surprise": "flowgpt", "surprise-node": "surprise"}
 RESULTS_NAME = "results.json"
+#: Per task: every method's test scores per budget and seed (see _save_test_scores).
+TEST_SCORES_NAME = "test_scores.npz"
 
 
 @dataclass(frozen=True)
@@ -822,6 +824,8 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
                                                    tuned=[m for m in suite.methods if suite.tuned(m)],
                                                    bases={**BUILTIN_BASES, **{v: d["base"] for v, d in suite.variants.items()}})
             entry["test_victims"] = entry["comparisons"]["victims"]
+            _save_test_scores(out / "tasks" / t.spec.name / TEST_SCORES_NAME, test_scores, series.filter(pl.Series(test_rows)),
+                              labels[test_rows])
             if levels:
                 say(f"{t.spec.name}: intervals per attack intensity")
                 entry["intensity_comparisons"] = _intensity_intervals(levels, series, test_rows, labels, test_scores, suite, t.step)
@@ -933,6 +937,22 @@ def _save_scores(path: Path, frame: pl.DataFrame, threshold: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     frame.with_columns((pl.col("score") >= threshold).alias("alert"), pl.lit(threshold).alias("threshold")).write_parquet(tmp)
+    os.replace(tmp, path)
+
+
+def _save_test_scores(path: Path, test_scores: dict[tuple[str, str], list[np.ndarray]], test: pl.DataFrame,
+                      labels: np.ndarray) -> None:
+    """Every method's test-row scores per budget and seed, with the rows' node, step and label, so
+    that two suite runs on the same split (another pre-training, say) can be compared paired on
+    the same rows and label draws (benchmarks/compare_runs.py). Plain arrays: loaded with
+    allow_pickle=False."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {f"score|{m}|{b}|{i}": a.astype(np.float32) for (m, b), per_seed in test_scores.items()
+              for i, a in enumerate(per_seed)}
+    arrays |= {"node": test["node"].cast(pl.String).to_numpy().astype(str),
+               "step": test["step"].dt.epoch("s").to_numpy(), "label": labels.astype(bool)}
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from netflowgen.cli import app
@@ -58,13 +59,19 @@ def test_errors_are_one_clear_line_and_exit_1(tmp_path: Path) -> None:
 
 
 def test_formats_lists_every_registered_reader() -> None:
-    from netflowgen.read import format_names
-
     result = runner.invoke(app, ["formats", "--json"])
     assert result.exit_code == 0
     names = [row["name"] for row in json.loads(result.stdout)]
-    assert names == format_names()
-    assert {"zeek", "zeek-json"} <= set(names)
+    # Every reader the README promises, in sniffing order (the user-mapped CSV last, never sniffed).
+    assert names == ["parquet", "pcap", "nfcapd", "zeek", "zeek-json", "argus", "nfdump-csv", "nprobe", "cicflowmeter", "csv"]
+
+
+def test_a_reader_that_fails_to_import_is_an_error_not_a_missing_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    import netflowgen.read as read
+
+    monkeypatch.setattr(read, "_FORMAT_MODULES", (*read._FORMAT_MODULES, "no_such_reader"))
+    with pytest.raises(ModuleNotFoundError, match="no_such_reader"):
+        read.format_names()
 
 
 def test_the_shipped_sample_ingests_with_its_four_broken_rows(tmp_path: Path) -> None:

@@ -127,16 +127,21 @@ def test_resume_equals_uninterrupted(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 def test_run_directory_reloads_to_identical_predictions(tmp_path: Path) -> None:
     tokens = periodic_tokens(tmp_path)
-    pretrain(PretrainConfig(tokens, "tiny", context=16), small_train(steps=20), tmp_path / "run", show_progress=False)
+    _, trained = pretrain(PretrainConfig(tokens, "tiny", context=16), small_train(steps=20), tmp_path / "run",
+                          show_progress=False)
     model, tok, manifest = load_run(tmp_path / "run")
     assert manifest["status"] == "complete" and tok.config.features == ("a", "b")
     _, _, shards = open_tokens(tokens)
     batch = next(TokenWindows(shards, 16, 0.1).val_batches(8))
-    again, _, _ = load_run(tmp_path / "run")
+    # The model as training left it in memory, against the one read back from the directory.
+    trained.eval()
     with torch.no_grad():
-        x = model(batch.traffic, batch.time, batch.node, batch.group).logits
-        y = again(batch.traffic, batch.time, batch.node, batch.group).logits
+        x = trained(batch.traffic, batch.time, batch.node, batch.group).logits
+        y = model(batch.traffic, batch.time, batch.node, batch.group).logits
     assert torch.equal(x, y)
+    fresh = type(model)(model.cfg)  # untrained weights give other predictions: the check can fail
+    with torch.no_grad():
+        assert not torch.equal(fresh.eval()(batch.traffic, batch.time, batch.node, batch.group).logits, y)
     files = sorted(p.name for p in (tmp_path / "run").iterdir())
     assert files == ["checkpoint", "metrics.jsonl", "model.safetensors", "model_config.json", "netflowgen.json",
                      "tokenizer.json", "train_config.json"]

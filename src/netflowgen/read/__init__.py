@@ -59,12 +59,9 @@ class RejectedRow(ValueError):
 def _formats() -> dict[str, FlowFormat]:
     formats: dict[str, FlowFormat] = {}
     for module in _FORMAT_MODULES:
-        try:
-            mod = importlib.import_module(f"netflowgen.read.{module}")
-        except ModuleNotFoundError as e:
-            if e.name != f"netflowgen.read.{module}":
-                raise
-            continue  # a format not built yet
+        # Every listed reader must import: skipping one that fails would make its format vanish
+        # from `formats` and from sniffing without a word.
+        mod = importlib.import_module(f"netflowgen.read.{module}")
         for fmt in getattr(mod, "FORMATS", (mod.FORMAT,)):
             formats[fmt.name] = fmt
     return formats

@@ -16,6 +16,18 @@ observation domain id, v5 engine type/id):
 * templates and options templates per (exporter, version, domain, template id). A template sent
   again unchanged is a refresh; a different definition under the same id replaces the old one
   (counted as a redefinition); an IPFIX template with no fields withdraws it.
+* everything a sender can make the decoder hold is bounded, least recently used first out, and
+  every eviction counted (:attr:`Decoder.evictions`): templates per (exporter, version, domain)
+  (``max_templates_per_domain``), domains tracked (``max_domains``, each with its templates,
+  sequence state and IPFIX init time), templates and template fields held in all
+  (``max_templates``, ``max_fields``: the least recently used *other* domain goes first, so that
+  one sender churning domains or template ids evicts its own state, not a quiet exporter's), fields
+  in one template (``max_template_fields``; a longer one is refused, "template too large"), and
+  per-address counters (``max_exporters``: when a new address comes and the table is full, the
+  address with the fewest datagrams is folded into the ``"other"`` entry, so that the sums below
+  still hold over all entries and the busiest exporters keep their own counters). A forgotten
+  domain's data sets count as "data before template" until its templates are sent again, and a
+  forgotten address's record numbers (``source_row``) start again at 1.
 * options data records are decoded and skipped (counted); the one option used is IPFIX
   ``systemInitTimeMilliseconds`` (160), the clock that IPFIX ``flowStart/EndSysUpTime`` (22/21)
   count from.
@@ -48,7 +60,7 @@ or counted under a reason (:class:`ExporterStats`):
 from __future__ import annotations
 
 import struct
-from collections import Counter
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -59,7 +71,10 @@ from netflowgen.ingest import reason_kind
 from netflowgen.read.validate import REJECT_SCHEMA, Checked, check
 from netflowgen.schema import empty_flows
 
-__all__ = ["ELEMENTS", "SEQUENCE_UNITS", "Decoder", "ExporterStats", "Template"]
+__all__ = ["ELEMENTS", "OTHER", "SEQUENCE_UNITS", "Decoder", "ExporterStats", "Template"]
+
+#: The counters entry that addresses beyond ``Decoder.max_exporters`` are folded into.
+OTHER = "other"
 
 #: What a sequence gap counts, per export version.
 SEQUENCE_UNITS = {5: "records", 9: "packets", 10: "records"}
@@ -250,6 +265,16 @@ class ExporterStats:
     def errors(self) -> int:
         return sum(self.packet_errors.values()) + sum(self.set_errors.values())
 
+    def fold(self, other: ExporterStats) -> None:
+        """Add ``other``'s counters to these (an address leaving the table joins ``"other"``)."""
+        for name, value in vars(other).items():
+            if name == "exporter":
+                continue
+            if isinstance(value, Counter):
+                getattr(self, name).update(value)
+            else:
+                setattr(self, name, getattr(self, name) + value)
+
     def to_dict(self) -> dict[str, object]:
         return {
             "exporter": self.exporter, "packets": self.packets, "datagram_bytes": self.datagram_bytes,
@@ -281,6 +306,19 @@ class _Stream:
     records: int
     flow_records: int
     conventions: tuple[str, ...]
+
+
+@dataclass
+class _Domain:
+    """What one (exporter, version, observation domain) holds."""
+
+    templates: OrderedDict[int, Template] = field(default_factory=OrderedDict)
+    """template id -> template, least recently used first."""
+    fields: int = 0
+    """fields of its templates, in all."""
+    stream: _Stream | None = None
+    init_ms: int = -1
+    """IPFIX systemInitTimeMilliseconds from its options records; -1 unknown."""
 
 
 class _Set(NamedTuple):
@@ -317,17 +355,110 @@ class Decoder:
     0
     """
 
-    def __init__(self, max_templates: int = 65_536) -> None:
+    def __init__(self, max_templates: int = 16_384, *, max_templates_per_domain: int = 1_024,
+                 max_domains: int = 4_096, max_fields: int = 1 << 18, max_template_fields: int = 1_024,
+                 max_exporters: int = 256) -> None:
+        if min(max_templates, max_templates_per_domain, max_domains, max_fields, max_template_fields, max_exporters) < 1:
+            raise ValueError("the decoder's limits must be positive")
+        # A template costs about 4 KB plus 100 bytes a field (measured): the defaults hold at most
+        # about 64 MB + 26 MB of templates.
         self.max_templates = max_templates
-        """Templates held at most, all exporters: beyond, new ones are refused ("template limit")."""
+        """Templates held at most, all exporters (the least recently used domains go first)."""
+        self.max_templates_per_domain = min(max_templates_per_domain, max_templates)
+        """Templates one (exporter, version, domain) holds at most (its least recently used goes)."""
+        self.max_domains = max_domains
+        """(exporter, version, domain) tracked at most (the least recently used goes, whole)."""
+        self.max_fields = max(max_fields, max_template_fields)
+        """Fields of all templates held, at most."""
+        self.max_template_fields = max_template_fields
+        """Fields one template may have; a longer one is refused ("template too large")."""
+        self.max_exporters = max_exporters
+        """Addresses with their own counters in :attr:`stats`; the rest are folded into ``"other"``."""
         self.stats: dict[str, ExporterStats] = {}
-        self.templates: dict[tuple[str, int, int, int], Template] = {}
-        self._streams: dict[tuple[str, int, int], _Stream] = {}
-        self._init_ms: dict[tuple[str, int], int] = {}
-        self._rows: Counter[str] = Counter()
+        self.evictions: Counter[str] = Counter()
+        """What was forgotten to stay within the limits: ``template``, ``domain`` (with its
+        templates), ``exporter`` (counters folded into ``"other"``)."""
+        self.template_count = 0
+        self.field_count = 0
+        self._domains: OrderedDict[tuple[str, int, int], _Domain] = OrderedDict()
         self._pending: dict[str, dict[Template, list[_Set]]] = {}
         self.pending_records = 0
         """flow records fed and not yet taken."""
+
+    @property
+    def templates(self) -> dict[tuple[str, int, int, int], Template]:
+        """Every template held, by (exporter, version, domain, template id) (a copy)."""
+        return {(*key, tid): tpl for key, dom in self._domains.items() for tid, tpl in dom.templates.items()}
+
+    @property
+    def domains(self) -> int:
+        """(exporter, version, domain) tracked."""
+        return len(self._domains)
+
+    def _stats(self, exporter: str) -> ExporterStats:
+        """The counters of an address: its own, or ``"other"`` once it was folded there."""
+        st = self.stats.get(exporter)
+        return st if st is not None else self.stats.setdefault(OTHER, ExporterStats(OTHER))
+
+    def _new_stats(self, exporter: str) -> ExporterStats:
+        if len(self.stats) - (OTHER in self.stats) >= self.max_exporters:
+            # The quietest address makes room (a scan of max_exporters entries, paid only by a
+            # datagram from a new address): a flood of new addresses churns among themselves.
+            victim = min((s for name, s in self.stats.items() if name != OTHER), key=lambda s: s.packets)
+            del self.stats[victim.exporter]
+            self.stats.setdefault(OTHER, ExporterStats(OTHER)).fold(victim)
+            self.evictions["exporter"] += 1
+        st = self.stats[exporter] = ExporterStats(exporter)
+        return st
+
+    def _domain(self, exporter: str, version: int, domain: int) -> _Domain:
+        key = (exporter, version, domain)
+        dom = self._domains.get(key)
+        if dom is not None:
+            self._domains.move_to_end(key)
+            return dom
+        while len(self._domains) >= self.max_domains:
+            self._evict_domain()
+        dom = self._domains[key] = _Domain()
+        return dom
+
+    def _evict_domain(self, key: tuple[str, int, int] | None = None) -> None:
+        """Forget a domain, by default the least recently used (never the one in use: it was
+        moved last)."""
+        if key is None:
+            (exporter, _, _), dom = self._domains.popitem(last=False)
+        else:
+            exporter, dom = key[0], self._domains.pop(key)
+        self._stats(exporter).templates -= len(dom.templates)
+        self.template_count -= len(dom.templates)
+        self.field_count -= dom.fields
+        self.evictions["domain"] += 1
+
+    def _drop_template(self, exporter: str, dom: _Domain, tid: int) -> Template | None:
+        tpl = dom.templates.pop(tid, None)
+        if tpl is not None:
+            self._stats(exporter).templates -= 1
+            dom.fields -= len(tpl.fields)
+            self.template_count -= 1
+            self.field_count -= len(tpl.fields)
+        return tpl
+
+    def _make_room(self, exporter: str, dom: _Domain, n_fields: int) -> None:
+        """Evict until one more template of ``n_fields`` fields fits in ``dom`` and in all."""
+        while dom.templates and len(dom.templates) >= self.max_templates_per_domain:
+            self._drop_template(exporter, dom, next(iter(dom.templates)))
+            self.evictions["template"] += 1
+        while self.template_count >= self.max_templates or self.field_count + n_fields > self.max_fields:
+            # The least recently used other domain that holds templates (the domains before it
+            # hold none: forgetting their sequence state would free nothing).
+            victim = next((key for key, other in self._domains.items() if other is dom or other.templates), None)
+            if victim is not None and self._domains[victim] is not dom:
+                self._evict_domain(victim)
+            elif dom.templates:  # only this domain holds templates: its own oldest goes
+                self._drop_template(exporter, dom, next(iter(dom.templates)))
+                self.evictions["template"] += 1
+            else:
+                break
 
     # -- feeding --------------------------------------------------------------------------------
 
@@ -335,7 +466,7 @@ class Decoder:
         """Decode one datagram's headers and templates; keep its data records for :meth:`take`."""
         st = self.stats.get(exporter)
         if st is None:
-            st = self.stats[exporter] = ExporterStats(exporter)
+            st = self._new_stats(exporter)
         mv = memoryview(packet)
         st.packets += 1
         st.datagram_bytes += len(mv)
@@ -369,15 +500,17 @@ class Decoder:
         if len(mv) > end:
             raise _Bad("wrong length")
         export_us = secs * 1_000_000 + nsecs // 1000
+        dom = self._domain(exporter, 5, (engine_type << 8) | engine_id)
         self._add_set(exporter, V5_TEMPLATE, mv[_V5_HEADER.size:end], count, export_us, uptime, -1, st)
-        self._sequence(exporter, 5, (engine_type << 8) | engine_id, seq, count, count, st)
+        self._sequence(dom, 5, seq, count, count, st)
 
     def _v9(self, mv: memoryview, exporter: str, st: ExporterStats) -> None:
         if len(mv) < _V9_HEADER.size:
             raise _Bad("truncated header")
         _, _, uptime, secs, seq, domain = _V9_HEADER.unpack_from(mv, 0)
-        records, flows = self._sets(mv, _V9_HEADER.size, len(mv), exporter, 9, domain, secs * 1_000_000, uptime, st)
-        self._sequence(exporter, 9, domain, seq, records, flows, st)
+        dom = self._domain(exporter, 9, domain)
+        records, flows = self._sets(mv, _V9_HEADER.size, len(mv), exporter, 9, dom, secs * 1_000_000, uptime, st)
+        self._sequence(dom, 9, seq, records, flows, st)
 
     def _ipfix(self, mv: memoryview, exporter: str, st: ExporterStats) -> None:
         if len(mv) < _IPFIX_HEADER.size:
@@ -387,10 +520,11 @@ class Decoder:
             raise _Bad("truncated")
         if length != len(mv):
             raise _Bad("wrong length")
-        records, flows = self._sets(mv, _IPFIX_HEADER.size, length, exporter, 10, domain, export_secs * 1_000_000, -1, st)
-        self._sequence(exporter, 10, domain, seq, records, flows, st)
+        dom = self._domain(exporter, 10, domain)
+        records, flows = self._sets(mv, _IPFIX_HEADER.size, length, exporter, 10, dom, export_secs * 1_000_000, -1, st)
+        self._sequence(dom, 10, seq, records, flows, st)
 
-    def _sets(self, mv: memoryview, pos: int, end: int, exporter: str, version: int, domain: int,
+    def _sets(self, mv: memoryview, pos: int, end: int, exporter: str, version: int, dom: _Domain,
               export_us: int, uptime: int, st: ExporterStats) -> tuple[int, int]:
         """Walk the sets of a v9/IPFIX datagram; returns (data records, flow data records)."""
         records = flows = 0
@@ -408,14 +542,15 @@ class Decoder:
             pos += length
             try:
                 if set_id == template_set:
-                    self._templates(body, exporter, version, domain, False, st)
+                    self._templates(body, exporter, version, dom, False, st)
                 elif set_id == options_set:
-                    self._templates(body, exporter, version, domain, True, st)
+                    self._templates(body, exporter, version, dom, True, st)
                 elif set_id >= 256:
-                    tpl = self.templates.get((exporter, version, domain, set_id))
+                    tpl = dom.templates.get(set_id)
                     if tpl is None:
                         raise _Bad("data before template")
-                    n = self._data(body, tpl, exporter, version, domain, export_us, uptime, st)
+                    dom.templates.move_to_end(set_id)
+                    n = self._data(body, tpl, exporter, version, dom, export_us, uptime, st)
                     records += n
                     flows += 0 if tpl.options else n
                 else:
@@ -430,7 +565,7 @@ class Decoder:
             st.set_errors["bad set length"] += 1
         return records, flows
 
-    def _templates(self, body: memoryview, exporter: str, version: int, domain: int, options: bool,
+    def _templates(self, body: memoryview, exporter: str, version: int, dom: _Domain, options: bool,
                    st: ExporterStats) -> None:
         """Parse every template record of a (options) template set; the whole set or nothing."""
         parsed: list[Template | int] = []  # a Template, or a withdrawn template id
@@ -461,6 +596,8 @@ class Decoder:
                     parsed.append(tid)  # withdrawal
                     continue
                 raise _Bad("bad template")
+            if n_fields > self.max_template_fields:
+                raise _Bad("template too large")
             fields: list[tuple[int | tuple[int, int], int]] = []
             for _ in range(n_fields):
                 if pos + 4 > end:
@@ -476,29 +613,31 @@ class Decoder:
                     raise _Bad("bad template")
                 fields.append((element, length))
             parsed.append(_build_template(version, tid, fields, options, n_scope))
-        # Template ids and domains come from the network: their number must not grow without bound.
-        new = {(exporter, version, domain, t.template_id) for t in parsed if isinstance(t, Template)} - self.templates.keys()
-        if len(self.templates) + len(new) > self.max_templates:
-            raise _Bad("template limit")
         for item in parsed:
             if isinstance(item, int):
-                if self.templates.pop((exporter, version, domain, item), None) is not None:
+                if self._drop_template(exporter, dom, item) is not None:
                     st.template_withdrawals += 1
-                    st.templates -= 1
                 continue
-            key = (exporter, version, domain, item.template_id)
+            tid = item.template_id
             st.template_records += 1
-            old = self.templates.get(key)
+            old = dom.templates.get(tid)
             if old is not None and old.fields == item.fields and old.options == item.options and old.scope_count == item.scope_count:
+                dom.templates.move_to_end(tid)
                 continue  # a refresh: exporters resend their templates periodically
             if old is None:
-                st.templates += 1
+                # Template ids and domains come from the network: what they hold is bounded.
+                self._make_room(exporter, dom, len(item.fields))
             else:
+                self._drop_template(exporter, dom, tid)
                 st.template_redefinitions += 1
+            st.templates += 1
             st.unknown_fields += item.unknown_fields
-            self.templates[key] = item
+            dom.templates[tid] = item
+            dom.fields += len(item.fields)
+            self.template_count += 1
+            self.field_count += len(item.fields)
 
-    def _data(self, body: memoryview, tpl: Template, exporter: str, version: int, domain: int,
+    def _data(self, body: memoryview, tpl: Template, exporter: str, version: int, dom: _Domain,
               export_us: int, uptime: int, st: ExporterStats) -> int:
         if tpl.variable:
             data, n = self._pack_variable(body, tpl)
@@ -514,9 +653,9 @@ class Decoder:
             if version == 10 and 160 in tpl.columns:
                 values = np.frombuffer(bytes(data), tpl.dtype)[tpl.columns[160]]
                 # Clipped like absolute times: a clock past 2100 makes the records' times absurd.
-                self._init_ms[(exporter, domain)] = min(int(values[-1]), _MAX_MS)
+                dom.init_ms = min(int(values[-1]), _MAX_MS)
             return n
-        init = self._init_ms.get((exporter, domain), -1) if version == 10 else -1
+        init = dom.init_ms if version == 10 else -1
         self._add_set(exporter, tpl, data, n, export_us, uptime, init, st)
         return n
 
@@ -559,19 +698,16 @@ class Decoder:
 
     def _add_set(self, exporter: str, tpl: Template, data: memoryview | bytes, n: int, export_us: int,
                  uptime: int, init_ms: int, st: ExporterStats) -> None:
-        first = self._rows[exporter] + 1
-        self._rows[exporter] += n
+        first = st.records + 1  # record numbers per address
         by_template = self._pending.setdefault(exporter, {})
         by_template.setdefault(tpl, []).append(_Set(bytes(data), n, export_us, uptime, init_ms, first))
         st.records += n
         self.pending_records += n
 
-    def _sequence(self, exporter: str, version: int, domain: int, seq: int, records: int, flows: int,
-                  st: ExporterStats) -> None:
-        key = (exporter, version, domain)
-        stream = self._streams.get(key)
+    def _sequence(self, dom: _Domain, version: int, seq: int, records: int, flows: int, st: ExporterStats) -> None:
+        stream = dom.stream
         if stream is None:
-            self._streams[key] = _Stream(seq, records, flows, tuple(_CONVENTIONS[version]))
+            dom.stream = _Stream(seq, records, flows, tuple(_CONVENTIONS[version]))
             return
         # The conventions every packet so far agrees with; a gap is measured by the first of them.
         expected = {name: _CONVENTIONS[version][name](stream, records, flows) & 0xFFFFFFFF for name in stream.conventions}
@@ -600,7 +736,7 @@ class Decoder:
         flows: list[pl.DataFrame] = []
         rejects: list[pl.DataFrame] = []
         for exporter, by_template in pending.items():
-            st = self.stats[exporter]
+            st = self._stats(exporter)
             candidates = pl.concat([_candidates(tpl, sets) for tpl, sets in by_template.items()], how="vertical")
             checked = check(candidates.sort("source_row"), f"udp://{exporter}")
             flows.append(checked.flows)

@@ -110,8 +110,12 @@ def test_rotation_is_atomic_and_the_dataset_reads(tmp_path: Path, monkeypatch: p
     assert series["flows_out"].sum() == 12
 
 
-def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collectors: list[Collector]) -> None:
+def test_failed_write_leaves_no_partial_file_and_keeps_the_flows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 collectors: list[Collector]) -> None:
+    # Disk full used to stop the collector with a traceback, losing what it held (issue 16, defect
+    # 5): now it keeps receiving, counts the failure and writes the same flows once it can.
     out = tmp_path / "flows"
+    real_write = pq.write_table
 
     def broken(table, where, **kwargs):  # type: ignore[no-untyped-def]
         Path(where).write_bytes(b"PAR1 half a file")
@@ -120,10 +124,28 @@ def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest
     monkeypatch.setattr(server_module.pq, "write_table", broken)
     c = start(collectors, out, max_buffer_flows=1)
     send(c.address, v9_packets(1, 3))
-    wait_for(lambda: not c.healthy(), "the write failure")
-    with pytest.raises(RuntimeError, match="No space left on device"):
+    wait_for(lambda: c.summary()["write_errors"].get("ENOSPC", 0) >= 1, "the write failure")
+    assert c.healthy()
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == [".collect.lock", "netflowgen.json", "rejects.csv"]
+    assert c.summary()["buffered_flows"] == 3
+    monkeypatch.setattr(server_module.pq, "write_table", real_write)  # space again
+    wait_for(lambda: c.summary()["rows_written"] == 3, "the retried write", timeout=15)
+    summary = c.stop()
+    assert (summary["rows_written"], summary["buffered_flows"], summary["dropped_unwritten"]) == (3, 0, 0)
+    assert scan_flows(out).collect()["source_row"].sort().to_list() == [1, 2, 3]
+
+
+def test_stop_with_the_disk_still_full_says_what_was_not_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                 collectors: list[Collector]) -> None:
+    def broken(table, where, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(server_module.pq, "write_table", broken)
+    c = start(collectors, tmp_path / "flows")
+    send(c.address, v9_packets(2, 3))
+    wait_for(lambda: c.summary()["flows"] == 6, "the flows")
+    with pytest.raises(OSError, match="6 flows and 0 rejects could not be written .*No space left on device"):
         c.stop()
-    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["netflowgen.json", "rejects.csv"]
 
 
 def test_restart_continues_the_dataset(tmp_path: Path, collectors: list[Collector]) -> None:

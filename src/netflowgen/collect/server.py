@@ -31,12 +31,13 @@ it, writes the last file and the manifest, and leaves no temporary file.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
-import http.server
 import json
 import logging
 import os
 import queue
+import shutil
 import socket
 import sys
 import threading
@@ -53,6 +54,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from netflowgen.artifacts import MANIFEST_NAME, read_manifest, write_manifest
+from netflowgen.collect.httpserve import BoundedHTTPServer, QuietHandler, serve
 from netflowgen.collect.netflow import Decoder, ExporterStats
 from netflowgen.ingest import DATASET_KIND, REJECTS_NAME
 from netflowgen.read.filter import FlowFilter, compile_filter
@@ -119,6 +121,12 @@ class CollectorConfig:
     filter: str | None = None
     """nfdump filter expression: only the flows it matches are kept and passed on (see
     :mod:`netflowgen.read.filter`)."""
+    max_exporters: int = 256
+    """Source addresses with their own counters (in /metrics, the summary and the manifest); the
+    quietest beyond it are folded into one ``"other"`` entry (see :class:`Decoder`)."""
+    max_unwritten_flows: int | None = None
+    """Flows (and rejects) kept in memory at most while files cannot be written (disk full): the
+    oldest beyond it are dropped, counted (None: four times ``max_buffer_flows``)."""
 
     def __post_init__(self) -> None:
         if self.filter is not None:
@@ -127,8 +135,10 @@ class CollectorConfig:
             raise ValueError("rotate must be positive")
         if self.backlog_bytes < 4 * _MAX_DATAGRAM:
             raise ValueError(f"backlog_bytes must be at least {4 * _MAX_DATAGRAM}")
-        if self.max_buffer_flows < 1 or self.take_records < 1 or self.take_every <= 0:
-            raise ValueError("max_buffer_flows, take_records and take_every must be positive")
+        if self.max_buffer_flows < 1 or self.take_records < 1 or self.take_every <= 0 or self.max_exporters < 1:
+            raise ValueError("max_buffer_flows, take_records, take_every and max_exporters must be positive")
+        if self.max_unwritten_flows is not None and self.max_unwritten_flows < self.max_buffer_flows:
+            raise ValueError("max_unwritten_flows must be at least max_buffer_flows")
 
 
 @dataclass
@@ -158,7 +168,7 @@ class Collector:
         self.on_flows = on_flows
         #: Selects the flows kept (from ``config.filter``; a caller may set it before ``start``).
         self.flow_filter: FlowFilter | None = compile_filter(config.filter) if config.filter is not None else None
-        self.decoder = Decoder()
+        self.decoder = Decoder(max_exporters=config.max_exporters)
         self.address: tuple[str, int] = config.listen
         self.metrics_address: tuple[str, int] | None = None
         self.rcvbuf_granted = 0
@@ -170,12 +180,19 @@ class Collector:
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
         self._sock: socket.socket | None = None
-        self._http: http.server.ThreadingHTTPServer | None = None
+        self._http: BoundedHTTPServer | None = None
         self._lock_file: Any = None
         self._buffer: list[pl.DataFrame] = []
         self._rejects: list[pl.DataFrame] = []
         self.buffered_flows = 0
         self.buffered_rejects = 0
+        self.write_errors: Counter[str] = Counter()
+        """Failed writes of files, rejects or manifest, by errno name (``ENOSPC``: disk full)."""
+        self.dropped_unwritten = 0
+        """Flows and rejects dropped because they could not be written and memory was full."""
+        self._write_failures = 0  # consecutive failed flushes: the retry backs off
+        self._unwritten: OSError | None = None  # why the last flush at the end failed
+        self._retry_at = 0.0
         self.backlog = 0
         self.arena_waits = 0
         self.totals = _Totals()
@@ -228,9 +245,16 @@ class Collector:
         sys.setswitchinterval(self._switch_interval)
         summary = self.summary()
         summary["running"] = False
-        self._write_manifest(running=False)
-        self._release()
+        try:
+            self._write_manifest(running=False)
+        finally:
+            self._release()
         self._summary = summary
+        if self._unwritten is not None:
+            e = self._unwritten
+            raise OSError(e.errno, f"{summary['buffered_flows']:,} flows and {self.buffered_rejects:,} rejects could not be "
+                          f"written to {self.config.out} ({e.strerror or e}); {summary['rows_written']:,} flows "
+                          "are in its files")
         if self._failure is not None:
             # The type and the place, not only the message: some exceptions have none.
             where = "".join(traceback.format_exception(self._failure)[-3:]).strip()
@@ -242,8 +266,7 @@ class Collector:
 
     def _release(self) -> None:
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.close()
             self._http = None
         if self._sock is not None:
             self._sock.close()
@@ -370,7 +393,12 @@ class Collector:
                     self._take()
                     last_take = now
                 held = self.buffered_flows + self.buffered_rejects
-                if done or time.time() >= next_rotation or held >= self.config.max_buffer_flows:
+                if done:
+                    try:
+                        self._flush(final=True)
+                    except OSError as e:  # reported by stop(), with what could not be written
+                        self._unwritten = e
+                elif time.time() >= next_rotation or held >= self.config.max_buffer_flows:
                     self._flush()
                     next_rotation = (time.time() // rotate_s + 1) * rotate_s
         except BaseException as e:  # a bug must not hang the collector: report it and stop
@@ -391,6 +419,26 @@ class Collector:
         if checked.rejects.height:
             self._rejects.append(checked.rejects)
             self.buffered_rejects += checked.rejects.height
+        self._bound_unwritten()
+
+    def _bound_unwritten(self) -> None:
+        """While writes fail, keep at most ``max_unwritten_flows`` in memory: the oldest go (counted)."""
+        cap = self.config.max_unwritten_flows or 4 * self.config.max_buffer_flows
+        while self.buffered_flows + self.buffered_rejects > cap:
+            excess = self.buffered_flows + self.buffered_rejects - cap
+            held, attr = (self._buffer, "buffered_flows") if self._buffer and (
+                not self._rejects or self.buffered_flows >= self.buffered_rejects) else (self._rejects, "buffered_rejects")
+            oldest = held[0]
+            n = min(excess, oldest.height)
+            if n == oldest.height:
+                held.pop(0)
+            else:
+                held[0] = oldest.slice(n)
+            with self._lock:
+                setattr(self, attr, getattr(self, attr) - n)
+                self.dropped_unwritten += n
+            log.error("dropped the %d oldest unwritten %s: files cannot be written and %d are held in memory at most",
+                      n, "flows" if attr == "buffered_flows" else "rejects", cap)
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -427,50 +475,110 @@ class Collector:
         if not (out / REJECTS_NAME).is_file():
             pl.DataFrame(schema=REJECT_SCHEMA).write_csv(out / REJECTS_NAME)
 
-    def _flush(self) -> None:
-        """Write the buffered flows: one file per UTC day, each renamed into place when complete."""
-        buffered, self._buffer = self._buffer, []
-        rejects, self._rejects = self._rejects, []
-        self.buffered_rejects = 0
-        if rejects:
-            with open(self.config.out / REJECTS_NAME, "ab") as f:
-                pl.concat(rejects).write_csv(f, include_header=False)
-        if not buffered:
-            if rejects:
-                with self._lock:
-                    self.totals.rows_rejected += sum(r.height for r in rejects)
-                self._write_manifest(running=True)
+    def _flush(self, final: bool = False) -> None:
+        """Write the buffered rejects and flows (one file per UTC day, each renamed into place when
+        complete). A write that fails (disk full, ...) loses nothing that was buffered: the flows
+        and rejects not written stay in memory, the failure is counted, and the write is tried
+        again after a pause that doubles up to the rotation interval (``final``: now)."""
+        if not final and time.monotonic() < self._retry_at:
             return
-        flows = pl.concat(buffered, how="vertical")
-        days = flows.with_columns(pl.col("ts_start").dt.strftime("%Y-%m-%d").alias("_day"))
-        schema = arrow_schema()
-        written: list[tuple[str, int]] = []
-        for (day,), part in days.partition_by("_day", as_dict=True, maintain_order=True).items():
-            folder = self.config.out / f"date={day}"
-            folder.mkdir(exist_ok=True)
-            name = f"part-{self._next_part:05d}.parquet"
-            self._next_part += 1
-            tmp = folder / f".{name}.tmp"
-            try:
-                pq.write_table(part.drop("_day").to_arrow().cast(schema), tmp, compression="zstd")
-                os.replace(tmp, folder / name)
-            except BaseException:
-                tmp.unlink(missing_ok=True)
+        if not self._rejects and not self._buffer:
+            return
+        try:
+            self._write_rejects()
+            self._write_flows()
+        except OSError as e:
+            name = errno.errorcode.get(e.errno or 0, type(e).__name__)
+            with self._lock:
+                self.write_errors[name] += 1
+            self._write_failures += 1
+            pause = min(0.5 * 2 ** (self._write_failures - 1), self.config.rotate.total_seconds())
+            self._retry_at = time.monotonic() + pause
+            if self._write_failures == 1 or final:
+                log.error("cannot write to %s (%s): keeping %d flows and %d rejects in memory, trying again in %.1f s",
+                          self.config.out, e.strerror or e, self.buffered_flows, self.buffered_rejects, pause)
+            if final:
                 raise
-            written.append((f"date={day}", part.height))
-        lo, hi = flows["ts_start"].min(), flows["ts_end"].max()
-        with self._lock:
-            t = self.totals
-            t.files += len(written)
-            t.rows_written += flows.height
-            t.rows_rejected += sum(r.height for r in rejects)
-            t.partitions.update(day for day, _ in written)
-            t.first_start = lo if t.first_start is None or lo < t.first_start else t.first_start  # type: ignore[operator]
-            t.last_end = hi if t.last_end is None or hi > t.last_end else t.last_end  # type: ignore[operator]
-            self.buffered_flows = 0
+            return
+        if self._write_failures:
+            log.warning("writing to %s again after %d failed attempts", self.config.out, self._write_failures)
+        self._write_failures = 0
         self._write_manifest(running=True)
 
+    def _write_rejects(self) -> None:
+        if not self._rejects:
+            return
+        frame = pl.concat(self._rejects)
+        data = frame.write_csv(include_header=False).encode()
+        fd = os.open(self.config.out / REJECTS_NAME, os.O_WRONLY | os.O_APPEND)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+            except OSError:
+                # A line cut in half would be a broken row: the file goes back to what it was.
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, size)
+                raise
+        finally:
+            os.close(fd)
+        self._rejects = []
+        with self._lock:
+            self.buffered_rejects = 0
+            self.totals.rows_rejected += frame.height
+
+    def _write_flows(self) -> None:
+        if not self._buffer:
+            return
+        flows = pl.concat(self._buffer, how="vertical")
+        days = flows.with_columns(pl.col("ts_start").dt.strftime("%Y-%m-%d").alias("_day"))
+        schema = arrow_schema()
+        parts = list(days.partition_by("_day", as_dict=True, maintain_order=True).items())
+        written = 0
+        try:
+            for (day,), part in parts:
+                folder = self.config.out / f"date={day}"
+                folder.mkdir(exist_ok=True)
+                name = f"part-{self._next_part:05d}.parquet"
+                tmp = folder / f".{name}.tmp"
+                try:
+                    pq.write_table(part.drop("_day").to_arrow().cast(schema), tmp, compression="zstd")
+                    os.replace(tmp, folder / name)
+                except BaseException:
+                    tmp.unlink(missing_ok=True)
+                    raise
+                self._next_part += 1
+                lo, hi = part["ts_start"].min(), part["ts_end"].max()
+                with self._lock:
+                    t = self.totals
+                    t.files += 1
+                    t.rows_written += part.height
+                    t.partitions.add(f"date={day}")
+                    t.first_start = lo if t.first_start is None or lo < t.first_start else t.first_start  # type: ignore[operator]
+                    t.last_end = hi if t.last_end is None or hi > t.last_end else t.last_end  # type: ignore[operator]
+                    self.buffered_flows -= part.height
+                written += 1
+        finally:
+            # What was not written (the failed day and the days after it) waits for the next try.
+            self._buffer = [part.drop("_day") for (_,), part in parts[written:]]
+
     def _write_manifest(self, running: bool) -> None:
+        """Replace the manifest; while running, a failed write is counted and the old manifest
+        kept (the next rotation writes it again)."""
+        try:
+            self._replace_manifest(running)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(self.config.out / f".{MANIFEST_NAME}.dir")
+            if not running:
+                raise
+            with self._lock:
+                self.write_errors[errno.errorcode.get(e.errno or 0, type(e).__name__)] += 1
+            log.error("cannot update %s (%s): the previous manifest stays", self.config.out / MANIFEST_NAME, e.strerror or e)
+
+    def _replace_manifest(self, running: bool) -> None:
         out = self.config.out
         tmp_dir = out / f".{MANIFEST_NAME}.dir"
         tmp_dir.mkdir(exist_ok=True)
@@ -512,6 +620,9 @@ class Collector:
                 "first_start": t.first_start.isoformat() if t.first_start else None,  # type: ignore[attr-defined]
                 "last_end": t.last_end.isoformat() if t.last_end else None,  # type: ignore[attr-defined]
                 "partitions": sorted(t.partitions), "buffered_flows": self.buffered_flows,
+                "write_errors": dict(self.write_errors), "dropped_unwritten": self.dropped_unwritten,
+                "evictions": dict(self.decoder.evictions), "domains": self.decoder.domains,
+                "templates": self.decoder.template_count,
             }
         stats = list(exporters.values())
         return {
@@ -542,7 +653,10 @@ class Collector:
                     setattr(fresh, name, Counter(getattr(s, name)))
             t = self.totals
             files, rows, rejected, buffered = t.files, t.rows_written, t.rows_rejected, self.buffered_flows
-            backlog, templates = self.backlog, len(self.decoder.templates)
+            backlog, templates, fields = self.backlog, self.decoder.template_count, self.decoder.field_count
+            domains, evictions, write_errors = self.decoder.domains, Counter(self.decoder.evictions), Counter(self.write_errors)
+            dropped_unwritten = self.dropped_unwritten
+        http_counts = dict(self._http.counts) if self._http is not None else {}
         lines: list[str] = []
 
         def metric(name: str, kind: str, doc: str, samples: list[tuple[dict[str, str], float | int]]) -> None:
@@ -584,13 +698,27 @@ class Collector:
         metric("rows_written_total", "counter", "Flows in the dataset's files.", [({}, rows)])
         metric("rows_rejected_total", "counter", "Records in the rejects file.", [({}, rejected)])
         metric("template_cache", "gauge", "Templates held, all exporters.", [({}, templates)])
+        metric("template_fields", "gauge", "Fields of the templates held, all exporters.", [({}, fields)])
+        metric("domains", "gauge", "(exporter, version, observation domain) tracked.", [({}, domains)])
+        metric("exporters_tracked", "gauge", "Source addresses with their own counters (the rest are exporter=\"other\").",
+               [({}, sum(1 for s in stats if s.exporter != "other"))])
+        metric("evictions_total", "counter", "State forgotten to stay within the limits: template, domain (with its templates), "
+               "exporter (counters folded into exporter=\"other\").",
+               [({"kind": k}, evictions.get(k, 0)) for k in ("template", "domain", "exporter")])
+        metric("write_errors_total", "counter", "Failed writes of files, rejects or the manifest, by errno (the data stays buffered).",
+               [({"errno": k}, n) for k, n in sorted(write_errors.items())])
+        metric("dropped_unwritten_total", "counter", "Flows and rejects dropped: they could not be written and memory was full.",
+               [({}, dropped_unwritten)])
+        if http_counts:
+            metric("http_connections_total", "counter", "Connections to this endpoint, by outcome.",
+                   [({"outcome": k}, n) for k, n in http_counts.items()])
         metric("uptime_seconds", "gauge", "Seconds since the collector started.", [({}, round(time.monotonic() - self._started_at, 3))])
         return "\n".join(lines) + "\n"
 
     def _start_metrics(self, address: tuple[str, int]) -> None:
         collector = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path.split("?")[0] == "/metrics":
                     body, status, kind = collector.metrics_text().encode(), 200, "text/plain; version=0.0.4; charset=utf-8"
@@ -602,25 +730,10 @@ class Collector:
                     body, status, kind = json.dumps(health).encode(), 200 if ok else 503, "application/json"
                 else:
                     body, status, kind = b"not found: try /metrics or /health\n", 404, "text/plain"
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.send_body(status, body, kind)
 
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug("metrics: " + format, *args)
-
-        class Server(http.server.ThreadingHTTPServer):
-            address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-            daemon_threads = True
-
-        try:
-            self._http = Server(address, Handler)
-        except OSError as e:
-            raise OSError(f"cannot serve metrics on http://{address[0]}:{address[1]}: {e.strerror or e}") from e
+        self._http = serve(address, Handler, "metrics", "metrics")
         self.metrics_address = self._http.server_address[:2]  # type: ignore[assignment]
-        threading.Thread(target=self._http.serve_forever, name="netflowgen-metrics", daemon=True).start()
 
 
 def _escape(value: str) -> str:

@@ -34,10 +34,8 @@ What is dropped, and why, is in ``/health``, ``/metrics`` and the final summary.
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
-import socket
 import sys
 import tempfile
 import threading
@@ -52,6 +50,8 @@ from typing import IO, Any, Generic, Literal, TypeVar
 
 import numpy as np
 import polars as pl
+
+from netflowgen.collect.httpserve import BoundedHTTPServer, QuietHandler, serve
 
 __all__ = ["BoundedQueue", "LiveConfig", "LiveDetector"]
 
@@ -207,7 +207,7 @@ class LiveDetector:
         # The extra rows let a step that waited in the scoring queue find its whole context.
         self._spare_rows = config.queue_steps + 1
         self.online = OnlineSeries(OnlineConfig(series=series, grace=self.step * config.grace_steps,
-                                                idle_steps=config.idle_steps, history=self.scorer.length + self._spare_rows))
+                                                idle_steps=config.idle_steps, history=self.scorer.history_rows + self._spare_rows))
         self._tmp = tempfile.TemporaryDirectory(prefix="netflowgen-detect-") if config.out is None else None
         out = config.out or Path(self._tmp.name) / "flows"  # type: ignore[union-attr]
         self.collector = Collector(CollectorConfig(out, listen=config.listen, filter=config.filter), on_flows=self.feed)
@@ -225,7 +225,7 @@ class LiveDetector:
         self.latencies: deque[float] = deque(maxlen=10_000)
         """seconds from a step's closing batch to its alerts written, the newest steps'."""
         self._sink: IO[str] = open(config.alerts, "a") if config.alerts else sys.stdout  # noqa: SIM115
-        self._http: http.server.ThreadingHTTPServer | None = None
+        self._http: BoundedHTTPServer | None = None
         self.api_address: tuple[str, int] | None = None
 
     @property
@@ -322,8 +322,7 @@ class LiveDetector:
                 self.latencies.append(time.perf_counter() - now)
             self._sink.flush()
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.close()
         if self.config.alerts:
             self._sink.close()
         if self._tmp is not None:
@@ -407,7 +406,7 @@ class LiveDetector:
         live = self
         page = resources.files("netflowgen.detect").joinpath("status.html").read_bytes()
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 path = self.path.split("?")[0]
                 if path == "/":
@@ -429,24 +428,8 @@ class LiveDetector:
                 self._send(json.dumps(value).encode(), "application/json")
 
             def _send(self, data: bytes, kind: str) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(data)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_body(200, data, kind, {"Cache-Control": "no-store"})
 
-            def log_message(self, format: str, *args: Any) -> None:
-                log.debug(format, *args)
-
-        class Server(http.server.ThreadingHTTPServer):
-            address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-            daemon_threads = True
-
-        try:
-            self._http = Server(address, Handler)
-        except OSError as e:
-            raise OSError(f"cannot serve the API on http://{address[0]}:{address[1]}: {e.strerror or e}") from e
+        self._http = serve(address, Handler, "detect-api", "the API")
         self.api_address = self._http.server_address[:2]  # type: ignore[assignment]
-        threading.Thread(target=self._http.serve_forever, name="netflowgen-detect-api", daemon=True).start()
 

@@ -5,7 +5,8 @@ A tokens directory::
     TOKENS/netflowgen.json        kind netflowgen.tokens: features, bins, fit part, shard list
     TOKENS/tokenizer.json         the fitted tokenizer (see tokenizer.py)
     TOKENS/shard-00000/
-        traffic.npy   (rows, features) uint8   bin of every traffic feature
+        traffic.npy   (rows, features) uint8   bin of every token feature (the tokenizer's
+                                               ``features``: traffic, then relative tokens)
         time.npy      (rows, 4) uint8          day of week, day of month, hour, minute
         node.npy      (rows,) int32            node id (0 = unknown to the tokenizer)
         group.npy     (rows,) int32            group id (0 = unknown)
@@ -103,7 +104,7 @@ def write_tokens(
             rows += table.height
             shards += _write_shards(table, tokenizer, tmp, len(shards), step_seconds, shard_rows)
         manifest = {
-            "features": list(tokenizer.config.features),
+            "features": list(tokenizer.features),  # token features: traffic.npy's columns
             "bins": tokenizer.bins,
             "time_fields": TIME_FIELDS,
             "step_seconds": step_seconds,

@@ -99,6 +99,8 @@ class QuietHandler(http.server.BaseHTTPRequestHandler):
     :meth:`send_body` for a complete response."""
 
     server: BoundedHTTPServer
+    # An unparseable request is answered with a status line (the default, HTTP/0.9, has none).
+    default_request_version = "HTTP/1.0"
 
     def setup(self) -> None:
         super().setup()
@@ -131,6 +133,9 @@ class BoundedHTTPServer(http.server.ThreadingHTTPServer):
 
     daemon_threads = True
     block_on_close = False
+    # socketserver's default listen backlog of 5 made the kernel hold further connections for a
+    # SYN retry (a second and more) instead of letting them be refused with a 503 at once.
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], handler: type[QuietHandler], *, name: str = "http",
                  max_connections: int | None = None, request_timeout: float | None = None,

@@ -391,6 +391,7 @@ def tokenize_cmd(
     bins: Annotated[int, typer.Option(help="Bins per feature, zero bin included.")] = 10,
     rule: Annotated[BinRule, typer.Option(help="Where non-zero bins are cut.")] = BinRule.LOG_QUANTILE_TAIL,
     timezone: Annotated[str, typer.Option("--timezone", "--tz", help="Time zone of the time fields.")] = "UTC",
+    relative: Annotated[bool, typer.Option("--relative", help="Also encode each feature's deviation from the node's running level (f~rel tokens).")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -402,11 +403,13 @@ def tokenize_cmd(
         fit: dict | None = {"by": "given", "tokenizer": str(tokenizer_file)}  # type: ignore[type-arg]
         if tokenizer_file is not None:
             tok = Tokenizer.load(tokenizer_file)
+            if relative and not tok.config.relative:
+                raise ValueError(f"{tokenizer_file} was fitted without relative tokens; drop --relative or fit a new one")
         else:
             train, fit = fit_part(lazy, fit_fraction, fit_until)
             if train.lazy().select(pl.len()).collect().item() == 0:
                 raise ValueError(f"no steps to fit the tokenizer on ({fit})")
-            tok = Tokenizer.fit(train, TokenizerConfig(tuple(feature_names()), bins, rule, timezone))
+            tok = Tokenizer.fit(train, TokenizerConfig(tuple(feature_names()), bins, rule, timezone, relative=relative))
         parts = (pl.read_parquet(p) for p in sorted(series_dir.glob("part-*.parquet")))
         summary = write_tokens(parts, tok, out_dir, step_seconds=step_seconds, fit=fit,
                                source=str(series_dir), overwrite=overwrite)
@@ -721,7 +724,7 @@ def nextstep_cmd(
                 raise ValueError(f"{data or source} holds {float(tmanifest['step_seconds']):g} s steps but {run} "
                                  f"was pre-trained on {step_seconds:g} s steps")
             windows = TokenWindows(shards, model.cfg.context, val_fraction if val_fraction is not None else float(settings["val_fraction"]))
-            feats = list(tok.config.features)
+            feats = list(tok.features)
             report = evaluate_next_step(model, windows, feats, [tok.bins[f] for f in feats], float(tmanifest["step_seconds"]), batch_size, device)
     except (ValueError, FileNotFoundError, OSError, KeyError) as e:
         raise _fail(str(e)) from None

@@ -6,6 +6,12 @@ the model factorises them), appends the step with its time fields advanced by on
 and repeats. Forecast quantiles for step t+k come from many sampled paths, each bin decoded to
 its representative value (the median of its training values); for k = 1 this equals reading
 the quantile off the predicted bin distribution.
+
+With a relative tokenizer (``TokenizerConfig.relative``) the model also predicts each feature's
+deviation token (``f~rel``). Those predictions are not sampled into the path: a generated step's
+relative tokens are recomputed from its decoded values against the node's running level (the
+history's last values, then the generated ones), as the tokenizer would encode that step, so the
+path never holds a deviation that contradicts its values. Forecasts cover the traffic features.
 """
 
 from __future__ import annotations
@@ -69,8 +75,16 @@ def sample_paths(model: FlowGPT, tok: Tokenizer, history: pl.DataFrame, horizon:
         raise ValueError(f"history must be one node's series, got {len(nodes)} nodes")
     if step is not None:
         require_step(history, step.total_seconds())
-    history = history.sort("step").tail(model.cfg.context)
-    enc = tok.encode(history)
+    ctx = model.cfg.context
+    # Relative tokens read the node's previous relative_window rows: encode that many more, so
+    # that the context's first rows are encoded as the whole series would encode them.
+    extra = tok.config.relative_window if tok.config.relative else 0
+    history = history.sort("step").tail(ctx + extra)
+    enc = {k: v[-ctx:] for k, v in tok.encode(history).items()}
+    feats = list(tok.config.features)
+    n_f = len(feats)
+    past = history.select(feats).cast(pl.Float64).to_numpy()[None].repeat(samples, 0)  # (S, T, F) values
+    history = history.tail(ctx)
     width = step or (history["step"][-1] - history["step"][-2] if history.height > 1 else None)
     if width is None:
         raise ValueError("give the step width: the history has a single step")
@@ -85,16 +99,18 @@ def sample_paths(model: FlowGPT, tok: Tokenizer, history: pl.DataFrame, horizon:
     out_bins = []
     model.eval()
     for k in range(horizon):
-        ctx = model.cfg.context
         logits = model(traffic[:, -ctx:], time[:, -ctx:], node, group).logits[:, -1]  # (S, sum_bins)
-        logp = model.feature_log_probs(logits / temperature)  # (S, F, max_bins)
+        logp = model.feature_log_probs(logits / temperature)  # (S, F_tokens, max_bins)
         probs = logp.exp().reshape(-1, logp.shape[-1])
-        nxt = torch.multinomial(probs, 1, generator=gen).reshape(samples, -1)  # (S, F)
-        out_bins.append(nxt)
+        nxt = torch.multinomial(probs, 1, generator=gen).reshape(samples, -1)  # (S, F_tokens)
+        if tok.config.relative:
+            now = np.stack([tok.decode(f, nxt[:, i].numpy()) for i, f in enumerate(feats)], axis=-1)  # (S, F)
+            nxt[:, n_f:] = torch.from_numpy(tok.relative_next(past, now).astype(np.int64))
+            past = np.concatenate([past[:, -tok.config.relative_window:], now[:, None]], axis=1)
+        out_bins.append(nxt[:, :n_f])
         traffic = torch.cat([traffic, nxt[:, None]], dim=1)
         time = torch.cat([time, future_time[k][None, None].repeat(samples, 1, 1)], dim=1)
     bins = torch.stack(out_bins, dim=1).numpy()  # (S, horizon, F)
-    feats = list(tok.config.features)
     values = np.stack([tok.decode(f, bins[..., i]) for i, f in enumerate(feats)], axis=-1)
     return Forecast(nodes[0], future, feats, bins, values)
 

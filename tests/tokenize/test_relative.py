@@ -234,3 +234,28 @@ def test_token_shards_carry_the_relative_tokens(tmp_path: Path) -> None:
     assert loaded == tok
     stored = np.concatenate([np.asarray(s.traffic) for s in shards])
     assert np.array_equal(stored, tok.encode(frame.sort("node", "step"))["traffic"])
+
+
+def test_tokenize_relative_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from netflowgen.cli import app
+    from netflowgen.series import SeriesConfig
+    from netflowgen.series.write import write_series
+    from tests.tokenize.test_shards import make_series
+
+    write_series(make_series(), tmp_path / "ser", SeriesConfig(attack=("DDoS",)), ["t"])
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(app, ["tokenize", "ser", "--out", "tok", "--relative", "--json"])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads(result.stdout)
+    _, tok, _ = open_tokens(tmp_path / "tok")
+    assert tok.config.relative and manifest["features"] == list(tok.features)
+    assert [f for f in manifest["bins"] if f.endswith("~rel")] == [f + "~rel" for f in tok.config.features]
+    # Off by default; and a given tokenizer without relative tokens is not silently used for --relative.
+    assert runner.invoke(app, ["tokenize", "ser", "--out", "plain", "--json"]).exit_code == 0
+    _, plain, _ = open_tokens(tmp_path / "plain")
+    assert not plain.config.relative
+    refused = runner.invoke(app, ["tokenize", "ser", "--out", "again", "--relative", "--tokenizer", "plain/tokenizer.json"])
+    assert refused.exit_code == 1 and "fitted without relative tokens" in " ".join(refused.output.split())

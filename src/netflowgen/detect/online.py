@@ -37,6 +37,11 @@ class OnlineDetector:
         self.detector = detector
         m = detector.manifest
         self.length = min(int(m["history"]) + int(m["window"]), detector.model.backbone.cfg.context)
+        cfg = detector.tokenizer.config
+        self.history_rows = self.length + (cfg.relative_window if cfg.relative else 0)
+        """Rows of a node's history a step needs: the window, and with relative tokens the
+        relative_window rows before it that its first rows' running level reads, so that the live
+        encoding of a window equals the offline one."""
         self.features = list(detector.tokenizer.config.features)
         self.drivers = drivers
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep_alerts)
@@ -61,8 +66,8 @@ class OnlineDetector:
 
     def _score_step(self, step: datetime, nodes: pl.DataFrame, history: pl.DataFrame) -> list[dict[str, Any]]:
         hist = history.join(nodes, on="node", how="semi").filter(pl.col("step") <= step).sort("node", "step")
-        # Each node's last `length` rows: the context of its newest step.
-        hist = hist.filter(pl.int_range(pl.len()).reverse().over("node") < self.length)
+        # Each node's last `history_rows` rows: the context of its newest step (and its past level).
+        hist = hist.filter(pl.int_range(pl.len()).reverse().over("node") < self.history_rows)
         if hist.height == 0:
             return []
         steps = EncodedSteps.encode(hist, self.detector.tokenizer, self.detector.step_seconds)
@@ -71,7 +76,8 @@ class OnlineDetector:
         # The node's newest contiguous run of steps (online series have no gaps while a node is
         # active; a node back after eviction starts afresh).
         bounds = steps.bounds[np.isin(steps.bounds[:, 1] - 1, last_rows)]
-        begin, end = bounds[:, 0], bounds[:, 1]
+        end = bounds[:, 1]
+        begin = np.maximum(bounds[:, 0], end - self.length)
         probs = np.empty(len(begin), dtype=np.float32)
         with torch.no_grad():
             # In chunks: the activations of 10^5 windows at once would take gigabytes (and run
@@ -103,7 +109,8 @@ class OnlineDetector:
             return list(self.recent), dict(self.top)
 
     def _drivers(self, hist: pl.DataFrame, node: str) -> list[dict[str, Any]]:
-        mine = hist.filter(pl.col("node") == node).select(self.features).to_numpy().astype(np.float64)
+        # The window's rows only (hist also holds the relative tokens' extra past).
+        mine = hist.filter(pl.col("node") == node).select(self.features).to_numpy().astype(np.float64)[-self.length:]
         now, past = np.log1p(mine[-1]), np.log1p(mine[:-1])
         if len(past) == 0:
             past = np.zeros((1, len(self.features)))

@@ -66,12 +66,22 @@ def corpus_series(step: timedelta, suite: Any, data: Any, cuts: dict[str, dateti
     return out
 
 
+def tokenizer_config(pretrain: dict[str, Any]) -> Any:
+    """The TokenizerConfig a suite's [pretrain] section asks for (bins, relative tokens)."""
+    from netflowgen.series import feature_names
+    from netflowgen.tokenize import TokenizerConfig
+
+    relative = pretrain.get("relative", False)
+    if not isinstance(relative, bool):
+        raise ValueError(f"[pretrain] relative is true or false, not {relative!r}")
+    return TokenizerConfig(tuple(feature_names()), int(pretrain.get("bins", 10)), relative=relative)
+
+
 def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetime], out: Path,
                  show_progress: bool) -> Path:
     """One pre-training run at ``step`` on every dataset's unlabelled flows before its test cut
     (reused when OUT holds a run made with the same [pretrain] settings, datasets and cuts)."""
-    from netflowgen.series import feature_names
-    from netflowgen.tokenize import Tokenizer, TokenizerConfig
+    from netflowgen.tokenize import Tokenizer
     from netflowgen.tokenize.shards import write_tokens
     from netflowgen.train.loop import TrainConfig
     from netflowgen.train.pretrain import PretrainConfig, pretrain
@@ -92,7 +102,7 @@ def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetim
     rows = corpus.height
     corpus = _corpus_share(corpus, float(p.get("corpus_fraction", 1.0)))
     share = {"node_steps": corpus.height, "of": rows, "nodes": corpus["node"].n_unique()}
-    tok = Tokenizer.fit(corpus, TokenizerConfig(tuple(feature_names()), int(p.get("bins", 10))))
+    tok = Tokenizer.fit(corpus, tokenizer_config(p))
     tokens = out / f"tokens-{int(step.total_seconds())}s"
     write_tokens(corpus, tok, tokens, step_seconds=step.total_seconds(), fit={"by": "suite", "before_test_cuts": True},
                  source="suite pre-training corpus", overwrite=True)
@@ -132,7 +142,7 @@ def corpus_report(run: Path, step: timedelta, suite: Any, data: Any, cuts: dict[
 
     model, tok, _ = load_run(run)
     val_fraction = float(json.loads((run / "train_config.json").read_text())["data"]["val_fraction"])
-    features = list(tok.config.features)
+    features = list(tok.features)
     report: dict[str, Any] = {}
     for name, (series, flows) in corpus_series(step, suite, data, cuts).items():
         entry: dict[str, Any] = {"flows": flows, "nodes": series["node"].n_unique(), "node_steps": series.height}

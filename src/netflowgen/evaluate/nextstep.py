@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from netflowgen.model import FlowGPT
+from netflowgen.tokenize.tokenizer import RELATIVE_SUFFIX
 from netflowgen.train.windows import TokenWindows
 
 __all__ = ["NextStepReport", "evaluate_next_step"]
@@ -161,7 +162,9 @@ def evaluate_next_step(model: FlowGPT, windows: TokenWindows, features: list[str
             nll[:, f], hit[:, f] = _repeat(truth[:, f], traffic[np.maximum(back, 0), f].astype(np.int64), p, bins[f])
         per_row["seasonal-naive"] = (nll, hit)
 
-    active = truth.any(axis=1) | traffic[prev_rows].any(axis=1)
+    # Bin 0 is "no traffic" for traffic features only (a relative token's 0 is its largest drop).
+    level = [i for i, name in enumerate(features) if not name.endswith(RELATIVE_SUFFIX)]
+    active = truth[:, level].any(axis=1) | traffic[prev_rows][:, level].any(axis=1)
     subsets = {"all": np.ones(n, dtype=bool), "active": active}
     if seasonal.any():
         subsets["seasonal rows"] = seasonal

@@ -105,7 +105,7 @@ TUNED: dict[str, dict[str, Any]] = {
     "scratch": {"mode": "full", "head_inputs": "hidden", "init": "scratch", "anchor": 0.0},
 }
 #: What a suite's [pretrain] section may set (evaluate/corpus.py reads them).
-PRETRAIN_FIELDS = ("size", "steps", "batch_size", "context", "lr", "bins", "minutes", "corpus_fraction")
+PRETRAIN_FIELDS = ("size", "steps", "batch_size", "context", "lr", "bins", "minutes", "corpus_fraction", "relative")
 #: FinetuneConfig fields a suite's [variants.NAME] may set beside its base method (an ablation).
 VARIANT_FIELDS = ("mode", "head_inputs", "head_init", "anchor", "last_k", "window", "history", "steps", "batch_size",
                   "lr", "window_weight", "backbone_lr_scale", "node_dropout")

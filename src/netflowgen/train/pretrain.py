@@ -103,7 +103,7 @@ def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool
     if cfg.context:
         size["context"] = cfg.context
     model_cfg = FlowGPTConfig(
-        bins=tuple(tok.bins[f] for f in tok.config.features), n_nodes=len(tok.nodes) + 1, n_groups=len(tok.groups) + 1,
+        bins=tuple(tok.bins[f] for f in tok.features), n_nodes=len(tok.nodes) + 1, n_groups=len(tok.groups) + 1,
         dropout=cfg.dropout, **size,
     )
     windows = TokenWindows(shards, model_cfg.context, cfg.val_fraction)

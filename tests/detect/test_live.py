@@ -3,7 +3,8 @@ traffic and then a SYN flood into `netflowgen detect`; the flood raises an alert
 of its onset, and the normal minutes before it raise none. `netflowgen replay` sends a flood
 while the status page is opened in headless Chromium, which must show the alert; garbage on the
 collector port is counted and valid flows after it are still scored; a full scoring queue drops
-the oldest steps and counts them."""
+the oldest steps and counts them. The API survives garbage, huge headers, slow-loris connections
+and clients that vanish."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from netflowgen.collect import httpserve
 from netflowgen.collect.export import ExportFormat
 from netflowgen.collect.replay import ReplayConfig, replay
 from netflowgen.detect.live import LiveConfig, LiveDetector
@@ -38,6 +40,7 @@ from netflowgen.tokenize import Tokenizer, TokenizerConfig
 from netflowgen.tokenize.shards import write_tokens
 from netflowgen.train.loop import TrainConfig
 from netflowgen.train.pretrain import PretrainConfig, pretrain
+from tests.collect.http_abuse import closed_by_server, exchange, get, slow_loris, status_of, vanish
 from tests.collect.test_softflowd import softflowd
 from tests.detect.test_finetune import SPLIT, planted_series
 from tests.read.tiny_capture import (
@@ -310,3 +313,39 @@ def test_a_full_scoring_queue_drops_the_oldest_steps_and_counts_them(detector: P
     # Scored: the first step, the newest 2 of the burst, the 2 open ones at the end; none stale.
     assert summary["dropped"]["steps"] == {"queue_full": 7} and summary["steps_scored"] == 12 - 7, summary
     assert summary["node_steps_scored"] == (12 - 7) * nodes and summary["score_errors"] == 0
+
+
+def test_the_api_survives_garbage_huge_headers_slow_loris_and_vanishing_clients(
+        detector: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(httpserve, "MAX_CONNECTIONS", 4)
+    monkeypatch.setattr(httpserve, "REQUEST_TIMEOUT", 0.8)
+    monkeypatch.setattr(httpserve, "IO_TIMEOUT", 5.0)
+    live = LiveDetector(LiveConfig(detector, listen=("127.0.0.1", 0), alerts=tmp_path / "alerts.jsonl", api=("127.0.0.1", 0)))
+    live.start()
+    stopped = False
+    try:
+        port = live.api_address[1]  # type: ignore[index]
+        assert status_of(exchange(port, b"\x00\xffgarbage\r\n\r\n")) == 400
+        huge = b"GET /health HTTP/1.0\r\n" + b"".join(b"X-%d: %s\r\n" % (i, b"a" * 1000) for i in range(90)) + b"\r\n"
+        assert status_of(exchange(port, huge)) == 431
+        for _ in range(20):
+            vanish(port, "/")
+        before = threading.active_count()
+        held = slow_loris(port, 20)
+        assert threading.active_count() - before <= 4
+        assert all(closed_by_server(s, within=2.0) for s in held)
+        for path in ("/", "/health", "/metrics", "/alerts", "/top", "/exporters"):
+            assert get(port, path)[0] == 200, path
+        assert live.healthy()
+        held = slow_loris(port, 20)
+        started = time.monotonic()
+        live.stop()
+        stopped = True
+        assert time.monotonic() - started < 3.0
+        for s in held:
+            s.close()
+    finally:
+        if not stopped:
+            live.stop()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -120,3 +120,16 @@ def test_bad_configuration_and_watermark() -> None:
         OnlineConfig(idle_steps=0)
     with pytest.raises(ValueError, match="timezone-aware"):
         OnlineSeries().advance(datetime(2024, 1, 1))
+
+
+def test_late_flows_per_source_are_bounded_the_busiest_keep_their_own_count() -> None:
+    online = OnlineSeries(CONFIG)
+    online.add(frame(STEP0))
+    online.advance(at(1, 30))
+    busy = [{**flow(at(0, 59), A, E1), "source_file": "udp://192.0.2.1"}] * 5
+    many = [{**flow(at(0, 59), A, E1), "source_file": f"udp://10.9.{k >> 8}.{k & 255}"} for k in range(400)]
+    online.add(frame(busy + many))
+    assert online.late_flows == 405
+    assert len(online.late_by_source) <= 256
+    assert online.late_by_source["udp://192.0.2.1"] == 5
+    assert sum(online.late_by_source.values()) == 405  # folded into udp://other, not lost

@@ -78,6 +78,10 @@ class OnlineConfig:
         """The offline configuration whose series these rows match (see the module docstring)."""
         return replace(self.series, max_gap=self.series.step * (self.idle_steps + 1))
 
+#: Sources with their own late-flow count; the rest are counted under ``udp://other`` (the
+#: collector's ``"other"`` exporter entry).
+_MAX_LATE_SOURCES = 256
+
 
 def _empty_rows() -> pl.DataFrame:
     return pl.DataFrame(schema={"node": pl.String, "group": pl.String, "step": pl.Datetime("us", "UTC"),
@@ -158,6 +162,12 @@ class OnlineSeries:
             if n_late:
                 self.late_flows += n_late
                 self.late_by_source.update(dict(flows.filter(late)["source_file"].fill_null("").value_counts().iter_rows()))
+                if len(self.late_by_source) > _MAX_LATE_SOURCES:
+                    # One entry per sender must not grow without bound: the busiest keep their own.
+                    keep = dict(self.late_by_source.most_common(_MAX_LATE_SOURCES - 1))
+                    folded = sum(self.late_by_source.values()) - sum(keep.values())
+                    self.late_by_source = Counter(keep)
+                    self.late_by_source["udp://other"] += folded
                 flows = flows.filter(~late)
         if flows.height:
             self._open.append(node_view(flows.lazy(), self.config.series).collect())

@@ -65,6 +65,9 @@ def test_slow_loris_connections_are_bounded_timed_out_and_do_not_delay_stopping(
     assert c._http.counts["refused"] == 26
     assert threading.active_count() - before <= 4
     assert all(closed_by_server(s, within=2.0) for s in held)  # the deadline cut every one
+    deadline = time.monotonic() + 1.0
+    while c._http.connections() and time.monotonic() < deadline:  # their threads end just after
+        time.sleep(0.01)
     status, _ = get(port, "/metrics")  # and the slots are free again
     assert status == 200
     assert c._http.counts["timed_out"] >= 4
@@ -103,3 +106,32 @@ def test_an_address_that_is_not_loopback_gets_a_warning(tmp_path: Path, monkeypa
 def test_loopback_addresses() -> None:
     assert [httpserve.is_loopback(h) for h in ("127.0.0.99", "::1", "localhost", "0.0.0.0", "::", "192.0.2.1", "example.org")] == [
         True, True, True, False, False, False, False]
+
+
+def test_sigterm_stops_the_cli_promptly_with_slow_clients_connected(tmp_path: Path) -> None:
+    # The user's path: `netflowgen collect --metrics ...` and `kill`; the probe saw about 150 s.
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    err = tmp_path / "stderr"
+    with open(err, "w") as f:
+        proc = subprocess.Popen([sys.executable, "-m", "netflowgen.cli", "collect", "--out", str(tmp_path / "flows"),
+                                 "--listen", "127.0.0.1:0", "--metrics", "127.0.0.1:0"], stdout=subprocess.DEVNULL, stderr=f)
+    try:
+        deadline = time.monotonic() + 60
+        while not (m := re.search(r"metrics on http://127\.0\.0\.1:(\d+)/", err.read_text())):
+            assert proc.poll() is None and time.monotonic() < deadline, err.read_text()
+            time.sleep(0.1)
+        held = slow_loris(int(m.group(1)), 40)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+        assert time.monotonic() - started < 5.0
+        for s in held:
+            s.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in err.read_text()

@@ -173,3 +173,16 @@ def test_garbage_from_5000_addresses_keeps_metrics_and_manifest_bounded(tmp_path
     manifest = json.loads((tmp_path / "flows" / "netflowgen.json").read_text())
     assert len(manifest["summary"]["exporters"]) <= 65
     assert summary["errors"] == 5000
+
+
+def test_a_65507_byte_datagram_of_garbage_records_is_decoded_and_every_record_accounted() -> None:
+    decoder = Decoder()
+    decoder.feed(P.ipfix([P.template_set(10, [(256, P.V4_MS)])]), EXPORTER)
+    record = sum(n for _, n in P.V4_MS)
+    body = bytes((i * 131 + 7) % 251 for i in range(65_507 - 16 - 4))
+    decoder.feed(P.ipfix([P.data_set(256, [body], pad=False)]), EXPORTER)
+    checked = decoder.take()
+    st = decoder.stats[EXPORTER]
+    assert st.records == (65_507 - 20) // record
+    assert st.records == checked.flows.height + checked.rejects.height == st.flows + sum(st.rejected.values())
+    assert st.packets == st.packets_decoded == 2

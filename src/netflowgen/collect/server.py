@@ -12,7 +12,17 @@ Threads and what each does:
   decoded flows in batches, and writes them: a Parquet file per UTC day every ``rotate``
   interval (aligned to the Unix epoch) or as soon as ``max_buffer_flows`` flows wait in memory.
 * **metrics** (optional): Prometheus text at ``/metrics`` and a JSON ``/health`` on a loopback
-  port.
+  port (a bounded server: :mod:`netflowgen.collect.httpserve`; another address is warned about).
+
+What senders can make it hold is bounded: the decoder's templates, domains and per-address
+counters (:class:`~netflowgen.collect.netflow.Decoder`, evictions counted; addresses beyond
+``max_exporters`` share one ``"other"`` entry in /metrics, the summary and the manifest), the
+datagrams ahead of the decoder (``backlog_bytes``) and the decoded flows (``max_buffer_flows``).
+A write that fails (``ENOSPC``: disk full) stops nothing: the collector keeps receiving, counts
+the failure by errno (``write_errors``), keeps what it could not write and tries again with a
+growing pause; while writes keep failing, at most ``max_unwritten_flows`` are held and the oldest
+beyond are dropped, counted (``dropped_unwritten``). If they still cannot be written when it
+stops, :meth:`Collector.stop` says how many were not.
 
 The output directory is a flow dataset that :func:`netflowgen.ingest.scan_flows`, ``netflowgen
 series`` and ``netflowgen inspect`` read while it grows::

@@ -806,6 +806,7 @@ def collect_cmd(
     rcvbuf: Annotated[int, typer.Option(help="Kernel socket buffer to ask for, bytes.")] = 64 << 20,
     max_buffer_flows: Annotated[int, typer.Option(help="Write a file early when this many flows wait in memory.")] = 1_000_000,
     backlog_bytes: Annotated[int, typer.Option(help="Bytes of received datagrams held ahead of the decoder.")] = 64 << 20,
+    max_exporters: Annotated[int, typer.Option(help="Source addresses with their own counters; the quietest beyond share one \"other\" entry.")] = 256,
     flow_filter: FilterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -817,7 +818,7 @@ def collect_cmd(
         config = CollectorConfig(
             out=out_dir, listen=parse_address(listen), rotate=parse_step(rotate),
             metrics=parse_address(metrics) if metrics else None, rcvbuf=rcvbuf, max_buffer_flows=max_buffer_flows,
-            backlog_bytes=backlog_bytes, filter=flow_filter,
+            backlog_bytes=backlog_bytes, filter=flow_filter, max_exporters=max_exporters,
         )
         if duration is not None and duration <= 0:
             raise ValueError("--duration must be positive")

@@ -186,3 +186,14 @@ def test_a_65507_byte_datagram_of_garbage_records_is_decoded_and_every_record_ac
     assert st.records == (65_507 - 20) // record
     assert st.records == checked.flows.height + checked.rejects.height == st.flows + sum(st.rejected.values())
     assert st.packets == st.packets_decoded == 2
+
+
+def test_the_cli_refuses_a_bound_below_one(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from netflowgen.cli import app
+
+    result = CliRunner().invoke(app, ["collect", "--out", str(tmp_path / "flows"), "--listen", "127.0.0.1:0",
+                                      "--max-exporters", "0"])
+    assert result.exit_code == 1
+    assert "max_exporters must be positive" in result.output

@@ -45,6 +45,7 @@ def test_one_sender_churning_domains_does_not_lock_another_exporter_out() -> Non
     # The churning exporter's oldest domains were forgotten, and that is counted.
     assert decoder.evictions["domain"] > 0
     assert decoder.template_count <= decoder.max_templates
+    assert sum(s.templates for s in decoder.stats.values()) == decoder.template_count == len(decoder.templates)
 
 
 def test_templates_per_domain_are_capped_with_the_least_recently_used_evicted() -> None:
@@ -197,3 +198,13 @@ def test_the_cli_refuses_a_bound_below_one(tmp_path: Path) -> None:
                                       "--max-exporters", "0"])
     assert result.exit_code == 1
     assert "max_exporters must be positive" in result.output
+
+
+def test_template_gauges_follow_an_address_folded_into_other_and_back() -> None:
+    decoder = Decoder(max_exporters=1)
+    decoder.feed(P.ipfix([P.template_set(10, [(256, P.V4_MS), (257, P.V4_MS)])]), EXPORTER)
+    decoder.feed(b"garbage", "192.0.2.50")  # EXPORTER is folded into "other", templates and all
+    assert (decoder.stats["other"].templates, decoder.evictions["exporter"]) == (2, 1)
+    decoder.feed(ipfix_flow(), EXPORTER)  # back (192.0.2.50 is folded now): it takes its templates along
+    assert (decoder.stats[EXPORTER].templates, decoder.stats["other"].templates) == (3, 0)
+    assert sum(s.templates for s in decoder.stats.values()) == decoder.template_count == 3

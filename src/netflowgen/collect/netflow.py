@@ -379,6 +379,7 @@ class Decoder:
         """What was forgotten to stay within the limits: ``template``, ``domain`` (with its
         templates), ``exporter`` (counters folded into ``"other"``)."""
         self.template_count = 0
+        self._held: Counter[str] = Counter()  # templates held per address (its stats' gauge follows)
         self.field_count = 0
         self._domains: OrderedDict[tuple[str, int, int], _Domain] = OrderedDict()
         self._pending: dict[str, dict[Template, list[_Set]]] = {}
@@ -409,7 +410,17 @@ class Decoder:
             self.stats.setdefault(OTHER, ExporterStats(OTHER)).fold(victim)
             self.evictions["exporter"] += 1
         st = self.stats[exporter] = ExporterStats(exporter)
+        held = self._held.get(exporter, 0)
+        if held:  # an address back after it was folded: its templates leave "other" with it
+            self.stats[OTHER].templates -= held
+            st.templates = held
         return st
+
+    def _held_change(self, exporter: str, n: int) -> None:
+        self._stats(exporter).templates += n
+        self._held[exporter] += n
+        if not self._held[exporter]:
+            del self._held[exporter]
 
     def _domain(self, exporter: str, version: int, domain: int) -> _Domain:
         key = (exporter, version, domain)
@@ -429,7 +440,7 @@ class Decoder:
             (exporter, _, _), dom = self._domains.popitem(last=False)
         else:
             exporter, dom = key[0], self._domains.pop(key)
-        self._stats(exporter).templates -= len(dom.templates)
+        self._held_change(exporter, -len(dom.templates))
         self.template_count -= len(dom.templates)
         self.field_count -= dom.fields
         self.evictions["domain"] += 1
@@ -437,7 +448,7 @@ class Decoder:
     def _drop_template(self, exporter: str, dom: _Domain, tid: int) -> Template | None:
         tpl = dom.templates.pop(tid, None)
         if tpl is not None:
-            self._stats(exporter).templates -= 1
+            self._held_change(exporter, -1)
             dom.fields -= len(tpl.fields)
             self.template_count -= 1
             self.field_count -= len(tpl.fields)
@@ -630,7 +641,7 @@ class Decoder:
             else:
                 self._drop_template(exporter, dom, tid)
                 st.template_redefinitions += 1
-            st.templates += 1
+            self._held_change(exporter, 1)
             st.unknown_fields += item.unknown_fields
             dom.templates[tid] = item
             dom.fields += len(item.fields)

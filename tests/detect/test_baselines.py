@@ -14,7 +14,6 @@ import pytest
 from netflowgen.detect import GBTConfig, GBTDetector, VolumeConfig, VolumeDetector
 from netflowgen.detect.baselines import infer_step, lag_features
 from netflowgen.evaluate.metrics import (
-    calibrate_threshold,
     detection_metrics,
     join_scores,
 )

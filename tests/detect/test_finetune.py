@@ -275,7 +275,7 @@ def test_head_init_and_anchor_change_the_fit_and_are_recorded(run: tuple[Path, p
     from netflowgen.detect.finetune import DetectorModel
 
     torch.manual_seed(0)
-    start = DetectorModel(load_run(path)[0], head_inputs="surprise").step_head.weight.detach()
+    start = DetectorModel(load_run(path).model, head_inputs="surprise").step_head.weight.detach()
     moved = {}
     for anchor in (0.0, 100.0):
         det = finetune(path, series, 60, FinetuneConfig(**{**base, "head_init": "zero"}, anchor=anchor, lr=0.05),

@@ -92,7 +92,8 @@ class FinetuneConfig:
 
     attack: tuple[str, ...] = ()
     """Classes that make a step positive (empty: the series' own ``attack`` flag)."""
-    budget: Budget = field(default_factory=lambda: parse_budget("0.1"))
+    budget: Budget | str = field(default_factory=lambda: parse_budget("0.1"))
+    """Labels to use: a Budget, or as the CLI spells it: "3ep" episodes, "200" steps, "0.05" of the steps."""
     mode: str = "probe"
     """full, probe (frozen backbone) or last-k. Default probe: on the real captures' unseen-victim,
     unseen-type tasks, full fine-tuning memorised the few labelled windows (test PR-AUC 0.04-0.18)
@@ -135,6 +136,8 @@ class FinetuneConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
+        if isinstance(self.budget, str):  # "3ep", "200", "0.05": as the CLI and suites spell it
+            object.__setattr__(self, "budget", parse_budget(self.budget))
         if self.mode not in MODES:
             raise ValueError(f"unknown fine-tuning mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.init not in ("pretrained", "scratch"):
@@ -433,6 +436,24 @@ class Detector:
     def step_seconds(self) -> float:
         return float(self.manifest["step_seconds"])
 
+    def series_of(self, data: pl.DataFrame | pl.LazyFrame | str | os.PathLike[str]) -> pl.DataFrame:
+        """``data`` as node series: series as they are; flows built with the detector's series settings."""
+        if isinstance(data, pl.DataFrame) and "ts_start" not in data.columns:
+            return data
+        from netflowgen.series.build import build_series
+        from netflowgen.series.write import series_config_from_dict
+
+        if self.manifest.get("series_config") is None:
+            raise ValueError("this detector does not record its series settings: give it node series, not flows")
+        cfg = series_config_from_dict(self.manifest["series_config"])
+        if isinstance(data, (pl.DataFrame, pl.LazyFrame)):
+            return build_series(data, cfg, coverage="records")
+        from netflowgen.dataset.coverage import dataset_coverage
+        from netflowgen.ingest import scan_flows
+
+        flows = scan_flows(Path(data))
+        return build_series(flows, cfg, dataset_coverage(Path(data), flows))
+
     def encode(self, series: pl.DataFrame) -> EncodedSteps:
         return EncodedSteps.encode(series, self.tokenizer, self.step_seconds, tuple(self.manifest["attack"]))
 
@@ -440,8 +461,12 @@ class Detector:
         """The window head's verdict on every ``window`` steps of every node (see score_windows)."""
         return score_windows(self.model, self.encode(series), self.manifest["window"], self.manifest["history"], device=device)
 
-    def score(self, series: pl.DataFrame, device: str = "cpu") -> pl.DataFrame:
-        """node, step, score, alert (and label, where the series has labels) of every row."""
+    def score(self, data: pl.DataFrame | pl.LazyFrame | str | os.PathLike[str], device: str = "cpu") -> pl.DataFrame:
+        """node, step, score, alert (and label, where the series has labels) of every row.
+
+        ``data``: node series, or canonical flows (a frame with ``ts_start``, or any flow input
+        path), turned into series with the settings the detector was fitted with."""
+        series = self.series_of(data)
         steps = self.encode(series)
         scores = score_steps(self.model, steps, self.manifest["window"], self.manifest["history"], device=device)
         return steps.keys.with_columns(

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import torch
 
 from netflowgen.artifacts import read_manifest, write_manifest
@@ -30,7 +31,7 @@ from netflowgen.train.checkpoint import load_weights, save_weights
 from netflowgen.train.loop import TrainConfig, dist_info, train_loop
 from netflowgen.train.windows import Batch, TokenWindows
 
-__all__ = ["PretrainConfig", "pretrain", "load_run", "run_step_seconds", "RUN_KIND", "next_step_loss"]
+__all__ = ["PretrainConfig", "Run", "pretrain", "load_run", "run_step_seconds", "RUN_KIND", "next_step_loss"]
 
 RUN_KIND = "netflowgen.run"
 
@@ -166,7 +167,43 @@ def run_step_seconds(path: str | os.PathLike[str]) -> float:
         raise ValueError(f"{run}: train_config.json does not say the run's step width ({e})") from None
 
 
-def load_run(path: str | os.PathLike[str], device: str = "cpu") -> tuple[FlowGPT, Tokenizer, dict]:  # type: ignore[type-arg]
+@dataclass
+class Run:
+    """A loaded pre-trained run: its model (final weights, eval mode), tokenizer and manifest.
+
+    Unpacks as ``model, tokenizer, manifest`` as well, the shape ``load_run`` returned before.
+    """
+
+    path: Path
+    model: FlowGPT
+    tokenizer: Tokenizer
+    manifest: dict  # type: ignore[type-arg]
+
+    @property
+    def step_seconds(self) -> float:
+        """The step width of the series the model was pre-trained on."""
+        return run_step_seconds(self.path)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter((self.model, self.tokenizer, self.manifest))
+
+    def __getitem__(self, i: int):  # type: ignore[no-untyped-def]
+        return (self.model, self.tokenizer, self.manifest)[i]
+
+    def anomaly_scores(self, series: pl.DataFrame, device: str = "cpu") -> pl.DataFrame:
+        """Zero-label anomaly score of every (node, step) of ``series``: how surprising the observed
+        step is to the model, in nats summed over features (null where a node's segment starts
+        and there is no history to predict from); with ``label`` where the series has labels."""
+        from netflowgen.detect.finetune import EncodedSteps, surprise_scores
+
+        steps = EncodedSteps.encode(series, self.tokenizer, self.step_seconds)
+        values = surprise_scores(self.model, steps, device=device)
+        scored = steps.keys.with_columns(pl.Series("score", values).fill_nan(None))
+        has_labels = "attack" in series.columns or "classes" in series.columns
+        return scored.with_columns(pl.Series("label", steps.labels.astype(bool))) if has_labels else scored
+
+
+def load_run(path: str | os.PathLike[str], device: str = "cpu") -> Run:
     """Load a run directory: the model with its final weights, its tokenizer and manifest."""
     run = Path(path)
     manifest = read_manifest(run, RUN_KIND)
@@ -176,4 +213,4 @@ def load_run(path: str | os.PathLike[str], device: str = "cpu") -> tuple[FlowGPT
     model = FlowGPT(cfg)
     load_weights(model, run / "model.safetensors")
     model.to(device).eval()
-    return model, Tokenizer.load(run / "tokenizer.json"), manifest
+    return Run(run, model, Tokenizer.load(run / "tokenizer.json"), manifest)

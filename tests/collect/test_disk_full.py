@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from netflowgen.artifacts import read_manifest
 from netflowgen.collect.server import Collector, CollectorConfig
 from netflowgen.ingest import scan_flows
 from tests.collect.test_server import send, v9_packets, wait_for
@@ -60,3 +61,18 @@ def test_a_full_disk_keeps_the_collector_up_and_the_flows_until_there_is_space(t
         summary = c.stop()
     assert (summary["rows_written"], summary["dropped_unwritten"]) == (80, 0)
     assert scan_flows(tiny_disk / "flows").collect().height == 80
+
+
+def test_stopping_on_a_full_disk_says_what_was_not_written_and_leaves_a_complete_manifest(tiny_disk: Path) -> None:
+    out = tiny_disk / "flows"
+    c = Collector(CollectorConfig(out=out, listen=("127.0.0.1", 0), take_every=0.02))
+    c.start()
+    fill(tiny_disk)
+    send(c.address, v9_packets(2, 20))
+    wait_for(lambda: c.summary()["flows"] == 40, "the flows")
+    with pytest.raises(OSError, match=r"40 flows and 0 rejects could not be written .*No space left on device.*"
+                                      r"0 flows are in its files; its manifest could not be updated either"):
+        c.stop()
+    manifest = read_manifest(out, "netflowgen.flows")  # the one written at the start, whole
+    assert manifest["summary"]["rows_written"] == 0
+    assert sorted(p.name for p in out.rglob("*") if p.is_file()) == ["netflowgen.json", "rejects.csv"]

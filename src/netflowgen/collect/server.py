@@ -255,8 +255,11 @@ class Collector:
         sys.setswitchinterval(self._switch_interval)
         summary = self.summary()
         summary["running"] = False
+        manifest_error: OSError | None = None
         try:
             self._write_manifest(running=False)
+        except OSError as e:
+            manifest_error = e
         finally:
             self._release()
         self._summary = summary
@@ -264,7 +267,10 @@ class Collector:
             e = self._unwritten
             raise OSError(e.errno, f"{summary['buffered_flows']:,} flows and {self.buffered_rejects:,} rejects could not be "
                           f"written to {self.config.out} ({e.strerror or e}); {summary['rows_written']:,} flows "
-                          "are in its files")
+                          "are in its files" + ("; its manifest could not be updated either" if manifest_error else ""))
+        if manifest_error is not None:
+            raise OSError(manifest_error.errno, f"cannot update the manifest of {self.config.out} "
+                          f"({manifest_error.strerror or manifest_error}); every flow is in its files")
         if self._failure is not None:
             # The type and the place, not only the message: some exceptions have none.
             where = "".join(traceback.format_exception(self._failure)[-3:]).strip()

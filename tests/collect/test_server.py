@@ -246,3 +246,28 @@ def test_while_writes_fail_memory_is_bounded_and_what_is_dropped_is_counted(tmp_
     assert c.healthy()
     assert "netflowgen_collect_dropped_unwritten_total 4" in c.metrics_text()
     assert 'netflowgen_collect_write_errors_total{errno="ENOSPC"}' in c.metrics_text()
+
+
+def test_a_rejects_write_cut_by_a_full_disk_leaves_no_partial_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   collectors: list[Collector]) -> None:
+    out = tmp_path / "flows"
+    real_write = server_module.os.write
+    calls = []
+
+    def half_then_full(fd: int, data: memoryview) -> int:  # the disk fills up in the middle of a write
+        calls.append(len(data))
+        real_write(fd, bytes(data[: len(data) // 2]))
+        raise OSError(28, "No space left on device")
+
+    c = start(collectors, out, max_buffer_flows=1)
+    monkeypatch.setattr(server_module.os, "write", half_then_full)
+    fields = [(8, 4), (2, 4), (1, 4)]  # no destination address: every record is a reject
+    send(c.address, [P.v9([P.template_set(9, [(256, fields)]), P.data_set(256, [P.record(fields, {8: "10.0.0.1"})] * 3)],
+                          uptime_ms=1000)])
+    wait_for(lambda: c.summary()["write_errors"].get("ENOSPC", 0) >= 1, "the failed write")
+    assert calls and (out / "rejects.csv").read_text().count("\n") == 1  # the header only, as before
+    monkeypatch.setattr(server_module.os, "write", real_write)
+    wait_for(lambda: c.summary()["rows_rejected"] == 3, "the retried write", timeout=15)
+    c.stop()
+    lines = (out / "rejects.csv").read_text().splitlines()
+    assert len(lines) == 4 and all(line.count(",") == lines[0].count(",") for line in lines[1:])

@@ -339,6 +339,9 @@ def test_the_api_survives_garbage_huge_headers_slow_loris_and_vanishing_clients(
             time.sleep(0.01)  # the cut connections' threads end just after
         for path in ("/", "/health", "/metrics", "/alerts", "/top", "/exporters"):
             assert get(port, path)[0] == 200, path
+        metrics = get(port, "/metrics")[1].decode()
+        refused = re.search(r'^netflowgen_detect_http_connections_total\{outcome="refused"\} (\d+)$', metrics, re.M)
+        assert refused and int(refused.group(1)) >= 16, metrics[-2000:]
         assert live.healthy()
         held = slow_loris(port, 20)
         started = time.monotonic()

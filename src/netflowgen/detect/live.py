@@ -394,6 +394,9 @@ class LiveDetector:
             reasons = ("intake_full",) if unit in ("batches", "flows") else ("queue_full", "stale")
             metric(f"dropped_{unit}_total", "counter", doc,
                    [(f'{{reason="{r}"}}', status["dropped"][unit].get(r, 0)) for r in reasons])
+        if self._http is not None:
+            metric("http_connections_total", "counter", "Connections to this API, by outcome.",
+                   [(f'{{outcome="{k}"}}', n) for k, n in dict(self._http.counts).items()])
         lat = status["latency"]
         if lat["steps"]:
             metric("step_latency_seconds", "summary", "Step closing batch to its alerts written, recent steps.",

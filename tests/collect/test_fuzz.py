@@ -130,3 +130,24 @@ def test_mutated_packets_never_crash(datagrams: list[bytes]) -> None:
 @given(st.lists(random_bytes, min_size=1, max_size=6))
 def test_random_bytes_never_crash(datagrams: list[bytes]) -> None:
     check_accounting(primed(), datagrams)
+
+
+@settings(**SETTINGS)
+@given(st.lists(st.tuples(st.one_of(mutated(), st.sampled_from(VALID), random_bytes), st.integers(0, 5)), min_size=1, max_size=12))
+def test_under_tiny_limits_state_stays_bounded_and_the_sums_still_hold(datagrams: list[tuple[bytes, int]]) -> None:
+    # Limits far below what the datagrams define: evictions all the time, never a crash, and the
+    # counters over all entries ("other" included) still account for every datagram and record.
+    decoder = Decoder(max_templates=3, max_templates_per_domain=2, max_domains=3, max_fields=40, max_exporters=2)
+    for datagram, source in datagrams:
+        decoder.feed(datagram, f"192.0.2.{source}")
+        assert decoder.template_count == len(decoder.templates) <= 3
+        assert decoder.field_count <= 40 and decoder.domains <= 3 and len(decoder.stats) <= 3
+        assert sum(s.templates for s in decoder.stats.values()) == decoder.template_count
+    checked = decoder.take()
+    stats = list(decoder.stats.values())
+    assert sum(s.packets for s in stats) == len(datagrams)
+    for s in stats:
+        assert s.packets == s.packets_decoded + sum(s.packet_errors.values())
+        assert s.sets == s.sets_decoded + sum(s.set_errors.values())
+    assert sum(s.records for s in stats) == checked.flows.height + checked.rejects.height
+    assert sum(s.flows for s in stats) == checked.flows.height

@@ -7,10 +7,15 @@ need=()
 command -v nfdump >/dev/null 2>&1 && command -v nfpcapd >/dev/null 2>&1 || need+=(nfdump)
 command -v softflowd >/dev/null 2>&1 || need+=(softflowd)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# Java for the Spark tests (`--engine spark`, the [spark] extra).
+command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 bash scripts/setup-venv.sh
+.venv/bin/python -m pip install --quiet -e ".[spark]"
+# Installed above: a Spark test that would skip for want of pyspark or Java must fail instead.
+export NETFLOWGEN_REQUIRE_SPARK=1
 exec .venv/bin/python -m pytest "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import json
 import logging
 import os
@@ -327,9 +328,20 @@ def _print_inspection(r: Inspection) -> None:
     out.print(schema)
 
 
+class Engine(str, enum.Enum):
+    """What runs a command: this machine (Polars) or a Spark cluster."""
+
+    POLARS = "polars"
+    SPARK = "spark"
+
+
+EngineOpt = Annotated[Engine, typer.Option(help="polars: this machine; spark: PySpark (pip install 'netflowgen[spark]').")]
+MasterOpt = Annotated[Optional[str], typer.Option(help="Spark master for --engine spark: local[N], spark://HOST:PORT, yarn (default: spark-submit's, else local[*]).")]
+
+
 @app.command("series")
 def series_cmd(
-    flows: Annotated[Path, typer.Argument(help="An ingested dataset (streams), or any supported input (read into memory).")],
+    flows: Annotated[str, typer.Argument(help="An ingested dataset (streams), or any supported input (read into memory); with --engine spark any path Spark reads (hdfs://, s3a://).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Series directory to create.")],
     step: Annotated[str, typer.Option(help="Step width, e.g. 60s, 5m, 1h; aligned to the Unix epoch.")] = "60s",
     nodes: Annotated[NodeMode, typer.Option(help="Which endpoints are nodes.")] = NodeMode.LOCAL,
@@ -342,6 +354,9 @@ def series_cmd(
     timezone: TimezoneOpt = "UTC",
     flow_filter: FilterOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+    engine: EngineOpt = Engine.POLARS,
+    master: MasterOpt = None,
+    buckets: Annotated[Optional[int], typer.Option(help="Node buckets for --engine spark, each built by one task (default: one per million flows, at least one per core).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build per-(node, step) traffic features and labels from flows."""
@@ -351,26 +366,17 @@ def series_cmd(
             step=parse_step(step), nodes=nodes, local_prefixes=DEFAULT_LOCAL_PREFIXES + tuple(prefix or ()),
             group_map=group_map, attack=tuple(attack or ()), max_gap=parse_step(max_gap),
         )
-        lazy = scan_flows(flows, _read_options(fmt, None, timezone, flow_filter))
-        started = time.perf_counter()
-        coverage = dataset_coverage(flows, lazy)
-        n_flows = lazy.select(pl.len()).collect().item()
-        k = partitions or max(1, -(-n_flows // FLOWS_PER_PART), -(-estimate_rows(lazy, config) // ROWS_PER_PART))
-        with Progress(TextColumn("[bold]series"), BarColumn(), MofNCompleteColumn(), TextColumn("parts"),
-                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, disable=as_json) as progress:
-            task = progress.add_task("series", total=k)
-
-            def parts():  # type: ignore[no-untyped-def]
-                for part in iter_series_parts(lazy, config, k, workdir=out_dir.resolve().parent, coverage=coverage):
-                    yield part
-                    progress.advance(task)
-
-            summary = write_series_parts(parts(), out_dir, config, [str(flows)], overwrite, coverage)
-        summary["flows"] = n_flows
-        summary["seconds"] = round(time.perf_counter() - started, 3)
+        if engine is Engine.SPARK:
+            summary = _series_spark(flows, out_dir, config, master, buckets, partitions, fmt,
+                                    _read_options(fmt, None, timezone, flow_filter), overwrite)
+        else:
+            if buckets is not None or master is not None:
+                raise ValueError("--buckets and --master apply to --engine spark (on this machine use --partitions)")
+            summary = _series_polars(Path(flows), out_dir, config, partitions, _read_options(fmt, None, timezone, flow_filter),
+                                     overwrite, as_json)
     except KeyboardInterrupt:
         raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None
-    except (FormatError, ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+    except (FormatError, ValueError, FileExistsError, FileNotFoundError, OSError, RuntimeError) as e:
         raise _fail(str(e)) from None
     if as_json:
         out.print_json(json.dumps(summary, default=str))
@@ -379,6 +385,48 @@ def series_cmd(
     for key, value in summary.items():
         t.add_row(key, ", ".join(f"{k} {v:,}" for k, v in value.items()) if isinstance(value, dict) else f"{value}")
     out.print(t)
+
+
+def _series_spark(flows: str, out_dir: Path, config: SeriesConfig, master: str | None, buckets: int | None,
+                  partitions: int | None, fmt: str | None, options: ReadOptions, overwrite: bool) -> dict:  # type: ignore[type-arg]
+    from netflowgen.series.spark import SparkUnavailable, build_series_spark, job_error, spark_session
+
+    if partitions is not None:
+        raise ValueError("--partitions applies to --engine polars; Spark splits nodes by --buckets")
+    if fmt is not None:
+        raise ValueError("--engine spark reads a flow dataset (Parquet, as `netflowgen ingest` writes it); --format does not apply")
+    started = time.perf_counter()
+    spark = spark_session(master)
+    try:
+        summary = build_series_spark(spark, flows, out_dir, config, buckets=buckets, options=options, overwrite=overwrite)
+    except (SparkUnavailable, ValueError, FileExistsError, FileNotFoundError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # a failed Spark job: py4j and Spark raise many kinds
+        raise RuntimeError(f"the Spark job failed and nothing was written to {out_dir}: {job_error(e)}") from e
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def _series_polars(flows: Path, out_dir: Path, config: SeriesConfig, partitions: int | None, options: ReadOptions,
+                   overwrite: bool, quiet: bool) -> dict:  # type: ignore[type-arg]
+    lazy = scan_flows(flows, options)
+    started = time.perf_counter()
+    coverage = dataset_coverage(flows, lazy)
+    n_flows = lazy.select(pl.len()).collect().item()
+    k = partitions or max(1, -(-n_flows // FLOWS_PER_PART), -(-estimate_rows(lazy, config) // ROWS_PER_PART))
+    with Progress(TextColumn("[bold]series"), BarColumn(), MofNCompleteColumn(), TextColumn("parts"),
+                  TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), console=err, disable=quiet) as progress:
+        task = progress.add_task("series", total=k)
+
+        def parts():  # type: ignore[no-untyped-def]
+            for part in iter_series_parts(lazy, config, k, workdir=out_dir.resolve().parent, coverage=coverage):
+                yield part
+                progress.advance(task)
+
+        summary = write_series_parts(parts(), out_dir, config, [str(flows)], overwrite, coverage)
+    summary["flows"] = n_flows
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    return summary
 
 
 @app.command("tokenize")

@@ -193,6 +193,18 @@ class CoverageBuilder:
         )
         return self
 
+    def parts(self) -> list[pl.DataFrame]:
+        """The per (source_file, minute) summaries added so far: what a distributed job sends
+        from each worker to be merged with :meth:`from_parts`."""
+        return list(self._parts)
+
+    @classmethod
+    def from_parts(cls, parts: Sequence[pl.DataFrame]) -> CoverageBuilder:
+        """A builder holding summaries that :meth:`parts` returned, from any number of builders."""
+        builder = cls()
+        builder._parts = list(parts)
+        return builder
+
     def finish(self, rule: str = "records") -> Coverage:
         if not self._parts:
             return Coverage((), rule)

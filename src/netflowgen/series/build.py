@@ -33,8 +33,8 @@ import polars as pl
 from netflowgen.series.features import aggregations, feature_names
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES, NodeMode, group_of, is_local, read_group_map
 
-__all__ = ["SeriesConfig", "build_series", "estimate_rows", "iter_series_parts", "node_view", "parse_step", "require_step",
-           "series_step", "SERIES_KEY_COLUMNS", "LABEL_COLUMNS"]
+__all__ = ["SeriesConfig", "build_series", "estimate_rows", "iter_series_parts", "node_bucket", "node_view", "parse_step",
+           "require_step", "series_step", "SERIES_KEY_COLUMNS", "LABEL_COLUMNS"]
 
 if TYPE_CHECKING:
     from netflowgen.dataset.coverage import Coverage
@@ -267,8 +267,7 @@ def iter_series_parts(flows: pl.LazyFrame, config: SeriesConfig, partitions: int
         yield _series_of(view, config, covered)
         return
     with tempfile.TemporaryDirectory(prefix=".netflowgen-nodeview-", dir=workdir) as tmp:
-        bucket = (pl.col("node").hash(seed=0) % partitions).alias("_part")
-        view.with_columns(bucket).sink_parquet(
+        view.with_columns(node_bucket(partitions)).sink_parquet(
             pl.PartitionBy(tmp, key="_part", include_key=False), mkdir=True, optimizations=_STREAM
         )
         schema = view.collect_schema()
@@ -276,6 +275,13 @@ def iter_series_parts(flows: pl.LazyFrame, config: SeriesConfig, partitions: int
             files = sorted(Path(tmp).glob(f"_part={k}/*.parquet"))
             part = pl.scan_parquet(files) if files else pl.LazyFrame(schema=schema)
             yield _series_of(part, config, covered)
+
+
+def node_bucket(partitions: int) -> pl.Expr:
+    """The node part (0 .. partitions-1) of each row of a node view: a hash of the node address.
+    The one rule that both engines split nodes by (here and in ``series.spark``), so a part
+    holds the same nodes whichever engine built it."""
+    return (pl.col("node").hash(seed=0) % partitions).alias("_part")
 
 
 def estimate_rows(flows: pl.LazyFrame, config: SeriesConfig) -> int:

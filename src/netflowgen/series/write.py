@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import timedelta
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -16,7 +17,7 @@ from netflowgen.dataset.coverage import Coverage
 from netflowgen.series.build import SeriesConfig
 from netflowgen.series.features import FEATURES
 
-__all__ = ["SERIES_KIND", "series_config_to_dict", "series_config_from_dict", "write_series", "write_series_parts", "read_series", "scan_series", "series_summary"]
+__all__ = ["SERIES_KIND", "merge_summaries", "part_name", "write_part", "write_series_manifest", "series_config_to_dict", "series_config_from_dict", "write_series", "write_series_parts", "read_series", "scan_series", "series_summary"]
 
 SERIES_KIND = "netflowgen.series"
 
@@ -41,7 +42,7 @@ def series_summary(series: pl.DataFrame) -> dict[str, object]:
     }
 
 
-def _merge(total: dict, part: dict) -> dict:  # type: ignore[type-arg]
+def merge_summaries(total: dict, part: dict) -> dict:  # type: ignore[type-arg]
     """Summaries of parts with disjoint nodes, merged."""
     if not total:
         return dict(part, classes=dict(part["classes"]))
@@ -93,17 +94,34 @@ def write_series_parts(parts: Iterable[pl.DataFrame], out: Path, config: SeriesC
     with atomic_directory(out, overwrite) as tmp:
         n = 0
         for part in parts:
-            part.write_parquet(tmp / f"part-{n:05d}.parquet", compression="zstd", statistics=True, row_group_size=1 << 18)
-            summary = _merge(summary, series_summary(part))
+            write_part(part, tmp / part_name(n))
+            summary = merge_summaries(summary, series_summary(part))
             groups.update(part["group"].unique().drop_nulls().to_list())
             n += 1
-        summary["groups"] = len(groups)
-        summary["parts"] = n
-        if coverage is not None:
-            summary["observed_seconds"] = round(coverage.seconds, 3)
-        write_manifest(tmp, SERIES_KIND, config=series_config_to_dict(config), features={f.name: f.doc for f in FEATURES}, inputs=inputs,
-                       summary=summary, coverage=coverage.to_dict() if coverage is not None else None)
+        write_series_manifest(tmp, summary, groups, n, config, inputs, coverage)
     return summary
+
+
+def part_name(n: int) -> str:
+    """The file name of part ``n`` of a series artifact."""
+    return f"part-{n:05d}.parquet"
+
+
+def write_part(part: pl.DataFrame, path: Path | BinaryIO) -> None:
+    """One part file of a series artifact (both engines write their parts through this)."""
+    part.write_parquet(path, compression="zstd", statistics=True, row_group_size=1 << 18)
+
+
+def write_series_manifest(tmp: Path, summary: dict, groups: set[str], parts: int, config: SeriesConfig,  # type: ignore[type-arg]
+                          inputs: list[str], coverage: Coverage | None) -> None:
+    """The manifest of a series artifact whose ``parts`` part files are written: ``summary`` is
+    the merge of the parts' summaries (in part order), ``groups`` the union of their groups."""
+    summary["groups"] = len(groups)
+    summary["parts"] = parts
+    if coverage is not None:
+        summary["observed_seconds"] = round(coverage.seconds, 3)
+    write_manifest(tmp, SERIES_KIND, config=series_config_to_dict(config), features={f.name: f.doc for f in FEATURES}, inputs=inputs,
+                   summary=summary, coverage=coverage.to_dict() if coverage is not None else None)
 
 
 def write_series(series: pl.DataFrame, out: Path, config: SeriesConfig, inputs: list[str], overwrite: bool = False,

@@ -155,7 +155,7 @@ def test_finetune_defaults_are_the_config_defaults_and_scratch_is_its_own_recipe
 
     made = json.loads((work / "det" / "netflowgen.json").read_text())["config"]
     defaults = {f.name: f.default for f in fields(FinetuneConfig) if f.name in ("mode", "head_inputs", "head_init", "anchor")}
-    assert {k: made[k] for k in defaults} == defaults == {"mode": "probe", "head_inputs": "surprise", "head_init": "surprise",
+    assert {k: made[k] for k in defaults} == defaults == {"mode": "probe", "head_inputs": "surprise", "head_init": "zero",
                                                           "anchor": 1.0}
     cli(work, "finetune", "run", "--series", "ser", "--out", "det-scratch", "--budget", "1ep", "--steps", "2",
         "--window", "8", "--history", "4", "--scratch")

@@ -65,6 +65,17 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print the figures as JSON
 FilterOpt = Annotated[Optional[str], typer.Option("--filter", help="Only flows matching this nfdump filter, e.g. 'proto tcp and dst port 80' (see README: filters).")]
 
 
+class Engine(str, enum.Enum):
+    """What runs a command: this machine (Polars) or a Spark cluster."""
+
+    POLARS = "polars"
+    SPARK = "spark"
+
+
+EngineOpt = Annotated[Engine, typer.Option(help="polars: this machine; spark: PySpark (pip install 'netflowgen[spark]').")]
+MasterOpt = Annotated[Optional[str], typer.Option(help="Spark master for --engine spark: local[N], spark://HOST:PORT, yarn (default: spark-submit's, else local[*]).")]
+
+
 def _read_options(fmt: str | None, mapping: Path | None, timezone: str, flow_filter: str | None = None) -> ReadOptions:
     if fmt is not None:
         get_format(fmt)  # unknown names fail here, with the list of known ones
@@ -155,21 +166,41 @@ def ingest_cmd(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     flow_filter: FilterOpt = None,
+    engine: EngineOpt = Engine.POLARS,
+    master: MasterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Read flow records into a canonical Parquet dataset (by day), with a rejects file."""
     _terminate_as_interrupt()
     try:
         config = IngestConfig(tuple(inputs), out_dir, _read_options(fmt, mapping, timezone, flow_filter), strict, overwrite)
-        summary = _run_ingest(config, quiet or as_json)
+        if engine is Engine.SPARK:
+            summary = _ingest_spark(config, master)
+        elif master is not None:
+            raise ValueError("--master applies to --engine spark")
+        else:
+            summary = _run_ingest(config, quiet or as_json)
     except KeyboardInterrupt:
         raise _fail(f"interrupted; nothing was written to {out_dir}", 130) from None
-    except (FormatError, RejectedRow, ValueError, FileExistsError, FileNotFoundError, OSError) as e:
+    except (FormatError, RejectedRow, ValueError, FileExistsError, FileNotFoundError, OSError, RuntimeError) as e:
         raise _fail(str(e)) from None
     if as_json:
         out.print_json(json.dumps(summary.to_dict()))
     else:
         _print_ingest(summary)
+
+
+def _ingest_spark(config: IngestConfig, master: str | None) -> IngestSummary:
+    from netflowgen.ingest_spark import ingest_spark
+    from netflowgen.series.spark import SparkUnavailable, job_error, spark_session
+
+    spark = spark_session(master)
+    try:
+        return ingest_spark(spark, config)
+    except (SparkUnavailable, ValueError, FileExistsError, FileNotFoundError, KeyboardInterrupt):
+        raise
+    except Exception as e:  # a failed Spark job: py4j and Spark raise many kinds
+        raise RuntimeError(f"the Spark job failed and nothing was written to {config.out}: {job_error(e)}") from e
 
 
 def _print_ingest(s: IngestSummary) -> None:
@@ -326,17 +357,6 @@ def _print_inspection(r: Inspection) -> None:
     for name, doc in r.columns.items():
         schema.add_row(name, doc)
     out.print(schema)
-
-
-class Engine(str, enum.Enum):
-    """What runs a command: this machine (Polars) or a Spark cluster."""
-
-    POLARS = "polars"
-    SPARK = "spark"
-
-
-EngineOpt = Annotated[Engine, typer.Option(help="polars: this machine; spark: PySpark (pip install 'netflowgen[spark]').")]
-MasterOpt = Annotated[Optional[str], typer.Option(help="Spark master for --engine spark: local[N], spark://HOST:PORT, yarn (default: spark-submit's, else local[*]).")]
 
 
 @app.command("series")
@@ -550,7 +570,7 @@ def finetune_cmd(
     # Defaults None: FinetuneConfig's own (one place defines the recipe; README "On the real captures").
     mode: Annotated[Optional[str], typer.Option(help="full, probe (frozen backbone; the default) or last-k.")] = None,
     head: Annotated[Optional[str], typer.Option(help="What the step head reads: surprise (the pre-trained model's per-feature surprise; the default), hidden (the backbone's hidden state) or both.")] = None,
-    head_init: Annotated[Optional[str], typer.Option(help="surprise (the head starts as the zero-label surprise score; the default) or zero.")] = None,
+    head_init: Annotated[Optional[str], typer.Option(help="zero (small random weights, held small by the anchor; the default) or surprise (the head starts as the zero-label surprise score).")] = None,
     anchor: Annotated[Optional[float], typer.Option(help="L2-SP weight pulling trained weights back to where they started (default 1.0; 0 with --scratch).")] = None,
     last_k: Annotated[Optional[int], typer.Option(help="Blocks trained in last-k mode.")] = None,
     scratch: Annotated[bool, typer.Option("--scratch", help="Same architecture from random weights, trained in full on its hidden state (the baseline).")] = False,

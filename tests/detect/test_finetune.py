@@ -267,7 +267,7 @@ def test_head_init_and_anchor_change_the_fit_and_are_recorded(run: tuple[Path, p
                 history=8)
     zero = finetune(path, series, 60, FinetuneConfig(**base, head_init="zero"), allowed=pl.col("step") < SPLIT,
                     show_progress=False)
-    started = finetune(path, series, 60, FinetuneConfig(**base), allowed=pl.col("step") < SPLIT, show_progress=False)
+    started = finetune(path, series, 60, FinetuneConfig(**base, head_init="surprise"), allowed=pl.col("step") < SPLIT, show_progress=False)
     assert zero.manifest["head_init"] == "zero" and started.manifest["head_init"] == "surprise"
     assert not np.allclose(zero.fit_scores, started.fit_scores)
     # A strong anchor keeps the head nearer where it started than no anchor does. (With

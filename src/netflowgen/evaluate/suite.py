@@ -49,10 +49,10 @@ every row; thresholds are calibrated on the draw's calibration windows; metrics 
 Methods:
 
 * ``flowgpt``: the default of ``netflowgen finetune``: the pre-trained backbone frozen, a linear
-  head on the per-feature surprise started as the zero-label surprise score and anchored to it
-  (L2-SP); ``flowgpt-full``: fine-tuned in full, the head on the hidden state and the surprise
-  (the default before, the ablation of what moves); ``flowgpt-surprise``: the surprise head
-  without the anchor; ``flowgpt-hidden``: the paper's reading, a classification layer on the
+  head on the per-feature surprise, from small random weights held small by the L2-SP anchor;
+  ``flowgpt-full``: fine-tuned in full, the head on the hidden state and the surprise started as
+  the zero-label score (the mode and head of the earlier default: the ablation of what moves);
+  ``flowgpt-surprise``: the surprise head without the anchor; ``flowgpt-hidden``: the paper's reading, a classification layer on the
   frozen representation; ``scratch``: the same architecture trained from random weights (full,
   on its hidden state);
 * ``lightgbm``: gradient-boosted trees on the node-step features with lags, on the same labels;
@@ -99,7 +99,7 @@ BASELINES = ("lightgbm", "lightgbm-relative", "volume", "ewma", "ewma-held")
 #: FinetuneConfig's defaults, what ``netflowgen finetune`` does.
 TUNED: dict[str, dict[str, Any]] = {
     "flowgpt": {},
-    "flowgpt-full": {"mode": "full", "head_inputs": "both", "anchor": 0.0},
+    "flowgpt-full": {"mode": "full", "head_inputs": "both", "head_init": "surprise", "anchor": 0.0},
     "flowgpt-surprise": {"mode": "probe", "head_inputs": "surprise", "anchor": 0.0},
     "flowgpt-hidden": {"mode": "probe", "head_inputs": "hidden", "anchor": 0.0},
     "scratch": {"mode": "full", "head_inputs": "hidden", "init": "scratch", "anchor": 0.0},

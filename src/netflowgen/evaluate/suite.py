@@ -846,7 +846,7 @@ def _run_info(run: Path) -> dict[str, Any]:
     m = read_manifest(run)
     share = run / "suite_corpus.json"  # the node-steps trained on, of the corpus (pretrain.corpus_fraction)
     return {"path": str(run), "size": m.get("size"), "steps": m.get("steps"), "parameters": m.get("parameters"),
-            "final": m.get("final"), **({"corpus": json.loads(share.read_text())} if share.is_file() else {})}
+            "final": m.get("final"), **({"corpus_share": json.loads(share.read_text())} if share.is_file() else {})}
 
 
 def _intensity_rows(t: TaskData, series: pl.DataFrame) -> dict[str, np.ndarray]:

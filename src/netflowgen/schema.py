@@ -106,6 +106,9 @@ class Quality(enum.IntFlag):
     NO_END = 2
     MISSING_COUNTERS = 4
     EPOCH_CLOCK = 8
+    FLAGS_MASKED = 16
+    """TCP flags above 0xFF (the NS bit and header-length bits of IPFIX tcpControlBits) were
+    dropped, keeping the eight flags ``tcp_flags`` holds."""
 
 
 #: Protocols whose flows carry ports: TCP, UDP, DCCP, UDP-Lite, SCTP.

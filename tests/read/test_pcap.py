@@ -103,10 +103,23 @@ def test_truncated_capture_keeps_earlier_packets(tmp_path: Path, caplog: pytest.
     cut.write_bytes(capture.read_bytes()[:-30])  # the last (GRE) packet is cut short
     with caplog.at_level(logging.WARNING):
         flows, rejects = read_all(cut)
-    assert rejects.height == 0
+    # The loss is recorded where ingest keeps its reasons: one reject after the last record.
+    assert rejects.height == 1
+    assert rejects["source_row"][0] == flows.height + 1
+    assert re.match(r"nfpcapd stopped reading the capture after \d+ packets: .*truncated dump file", rejects["reason"][0])
     assert flows["fwd_packets"].sum() == tiny_capture.FLOW_PACKETS - 1
     assert "10.1.0.1" not in flows["src_ip"].to_list()
     assert re.search(r"cut\.pcap: nfpcapd: .*truncated dump file", caplog.text)
+
+
+def test_capture_bad_at_its_first_packet_is_an_error(tmp_path: Path) -> None:
+    """Not rc 0 with no flows and a warning: no packet could be read, so nothing is a flow file."""
+    data = bytearray(tiny_capture.write_pcap(tmp_path / "tiny.pcap").read_bytes())
+    data[24 + 8 : 24 + 16] = b"\xff\xff\xff\x7f" * 2  # first packet: a capture length of 2 GB
+    bad = tmp_path / "bad1.pcap"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match=r"bad1\.pcap: nfpcapd could not read any packet of the capture: .*length"):
+        read_all(bad)
 
 
 def test_not_a_capture(tmp_path: Path) -> None:

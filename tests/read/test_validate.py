@@ -38,7 +38,7 @@ def candidate(**changes) -> dict:
     row = dict(
         ts_start=T0, ts_end=T0 + timedelta(seconds=1), src_ip="10.0.0.1", dst_ip="10.0.0.2",
         src_port=1234, dst_port=80, proto=6, fwd_packets=2, fwd_bytes=100, rev_packets=1, rev_bytes=40,
-        tcp_flags=0x1FF, label="Benign", label_detail=None, source_row=7, reject=None,
+        tcp_flags=0x1B, label="Benign", label_detail=None, source_row=7, reject=None,
     )
     row.update(changes)
     return row
@@ -63,7 +63,7 @@ def test_a_valid_row_is_kept_exactly():
     assert flow == {
         "ts_start": T0, "ts_end": T0 + timedelta(seconds=1), "src_ip": "10.0.0.1", "dst_ip": "10.0.0.2",
         "src_port": 1234, "dst_port": 80, "proto": 6, "fwd_packets": 2, "fwd_bytes": 100,
-        "rev_packets": 1, "rev_bytes": 40, "tcp_flags": 0xFF, "label": "Benign", "label_detail": None,
+        "rev_packets": 1, "rev_bytes": 40, "tcp_flags": 0x1B, "label": "Benign", "label_detail": None,
         "quality": 0, "source_file": "in.log", "source_row": 7,
     }
 
@@ -250,3 +250,27 @@ def test_empty_candidates_give_empty_tables():
     assert checked.flows.height == checked.rejects.height == 0
     assert dict(checked.flows.schema) == FLOW_SCHEMA
     assert dict(checked.rejects.schema) == REJECT_SCHEMA
+
+
+def test_tcp_flags_above_eight_bits_are_masked_and_recorded():
+    """The NS bit (0x100) an IPFIX tcpControlBits can carry: the eight flags are kept, and the
+    row says that more were dropped, instead of losing them silently."""
+    flow, reason = check_one(tcp_flags=0x1FF)
+    assert reason is None
+    assert flow["tcp_flags"] == 0xFF
+    assert flow["quality"] == Quality.FLAGS_MASKED
+    flow, _ = check_one(tcp_flags=0xFF)
+    assert flow["quality"] == 0
+
+
+@pytest.mark.parametrize("flags", [0x10000, -1])
+def test_tcp_flags_beyond_sixteen_bits_are_rejected(flags):
+    flow, reason = check_one(tcp_flags=flags)
+    assert flow is None
+    assert reason == f"tcp_flags out of range: {flags}"
+
+
+def test_flags_of_other_protocols_are_neither_masked_nor_rejected():
+    flow, reason = check_one(proto=17, tcp_flags=0x10000)
+    assert reason is None
+    assert (flow["tcp_flags"], flow["quality"]) == (None, 0)

@@ -17,11 +17,12 @@ import polars as pl
 import pyarrow as pa
 
 from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
-from netflowgen.read.source import Source, open_sources
-from netflowgen.read.validate import Checked
+from netflowgen.read.source import DamagedInput, Source, list_sources
+from netflowgen.read.validate import Checked, empty_rejects
 from netflowgen.schema import FLOW_SCHEMA, empty_flows
 
 __all__ = [
+    "DamagedInput",
     "FlowFormat",
     "FormatError",
     "ReadOptions",
@@ -115,15 +116,28 @@ def iter_checked(
     The format of each file is detected from its content unless ``options.format`` names it. A
     ``options.mapping`` applies to the CSV files that no built-in reader recognises (with
     ``format="csv"``, to every file). A file named directly must be readable; inside a directory,
-    files in no known format (READMEs, licences), empty files and files the mapping does not fit
-    are passed to ``on_skip`` with the reason and skipped.
+    files in no known format (READMEs, licences), empty files, files the mapping does not fit and
+    dangling symbolic links are passed to ``on_skip`` with the reason and skipped. A file reached
+    twice (named twice, or named and inside a named directory, or through a link) is read once,
+    and the repeat passed to ``on_skip``. Every file read yields at least one batch, empty for a
+    file with a header and no rows, so that it is accounted for. A damaged compressed file raises
+    :class:`~netflowgen.read.source.DamagedInput`, in a directory too.
     """
     options = options or ReadOptions()
     if options.mapping is not None and options.format not in (None, "csv"):
         raise ValueError("--mapping describes a CSV layout; it cannot be combined with --format " + str(options.format))
+    read: dict[tuple[str, str | None], str] = {}  # (real path, zip member) -> name it was read as
     for path in _as_paths(paths):
         in_directory = Path(path).is_dir()
-        for source in open_sources(path):
+        sources, not_files = list_sources(path)
+        for name, why in not_files.items():
+            on_skip(Source(Path(name), name), why)
+        for source in sources:
+            key = (os.path.realpath(source.path), source.member)
+            if key in read:
+                on_skip(source, f"the same file as {read[key]}, which is read once")
+                continue
+            read[key] = source.name
             try:
                 fmt = _format_of(source, options)
                 batches = fmt.read(source, options)
@@ -134,8 +148,7 @@ def iter_checked(
                 on_skip(source, str(e).removeprefix(f"{source.name}: "))
                 continue
             log.info("%s: reading as %s", source.name, fmt.name)
-            if first is not None:
-                yield source, fmt, first
+            yield source, fmt, first if first is not None else Checked(empty_flows(), empty_rejects())
             for checked in batches:
                 yield source, fmt, checked
 

@@ -37,7 +37,7 @@ from netflowgen.read.text import TextBatch, attach_raw, read_delimited
 from netflowgen.read.validate import REJECT_SCHEMA, Checked, check
 from netflowgen.schema import PORT_PROTOCOLS, empty_flows
 
-__all__ = ["FORMAT", "NFCAPD_MAGIC", "ProgramNotFound", "require_program", "read_nfdump"]
+__all__ = ["FORMAT", "NFCAPD_MAGIC", "ProgramNotFound", "declared_flows", "require_program", "read_nfdump"]
 
 log = logging.getLogger(__name__)
 
@@ -153,12 +153,29 @@ def _damage(name: str, stderr: str, next_record: int) -> pl.DataFrame:
     )
 
 
-def read_nfdump(inputs: Sequence[str], name: str, options: ReadOptions) -> Iterator[Checked]:
+def declared_flows(path: str) -> int | None:
+    """The flow count an nfcapd file's statistics record states (``nfdump -I``), None if it
+    states none (a file still being written holds zeros)."""
+    done = subprocess.run([require_program("nfdump"), "-I", "-r", path], capture_output=True,
+                          stdin=subprocess.DEVNULL, check=False)
+    for line in done.stdout.decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Flows" and value.strip().isdigit():
+            return int(value) or None
+    return None
+
+
+def read_nfdump(
+    inputs: Sequence[str], name: str, options: ReadOptions, declared: int | None = None
+) -> Iterator[Checked]:
     """Stream the records nfdump reads from ``inputs`` (``["-r", FILE]`` or ``["-R", DIR]``).
 
     ``name`` is the file shown in ``source_file`` and rejects. A non-zero exit of nfdump raises
     :class:`FormatError` with its error output; a file nfdump reads only in part (damaged or
     truncated) keeps the records read and ends with one reject saying where and why it stopped.
+    ``declared`` is the flow count the file states (:func:`declared_flows`): fewer records read
+    is such a loss too (nfdump reads a file cut between blocks without a word), and none read at
+    all a :class:`FormatError`.
     """
     command = [require_program("nfdump"), *inputs, "-q", "-N", "-6", "-o", _FMT]
     log.debug("%s: running %s", name, " ".join(command))
@@ -193,13 +210,19 @@ def read_nfdump(inputs: Sequence[str], name: str, options: ReadOptions) -> Itera
             raise FormatError(f"{name}: nfdump cannot read the file: {stderr.strip()}")
         log.warning("%s: nfdump stopped after %d records: %s", name, records, stderr.strip())
         yield Checked(empty_flows(), _damage(name, stderr, records + 1))
+    elif declared is not None and records < declared:
+        missing = f"the file states {declared:,} flows but nfdump read {records:,}: the rest is missing (cut short?)"
+        if records == 0:
+            raise FormatError(f"{name}: {missing}")
+        log.warning("%s: %s", name, missing)
+        yield Checked(empty_flows(), _damage(name, missing, records + 1))
 
 
 def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
     if not source.head(len(NFCAPD_MAGIC)).startswith(NFCAPD_MAGIC):
         raise FormatError(f"{source.name}: not an nfcapd file (it does not start with the nfdump magic 0xA50C)")
     with source.local_path() as path:
-        yield from read_nfdump(["-r", str(path)], source.name, options)
+        yield from read_nfdump(["-r", str(path)], source.name, options, declared_flows(str(path)))
 
 
 FORMAT = FlowFormat(

@@ -18,21 +18,27 @@ compared with the capture:
   complete (missing fragments, some out-of-order trains) make no flow;
 * a GRE-tunnelled packet is counted as its inner packet.
 
-A capture cut short in its last packet (``truncated dump file``) keeps the flows of the packets
-before it; nfpcapd's message is logged.
+A capture nfpcapd stops reading early (cut short in a packet: ``truncated dump file``, or a
+damaged packet header) keeps the flows of the packets before it and gets one reject after its
+last record that gives nfpcapd's message and the packets it read, so the loss is in the rejects
+and the manifest; a capture of which not one packet could be read is a :class:`FormatError`.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
 
+import polars as pl
+
 from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
 from netflowgen.read.nfcapd import read_nfdump, require_program
 from netflowgen.read.source import Source
-from netflowgen.read.validate import Checked
+from netflowgen.read.validate import REJECT_SCHEMA, Checked
+from netflowgen.schema import empty_flows
 
 __all__ = ["FORMAT", "PCAP_MAGICS"]
 
@@ -52,27 +58,56 @@ def _sniff(head: bytes, name: str) -> bool:
     return head[:4] in PCAP_MAGICS
 
 
-def _capture_to_nfcapd(capture: str, flow_dir: str, name: str) -> None:
-    """Run nfpcapd over the capture; its flow files land in ``flow_dir``."""
+def _capture_to_nfcapd(capture: str, flow_dir: str, name: str) -> tuple[int | None, list[str]]:
+    """Run nfpcapd over the capture; its flow files land in ``flow_dir``. Returns the packets it
+    says it processed (None if it does not say) and its error lines."""
     command = [require_program("nfpcapd"), "-r", capture, "-w", flow_dir]
     log.debug("%s: running %s", name, " ".join(command))
     done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     output = (done.stdout + done.stderr).decode("utf-8", "replace").strip()
     if done.returncode != 0:
         raise FormatError(f"{name}: nfpcapd cannot turn the capture into flows (exit status {done.returncode}): {output}")
+    errors = []
+    processed = None
     for line in output.splitlines():
         if "error" in line.lower():
             log.warning("%s: nfpcapd: %s", name, line.strip())
+            errors.append(line.strip())
         elif line.startswith("Ident:"):
             log.info("%s: nfpcapd: %s", name, line.strip())
+        found = re.match(r"\s*(?:Total:\s*)?Processed:\s*(\d+)", line)
+        if found:
+            processed = max(processed or 0, int(found.group(1)))
+    return processed, errors
+
+
+def _stopped(name: str, next_record: int, processed: int | None, errors: list[str]) -> pl.DataFrame:
+    """One reject recording that nfpcapd stopped before the end of the capture."""
+    read = "" if processed is None else f" after {processed:,} packets"
+    return pl.DataFrame(
+        {
+            "source_file": [name],
+            "source_row": [next_record],
+            "reason": [f"nfpcapd stopped reading the capture{read}: {errors[0]}"],
+            "raw": ["\n".join(errors)[:500]],
+        },
+        schema=REJECT_SCHEMA,
+    )
 
 
 def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
     if not _sniff(source.head(4), source.inner_name):
         raise FormatError(f"{source.name}: not a pcap or pcapng capture (unknown magic number)")
     with source.local_path() as path, tempfile.TemporaryDirectory(prefix="netflowgen-nfpcapd-") as flow_dir:
-        _capture_to_nfcapd(str(path), flow_dir, source.name)
-        yield from read_nfdump(["-R", flow_dir], source.name, options)
+        processed, errors = _capture_to_nfcapd(str(path), flow_dir, source.name)
+        if errors and not processed:
+            raise FormatError(f"{source.name}: nfpcapd could not read any packet of the capture: {errors[0]}")
+        records = 0
+        for checked in read_nfdump(["-R", flow_dir], source.name, options):
+            records += checked.flows.height + checked.rejects.height
+            yield checked
+        if errors:
+            yield Checked(empty_flows(), _stopped(source.name, records + 1, processed, errors))
 
 
 FORMAT = FlowFormat(

@@ -229,7 +229,9 @@ def _parse_block(
         line = first_line + row.number - 1
         not_rows.append(line)
         text = row.text
-        if text.strip() == "" or (comment_prefix and text.startswith(comment_prefix)):
+        # A line of spaces holds nothing; one of delimiters (a million tabs) is a row with the
+        # wrong number of fields, and is rejected like any other.
+        if (text.strip() == "" and delimiter not in text) or (comment_prefix and text.startswith(comment_prefix)):
             return "skip"
         rejects.append((line, f"expected {row.expected_columns} fields, found {row.actual_columns}", text[:_RAW_CHARS]))
         return "skip"

@@ -137,6 +137,10 @@ def check(candidates: pl.DataFrame, source_file: str) -> Checked:
             pl.format("proto out of range: {}", pl.col("proto"))
         ),
         *bad_port,
+        # 16 bits is what any exporter sends (IPFIX tcpControlBits); more is not a flags field.
+        pl.when((pl.col("proto") == 6) & ((pl.col("tcp_flags") < 0) | (pl.col("tcp_flags") > 0xFFFF))).then(
+            pl.format("tcp_flags out of range: {}", pl.col("tcp_flags"))
+        ),
         *bad_counter,
         *absurd,
     )
@@ -161,6 +165,7 @@ def _canonical(df: pl.DataFrame, source_file: str) -> pl.DataFrame:
         | pl.when(end_missing).then(int(Quality.NO_END)).otherwise(0)
         | pl.when(missing_counter).then(int(Quality.MISSING_COUNTERS)).otherwise(0)
         | pl.when(pl.col("ts_start") < EPOCH_CLOCK_BEFORE).then(int(Quality.EPOCH_CLOCK)).otherwise(0)
+        | pl.when((pl.col("proto") == 6) & (pl.col("tcp_flags") > 0xFF)).then(int(Quality.FLAGS_MASKED)).otherwise(0)
     )
     has_ports = pl.col("proto").is_in(list(PORT_PROTOCOLS))
     out = df.select(

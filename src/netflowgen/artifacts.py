@@ -44,6 +44,13 @@ def _clean_stale(out: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
+def _replaceable(out: Path) -> bool:
+    """Whether ``out`` is an artifact (a directory with a manifest) or an empty directory."""
+    if out.is_symlink() or not out.is_dir():
+        return False
+    return (out / MANIFEST_NAME).is_file() or not any(out.iterdir())
+
+
 @contextlib.contextmanager
 def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``out`` when the block completes.
@@ -53,6 +60,10 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
+    if out.exists() and not _replaceable(out):
+        # --overwrite replaces what netflowgen wrote, never a folder or file of the user's.
+        raise FileExistsError(f"{out} is not a netflowgen artifact (no {MANIFEST_NAME}); "
+                              "--overwrite only replaces one: choose another --out or remove it yourself")
     out.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(out)
     tmp = _tmp_name(out, "tmp")

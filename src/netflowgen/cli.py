@@ -220,7 +220,7 @@ def _print_ingest(s: IngestSummary) -> None:
         t.add_row("  quality " + flag, f"{n:,}")
     t.add_row("partitions", str(len(s.partitions)))
     if s.skipped_files:
-        t.add_row("files skipped", f"{len(s.skipped_files)} (not flow files: " + ", ".join(Path(f).name for f in list(s.skipped_files)[:5]) + ")")
+        t.add_row("files skipped", f"{len(s.skipped_files)} (reasons in netflowgen.json: " + ", ".join(Path(f).name for f in list(s.skipped_files)[:5]) + ")")
     rate = s.rows_read / s.seconds if s.seconds else 0.0
     t.add_row("time", f"{s.seconds:.2f} s ({rate:,.0f} rows/s)")
     out.print(t)

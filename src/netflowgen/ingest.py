@@ -164,11 +164,27 @@ def ingest(config: IngestConfig, progress: Callable[[int, int], None] | None = N
     for path in config.inputs:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or directory")
+    _check_out_apart(config.inputs, config.out)
     started = time.perf_counter()
     with atomic_directory(config.out, config.overwrite) as tmp:
         summary = _write_dataset(config, tmp, progress)
         summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+def _check_out_apart(inputs: tuple[Path, ...], out: Path) -> None:
+    """Refuse an output that is, holds or sits inside an input: a rerun with ``--overwrite``
+    would read the previous output as input (rows doubled each time), or replace an input."""
+    target = Path(os.path.realpath(out))
+    for path in inputs:
+        real = Path(os.path.realpath(path))
+        if target == real:
+            raise ValueError(f"--out {out} is the input {path}; choose another --out")
+        if real.is_dir() and target.is_relative_to(real):
+            raise ValueError(f"--out {out} is inside the input directory {path}: its rows would be read as input "
+                             "when ingesting again; choose an --out outside it")
+        if real.is_relative_to(target):
+            raise ValueError(f"--out {out} holds the input {path}; choose another --out")
 
 
 def _write_dataset(config: IngestConfig, tmp: Path, progress: Callable[[int, int], None] | None) -> IngestSummary:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST_NAME", "atomic_directory", "write_manifest", "read_manifest"]
+__all__ = ["MANIFEST_NAME", "DamagedArtifact", "atomic_directory", "loading", "read_json", "write_manifest", "read_manifest"]
 
 MANIFEST_NAME = "netflowgen.json"
 
@@ -92,12 +92,51 @@ def write_manifest(folder: Path, kind: str, **content: Any) -> None:
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
 
 
+class DamagedArtifact(ValueError):
+    """A file of an artifact that cannot be loaded as netflowgen wrote it: damaged, cut short or
+    altered (bad JSON, a pickle where tensors belong, tensors of the wrong shape). A ValueError,
+    so that every command reports it as one error line naming the file."""
+
+
+def read_json(path: Path) -> Any:
+    """A JSON file of an artifact; a missing, non-UTF-8 or malformed file is a DamagedArtifact."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as e:
+        raise DamagedArtifact(f"{path}: missing; the artifact is incomplete") from e
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise DamagedArtifact(f"{path}: not valid JSON ({e}); the file is damaged or was altered") from e
+
+
+@contextlib.contextmanager
+def loading(path: Path, what: str) -> Iterator[None]:
+    """Turn whatever loading a file of an artifact raises into a DamagedArtifact naming it.
+
+    Loaders parse files they did not check field by field (a config a dataclass takes as keyword
+    arguments, a state dict torch copies): a tampered file fails in there with a TypeError, a
+    KeyError or a RuntimeError, which would otherwise reach the user as a traceback.
+    """
+    try:
+        yield
+    except DamagedArtifact:
+        raise
+    except Exception as e:  # noqa: BLE001 - reported, with its type, as the error of this file
+        # torch puts what did not fit on the second line ("size mismatch for ...").
+        detail = " ".join(line.strip() for line in str(e).strip().splitlines()[:2]) or "no detail"
+        raise DamagedArtifact(
+            f"{path}: cannot load {what} ({type(e).__name__}: {detail[:300]}); the file is damaged or was "
+            "altered: nothing from it was run; restore it or make it again"
+        ) from e
+
+
 def read_manifest(folder: Path, kind: str | None = None) -> dict[str, Any]:
     """Read an artifact's manifest, checking its kind when given."""
     path = Path(folder) / MANIFEST_NAME
     if not path.is_file():
         raise ValueError(f"{folder}: not a netflowgen artifact (no {MANIFEST_NAME})")
-    manifest = json.loads(path.read_text())
+    manifest = read_json(path)
+    if not isinstance(manifest, dict):
+        raise DamagedArtifact(f"{path}: not a manifest (a JSON {type(manifest).__name__}, not an object)")
     if kind is not None and manifest.get("kind") != kind:
         raise ValueError(f"{folder}: is a {manifest.get('kind')!r}, expected a {kind!r}")
     return manifest

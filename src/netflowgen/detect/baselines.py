@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
+from netflowgen.artifacts import atomic_directory, loading, read_manifest, write_manifest
 from netflowgen.evaluate.metrics import ThresholdRule, calibrate_threshold
 
 __all__ = ["GBT_KIND", "GBTConfig", "GBTDetector", "VolumeConfig", "VolumeDetector", "causal_z_scores", "infer_step",
@@ -513,8 +513,9 @@ class GBTDetector:
         model = folder / manifest.get("model_file", _MODEL_FILE)
         if not model.is_file():
             raise ValueError(f"{folder}: the model file {model.name} is missing")
-        det = cls(GBTConfig.from_dict(manifest["config"]))
-        det.booster = lgb.Booster(model_str=model.read_text())
+        with loading(model, "the gradient-boosted model (LightGBM text, never a pickle)"):
+            det = cls(GBTConfig.from_dict(manifest["config"]))
+            det.booster = lgb.Booster(model_str=model.read_text())
         step = manifest.get("step_seconds")
         det.step = timedelta(seconds=step) if step is not None else None
         threshold = manifest.get("threshold")

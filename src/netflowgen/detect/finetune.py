@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
+from netflowgen.artifacts import atomic_directory, loading, read_json, read_manifest, write_manifest
 from netflowgen.detect.labels import (
     Budget,
     LabelSelection,
@@ -623,8 +623,9 @@ def load_detector(path: str | os.PathLike[str], device: str = "cpu") -> Detector
     """A detector directory, loaded to give exactly the scores it gave when written."""
     folder = Path(path)
     manifest = read_manifest(folder, DETECTOR_KIND)
-    cfg = FlowGPTConfig.from_dict(json.loads((folder / "model_config.json").read_text()))
-    model = DetectorModel(FlowGPT(cfg), head_inputs=manifest.get("head_inputs", "hidden"))
+    with loading(folder / "model_config.json", "the model config"):
+        cfg = FlowGPTConfig.from_dict(read_json(folder / "model_config.json"))
+        model = DetectorModel(FlowGPT(cfg), head_inputs=manifest.get("head_inputs", "hidden"))
     load_weights(model, folder / "model.safetensors")
     model.to(device).eval()
     return Detector(model, Tokenizer.load(folder / "tokenizer.json"), manifest)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
+from netflowgen.artifacts import atomic_directory, loading, read_manifest, write_manifest
 from netflowgen.tokenize.tokenizer import TIME_FIELDS, Tokenizer
 
 __all__ = ["TOKENS_KIND", "TokenShard", "write_tokens", "open_tokens", "segments_of"]
@@ -148,8 +148,9 @@ def open_tokens(path: str | os.PathLike[str]) -> tuple[dict, Tokenizer, list[Tok
     folder = Path(path)
     manifest = read_manifest(folder, TOKENS_KIND)
     tokenizer = Tokenizer.load(folder / "tokenizer.json")
-    shards = [
-        TokenShard(**{n: np.load(folder / s["name"] / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in _ARRAYS})
-        for s in manifest["shards"]
-    ]
+    with loading(folder, "the token shards (plain arrays only: an object array is refused, never unpickled)"):
+        shards = [
+            TokenShard(**{n: np.load(folder / s["name"] / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in _ARRAYS})
+            for s in manifest["shards"]
+        ]
     return manifest, tokenizer, shards

@@ -316,7 +316,11 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Tokenizer:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """A tokenizer saved by :meth:`save`; a damaged or altered file is a ValueError naming it."""
+        from netflowgen.artifacts import loading, read_json
+
+        with loading(Path(path), "the tokenizer"):
+            return cls.from_dict(read_json(Path(path)))
 
 
 def _cuts(nonzero: np.ndarray, n_bins: int, rule: BinRule) -> np.ndarray:

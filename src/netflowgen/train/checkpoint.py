@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from netflowgen.artifacts import DamagedArtifact, loading, read_json
+
 __all__ = ["save_checkpoint", "load_checkpoint", "save_weights", "load_weights", "CHECKPOINT_DIR"]
 
 CHECKPOINT_DIR = "checkpoint"
@@ -34,7 +36,10 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def load_weights(model: torch.nn.Module, path: Path, strict: bool = True) -> None:
-    _unwrap(model).load_state_dict(load_file(str(path)), strict=strict)
+    """Safetensors weights into ``model``; a file that is not safetensors, or whose tensors do
+    not fit the model (names, shapes), is a DamagedArtifact naming it."""
+    with loading(Path(path), "the weights"):
+        _unwrap(model).load_state_dict(load_file(str(path)), strict=strict)
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
@@ -57,6 +62,11 @@ def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.opti
     folder = run_dir / CHECKPOINT_DIR
     if not (folder / "state.json").is_file():
         raise FileNotFoundError(f"{run_dir}: no checkpoint to resume from")
+    state = read_json(folder / "state.json")
     load_weights(model, folder / "model.safetensors")
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"))
-    return json.loads((folder / "state.json").read_text())
+    # weights_only: a pickle that would build any other object (and so run code) is refused.
+    with loading(folder / "optimizer.pt", "the optimizer state (tensors and numbers only)"):
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"))
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise DamagedArtifact(f"{folder / 'state.json'}: no step number; the checkpoint is damaged or was altered")
+    return state

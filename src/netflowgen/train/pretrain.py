@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from netflowgen.artifacts import read_manifest, write_manifest
+from netflowgen.artifacts import loading, read_json, read_manifest, write_manifest
 from netflowgen.model import SIZES, FlowGPT, FlowGPTConfig
 from netflowgen.tokenize import Tokenizer
 from netflowgen.tokenize.shards import open_tokens
@@ -162,8 +162,8 @@ def run_step_seconds(path: str | os.PathLike[str]) -> float:
     """The step width (seconds) of the series a run was pre-trained on."""
     run = Path(path)
     try:
-        return float(json.loads((run / "train_config.json").read_text())["data"]["step_seconds"])
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as e:
+        return float(read_json(run / "train_config.json")["data"]["step_seconds"])
+    except (KeyError, ValueError, TypeError) as e:
         raise ValueError(f"{run}: train_config.json does not say the run's step width ({e})") from None
 
 
@@ -209,8 +209,9 @@ def load_run(path: str | os.PathLike[str], device: str = "cpu") -> Run:
     manifest = read_manifest(run, RUN_KIND)
     if manifest.get("status") != "complete" or not (run / "model.safetensors").is_file():
         raise ValueError(f"{run}: training did not complete (status {manifest.get('status')!r}); resume it first")
-    cfg = FlowGPTConfig.from_dict(json.loads((run / "model_config.json").read_text()))
-    model = FlowGPT(cfg)
+    with loading(run / "model_config.json", "the model config"):
+        cfg = FlowGPTConfig.from_dict(read_json(run / "model_config.json"))
+        model = FlowGPT(cfg)
     load_weights(model, run / "model.safetensors")
     model.to(device).eval()
     return Run(run, model, Tokenizer.load(run / "tokenizer.json"), manifest)

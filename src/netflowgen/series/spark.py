@@ -25,6 +25,7 @@ import json
 import logging
 import os
 import re
+import resource
 import shutil
 import socket
 import sys
@@ -45,13 +46,16 @@ from netflowgen.series.write import merge_summaries, part_name, series_summary, 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-__all__ = ["SparkUnavailable", "spark_session", "flows_frame", "build_series_spark", "default_buckets", "job_error"]
+__all__ = ["SparkUnavailable", "spark_session", "flows_frame", "build_series_spark", "default_buckets", "estimate_rows_spark", "job_error"]
 
 log = logging.getLogger(__name__)
 
 #: Flows per bucket that the default bucket count aims at: a bucket's node view and series are
 #: held by one executor at once (about 1 KB per flow at the peak, so some 1 GB).
 FLOWS_PER_BUCKET = 1_000_000
+#: Estimated series rows per bucket: about 0.5 KB each at the builder's peak (measured: a
+#: 10-million-row bucket took a 5.8 GB worker), so some 1 GB.
+ROWS_PER_BUCKET = 2_000_000
 
 _JAVA_PACKAGE = "openjdk-17-jre-headless"
 _EXTRA = "pip install 'netflowgen[spark]'"
@@ -149,14 +153,15 @@ def _wire_type(dtype: pl.DataType) -> pl.DataType:
     raise TypeError(f"no Spark wire type for {dtype}")
 
 
-def _to_wire(frame: pl.DataFrame, schema: pa.Schema) -> pa.RecordBatch:
+def _to_wire(frame: pl.DataFrame, schema: pa.Schema) -> list[pa.RecordBatch]:
+    """``frame`` in Spark's types, as record batches (every chunk of it: a concatenated frame
+    comes out of Polars in several)."""
     cols = []
     for name, dtype in frame.schema.items():
         col = pl.col(name).dt.epoch("us") if isinstance(dtype, pl.Datetime) else pl.col(name)
         # strict: a counter past 2**63 fails loudly rather than wrapping
         cols.append(col.cast(_wire_type(dtype), strict=True).alias(name))
-    table = frame.select(cols).to_arrow().cast(schema)
-    return table.to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=schema)
+    return frame.select(cols).to_arrow().cast(schema).to_batches()
 
 
 def _from_wire(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
@@ -250,7 +255,7 @@ def _coverage(spark_flows: DataFrame, path: str) -> Coverage:
         for batch in batches:
             builder.add(_canonical(batch, ("source_file", "ts_end")))
         for part in builder.parts():
-            yield _to_wire(part.cast(schema), arrow)  # type: ignore[arg-type]
+            yield from _to_wire(part.cast(schema), arrow)  # type: ignore[arg-type]
 
     minutes = spark_flows.select("source_file", "ts_end").mapInArrow(per_partition, spark_schema).toArrow()
     frame = pl.from_arrow(minutes)
@@ -260,9 +265,30 @@ def _coverage(spark_flows: DataFrame, path: str) -> Coverage:
 
 # ---- the job --------------------------------------------------------------------------------
 
-def default_buckets(spark: SparkSession, n_flows: int) -> int:
-    """Enough buckets to keep every core busy and each bucket near FLOWS_PER_BUCKET flows."""
-    return max(spark.sparkContext.defaultParallelism, -(-n_flows // FLOWS_PER_BUCKET), 1)
+def estimate_rows_spark(frame: DataFrame, config: SeriesConfig, options: ReadOptions) -> int:
+    """An upper bound of the series' rows, as :func:`~netflowgen.series.build.estimate_rows`
+    takes it (every node active from its first to its last step), in one pass on Spark."""
+    from pyspark.sql import functions as F
+
+    schema = pl.Schema({"node": pl.String(), "first": pl.Int64(), "last": pl.Int64()})
+    spark_schema, arrow = _spark_schema(schema)
+
+    def spans(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for batch in batches:
+            view = node_view(options.select(_canonical(batch).lazy()), config)
+            yield from _to_wire(view.group_by("node").agg(pl.col("step").dt.epoch("us").min().alias("first"),
+                                                           pl.col("step").dt.epoch("us").max().alias("last")).collect(), arrow)
+
+    step_us = int(config.step.total_seconds() * 1_000_000)
+    per_node = frame.mapInArrow(spans, spark_schema).groupBy("node").agg(F.min("first").alias("a"), F.max("last").alias("b"))
+    total = per_node.select(F.sum(F.floor((F.col("b") - F.col("a")) / step_us) + 1)).collect()[0][0]
+    return int(total or 0)
+
+
+def default_buckets(spark: SparkSession, n_flows: int, est_rows: int) -> int:
+    """Enough buckets to keep every core busy and each bucket near FLOWS_PER_BUCKET flows and
+    ROWS_PER_BUCKET series rows (the rows dominate where many nodes are quiet for long)."""
+    return max(spark.sparkContext.defaultParallelism, -(-n_flows // FLOWS_PER_BUCKET), -(-est_rows // ROWS_PER_BUCKET), 1)
 
 
 def _decode_summary(text: str) -> dict[str, Any]:
@@ -298,7 +324,7 @@ def build_series_spark(spark: SparkSession, flows: str, out: Path, config: Serie
     coverage = _coverage(frame, flows)
     covered = _covered_steps(empty_flows().lazy(), config, coverage)
     n_flows = frame.count()
-    k = buckets or default_buckets(spark, n_flows)
+    k = buckets or default_buckets(spark, n_flows, estimate_rows_spark(frame, config, options))
     view_schema = node_view(empty_flows().lazy(), config).collect_schema()
     wire_view = pl.Schema({**view_schema, "_part": pl.Int64()})
     view_spark, view_arrow = _spark_schema(wire_view)
@@ -306,8 +332,7 @@ def build_series_spark(spark: SparkSession, flows: str, out: Path, config: Serie
     def to_view(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for batch in batches:
             view = node_view(options.select(_canonical(batch).lazy()), config).with_columns(node_bucket(k)).collect()
-            if view.height:
-                yield _to_wire(view, view_arrow)
+            yield from _to_wire(view, view_arrow)
 
     out = Path(out)
     with atomic_directory(out, overwrite) as tmp:
@@ -320,10 +345,14 @@ def build_series_spark(spark: SparkSession, flows: str, out: Path, config: Serie
             view = _from_wire(frame.drop("_part"), view_schema)
             series = _series_of(view.lazy(), config, covered)
             write_part(series, Path(folder) / part_name(bucket))
-            return pa.table({"bucket": pa.array([bucket], pa.int64()), "summary": pa.array([_encode_summary(series)], pa.string())})
+            # The worker's peak so far: what one bucket (and the ones before it in this
+            # reused worker) needed, the memory per executor that --buckets bounds.
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            return pa.table({"bucket": pa.array([bucket], pa.int64()), "summary": pa.array([_encode_summary(series)], pa.string()),
+                             "peak_rss": pa.array([peak], pa.int64())})
 
         view = frame.mapInArrow(to_view, view_spark)
-        rows = view.groupBy("_part").applyInArrow(build_bucket, "bucket long, summary string").collect()
+        rows = view.groupBy("_part").applyInArrow(build_bucket, "bucket long, summary string, peak_rss long").collect()
         done = {int(r["bucket"]): _decode_summary(r["summary"]) for r in rows}
         summary: dict[str, Any] = {}
         groups: set[str] = set()
@@ -340,5 +369,7 @@ def build_series_spark(spark: SparkSession, flows: str, out: Path, config: Serie
         inputs = [str(Path(flows)) if "://" not in flows else flows]
         write_series_manifest(tmp, summary, groups, k, config, inputs, coverage)
     summary["flows"] = n_flows
+    # Not in the manifest: it varies from run to run, like the timing.
+    summary["worker_peak_rss_bytes"] = max((int(r["peak_rss"]) for r in rows), default=0)
     return summary
 

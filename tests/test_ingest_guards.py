@@ -125,3 +125,17 @@ def test_symlink_loop_is_an_error(logs: Path, tmp_path: Path) -> None:
     code, output, _ = ingest(logs, "--out", tmp_path / "out")
     assert code == 1
     assert "a symbolic link loop" in output and "Traceback" not in output
+
+
+def test_pretrain_overwrite_refuses_a_folder_that_is_not_a_run(tmp_path: Path) -> None:
+    """--overwrite of `pretrain` deleted any folder too; the rule is the same for every artifact."""
+    from tests.train.test_pretrain import periodic_tokens, small_train
+    from netflowgen.train.pretrain import PretrainConfig, pretrain
+
+    tokens = periodic_tokens(tmp_path, nodes=2, steps=20)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    with pytest.raises(FileExistsError, match="is not a netflowgen artifact"):
+        pretrain(PretrainConfig(tokens, "tiny", context=8), small_train(steps=1), mine, overwrite=True, show_progress=False)
+    assert (mine / "notes.txt").read_text() == "keep"

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST_NAME", "DamagedArtifact", "atomic_directory", "loading", "read_json", "write_manifest", "read_manifest"]
+__all__ = ["MANIFEST_NAME", "DamagedArtifact", "atomic_directory", "check_replaceable", "loading", "read_json", "write_manifest", "read_manifest"]
 
 MANIFEST_NAME = "netflowgen.json"
 
@@ -44,11 +44,13 @@ def _clean_stale(out: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _replaceable(out: Path) -> bool:
-    """Whether ``out`` is an artifact (a directory with a manifest) or an empty directory."""
-    if out.is_symlink() or not out.is_dir():
-        return False
-    return (out / MANIFEST_NAME).is_file() or not any(out.iterdir())
+def check_replaceable(out: Path) -> None:
+    """Refuse to replace ``out`` unless it is an artifact (a directory with a manifest) or an
+    empty directory: --overwrite replaces what netflowgen wrote, never a user's folder or file."""
+    if not out.is_symlink() and out.is_dir() and ((out / MANIFEST_NAME).is_file() or not any(out.iterdir())):
+        return
+    raise FileExistsError(f"{out} is not a netflowgen artifact (no {MANIFEST_NAME}); "
+                          "--overwrite only replaces one: choose another --out or remove it yourself")
 
 
 @contextlib.contextmanager
@@ -60,10 +62,8 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
-    if out.exists() and not _replaceable(out):
-        # --overwrite replaces what netflowgen wrote, never a folder or file of the user's.
-        raise FileExistsError(f"{out} is not a netflowgen artifact (no {MANIFEST_NAME}); "
-                              "--overwrite only replaces one: choose another --out or remove it yourself")
+    if out.exists():
+        check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(out)
     tmp = _tmp_name(out, "tmp")

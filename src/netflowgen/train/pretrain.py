@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from netflowgen.artifacts import loading, read_json, read_manifest, write_manifest
+from netflowgen.artifacts import check_replaceable, loading, read_json, read_manifest, write_manifest
 from netflowgen.model import SIZES, FlowGPT, FlowGPTConfig
 from netflowgen.tokenize import Tokenizer
 from netflowgen.tokenize.shards import open_tokens
@@ -154,6 +154,7 @@ def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     if out.exists():
         if not overwrite:
             raise FileExistsError(f"{out} exists; pass --resume to continue it or --overwrite to replace it")
+        check_replaceable(out)
         shutil.rmtree(out)
     out.mkdir(parents=True)
 

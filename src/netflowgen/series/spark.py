@@ -113,9 +113,15 @@ def spark_session(master: str | None = None, *, shuffle_partitions: int | None =
     master = master or ambient.get("spark.master", None) or "local[*]"
     _check_master(master, connect_timeout)
     # Local executors must run this interpreter, the one with netflowgen installed.
+    builder = SparkSession.builder.master(master).appName("netflowgen")
     if master.startswith("local"):
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.master(master).appName("netflowgen")
+        # Nothing outside needs to reach a local session: its driver listens on loopback only
+        # and its web UI (which Spark would open on every interface) is off unless asked for.
+        for key, value in (("spark.driver.bindAddress", "127.0.0.1"), ("spark.driver.host", "127.0.0.1"),
+                           ("spark.ui.enabled", "false")):
+            if not ambient.contains(key):
+                builder = builder.config(key, value)
     # Timestamps cross between Spark and Arrow as UTC; a local session time zone would shift them.
     builder = builder.config("spark.sql.session.timeZone", "UTC")
     if shuffle_partitions is not None:

@@ -635,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
     host_hours = stream.hosts_in_test * (end - cut) / 3600
     nfg = score(live["netflowgen"], stream.truth, cut, end, host_hours, args.step, args.window, merge_steps=True)
     fnm = score(live["fastnetmon"], stream.truth, cut, end, host_hours, args.step, args.window, merge_steps=False)
+    # "alerts": every alert, with its host, its stream time t (its wall time converted) and, for
+    # netflowgen, the step it flags.
     report = {
         "parameters": {"background": "westermo bottom router, benign flows", "step_s": args.step, "speed": args.speed,
                        "margin": args.margin, "pretrain_steps": args.steps, "seed": args.seed, "window_s": args.window,
@@ -644,7 +646,8 @@ def main(argv: list[str] | None = None) -> int:
         "thresholds": [t.__dict__ for t in thresholds],
         "netflowgen": nfg, "fastnetmon": fnm, "goal": goal_check(nfg, fnm),
         "replay": live["replay"], "relay_datagrams": live["relay_datagrams"],
-        "alerts_raw": {"netflowgen": len(live["netflowgen"]), "fastnetmon": len(live["fastnetmon"])},
+        "alerts": {name: [{k: (datetime.fromtimestamp(v, UTC).isoformat() if k in ("t", "step") else v) for k, v in a.items()}
+                          for a in live[name]] for name in ("netflowgen", "fastnetmon")},
         "detect": {k: (live["detect_summary"] or {}).get(k) for k in ("steps_scored", "node_steps_scored", "alerts", "threshold",
                                                                        "late_flows", "dropped", "latency")},
     }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test suite: installs the system programs the integration tests use (nfdump, softflowd,
+# The test suite: installs the system programs the integration tests use (nfdump, softflowd, fastnetmon,
 # chromium for the live status page; Debian packages), sets up .venv, runs pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +7,8 @@ need=()
 command -v nfdump >/dev/null 2>&1 && command -v nfpcapd >/dev/null 2>&1 || need+=(nfdump)
 command -v softflowd >/dev/null 2>&1 || need+=(softflowd)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# FastNetMon for the side-by-side benchmark's config check (tests/detect/test_live_vs_fastnetmon.py).
+command -v fastnetmon >/dev/null 2>&1 || [ -x /usr/sbin/fastnetmon ] || need+=(fastnetmon)
 # Java for the Spark tests (`--engine spark`, the [spark] extra).
 command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 if [ ${#need[@]} -gt 0 ]; then

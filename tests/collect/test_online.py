@@ -45,7 +45,10 @@ LATE_IN_GRACE = flow(at(4, 50), A, E1, proto=1, sport=None, dport=None, packets=
 STEP5 = [flow(at(5, 5), B, E2), flow(at(5, 6), B, E2, sport=40001)]
 LATE_BEYOND_GRACE = flow(at(0, 45), B, E1, dport=25)
 
-CONFIG = OnlineConfig(series=SeriesConfig(step=timedelta(minutes=1)), grace=timedelta(seconds=30), idle_steps=2, history=3)
+# "drop" keeps a late flow out, so that the rows equal offline's; folding is tested on its own.
+CONFIG = OnlineConfig(series=SeriesConfig(step=timedelta(minutes=1)), grace=timedelta(seconds=30), idle_steps=2, history=3,
+                      late="drop")
+FOLD = OnlineConfig(series=CONFIG.series, grace=CONFIG.grace, idle_steps=CONFIG.idle_steps, history=CONFIG.history)
 
 
 def run_online() -> tuple[OnlineSeries, list[pl.DataFrame], dict[str, pl.DataFrame]]:
@@ -115,7 +118,38 @@ def test_late_flow_beyond_grace_is_counted_not_placed() -> None:
     assert later.filter(pl.col("node") == A).select(pl.sum_horizontal(feature_names())).item() == 0
 
 
+def test_late_flows_fold_into_the_first_open_step_by_default() -> None:
+    # An exporter emits a long flow at its end: a flood that began in step 0 arrives in step 2.
+    assert OnlineConfig().late == "fold"
+    online = OnlineSeries(FOLD)
+    online.add(frame(STEP0))
+    first = online.advance(at(1, 30))  # step 0 given out
+    flood = [flow(at(0, 40), E1, A, dport=80, packets=5000, octets=300_000)] * 3
+    online.add(frame([*flood, flow(at(1, 20), A, E1, dport=8080)]))
+    assert (online.late_flows, online.folded_flows, online.flows_added) == (3, 3, 7)
+    later = online.advance(at(2, 30))  # step 1 given out, with the folded flood in it
+    a0 = first.filter(pl.col("node") == A).row(0, named=True)
+    a1 = later.filter(pl.col("node") == A).row(0, named=True)
+    assert (a0["flows_in"], a0["packets_in"]) == (1, 3)
+    assert (a1["flows_in"], a1["packets_in"], a1["flows_out"]) == (3, 15000, 1)
+    # What folding gives equals offline on the flows moved to the step they were counted in.
+    moved = frame(STEP0 + [{**f, "ts_start": at(1)} for f in flood] + [flow(at(1, 20), A, E1, dport=8080)])
+    offline = build_series(moved.lazy(), FOLD.offline()).drop(LABEL_COLUMNS)
+    got = pl.concat([first, later]).join(offline.select("node", "step"), on=["node", "step"], how="semi")
+    assert got.sort("node", "step").equals(offline.sort("node", "step"))
+
+
+def test_dropped_late_flows_are_counted_not_folded() -> None:
+    online = OnlineSeries(CONFIG)
+    online.add(frame(STEP0))
+    online.advance(at(1, 30))
+    online.add(frame([flow(at(0, 40), E1, A)]))
+    assert (online.late_flows, online.folded_flows, online.open_rows) == (1, 0, 0)
+
+
 def test_bad_configuration_and_watermark() -> None:
+    with pytest.raises(ValueError, match="late must be one of fold, drop"):
+        OnlineConfig(late="keep")
     with pytest.raises(ValueError, match="idle_steps"):
         OnlineConfig(idle_steps=0)
     with pytest.raises(ValueError, match="timezone-aware"):

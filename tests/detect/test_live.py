@@ -278,6 +278,40 @@ def test_garbage_on_the_collector_port_is_counted_and_valid_flows_after_it_are_s
     assert min(datetime.fromisoformat(a["step"].replace("Z", "+00:00")) for a in alerts if a["node"] == VICTIM) >= onset
 
 
+@pytest.mark.parametrize("late", ["fold", "drop"])
+def test_a_flood_of_long_flows_exported_at_their_end_alerts_when_late_flows_are_folded(
+        detector: Path, tmp_path: Path, late: str) -> None:
+    """An exporter emits a flow at its end (or active timeout): here each flood flow lasts 150 s,
+    so it arrives after its start step closed (a step closes one grace step after its end). By
+    default such late flows count in the first open step and the flood raises an alert;
+    ``late="drop"`` leaves them out, and the flood goes unseen: why folding is the default."""
+    flows = flood_flows()
+    flood = pl.col("src_ip").str.starts_with("203.0.")
+    flows = flows.with_columns(ts_end=pl.when(flood).then(pl.col("ts_start") + timedelta(seconds=150))
+                               .otherwise(pl.col("ts_end"))).sort("ts_end")
+    live = LiveDetector(LiveConfig(detector, listen=("127.0.0.1", 0), alerts=tmp_path / "alerts.jsonl", queue_steps=30,
+                                   late=late))
+    live.start()
+    try:
+        # Batches in export order, ten seconds of flow ends each, as a collector hands them over.
+        for _, batch in flows.group_by(pl.col("ts_end").dt.truncate("10s"), maintain_order=True):
+            live.feed(batch)
+    finally:
+        summary = live.stop()
+    n_flood = flows.filter(flood).height
+    assert summary["late_flows"] == n_flood and summary["score_errors"] == 0, summary
+    assert summary["late_folded"] == (n_flood if late == "fold" else 0)
+    alerts = [json.loads(line) for line in (tmp_path / "alerts.jsonl").read_text().splitlines()]
+    steps = [datetime.fromisoformat(a["step"].replace("Z", "+00:00")) for a in alerts if a["node"] == VICTIM]
+    onset = START + timedelta(minutes=NORMAL_MINUTES)
+    if late == "drop":
+        assert not steps, alerts
+    else:
+        assert steps and min(steps) >= onset, alerts
+        # The first flood flows end 150 s after the onset and count in the step open then.
+        assert min(steps) <= onset + timedelta(seconds=150) + timedelta(minutes=1), (min(steps), onset)
+
+
 def test_a_full_scoring_queue_drops_the_oldest_steps_and_counts_them(detector: Path, tmp_path: Path) -> None:
     """Scoring is held up on the first step while 9 more close at once: a queue of 2 keeps the
     newest 2 and drops 7, counted in /health, /metrics and the summary; nothing else is lost."""

@@ -11,7 +11,12 @@ Rules:
 * Steps are aligned to the Unix epoch as offline; a flow counts in the step where it starts.
 * A step ``[s, s + step)`` is *complete* when ``s + step + grace <= watermark``: flows that start
   in it are accepted until then. A flow whose step is already complete when it is added is
-  *late*: counted in ``late_flows`` and left out (its step's row was already given out).
+  *late*: counted in ``late_flows``. With ``late="fold"`` (the default) it counts in the first
+  step still open, as if it had started there (``folded_flows``); with ``late="drop"`` it is left
+  out. Folding is what a live detector needs: an exporter emits a flow at its end or at its active
+  timeout (300 s in nfpcapd, 1,800 s on many routers), so the flows of a flood that began a
+  minute ago arrive long after their start step closed; dropping them hides exactly the attack.
+  A collector that bins by arrival time (nfcapd's rotation files) treats them the same way.
 * A node becomes active with its first traffic. Every complete step gives one row per active
   node: its features, or zeros for a step without its traffic, for at most ``idle_steps`` steps
   after its last traffic. When one more step completes without its traffic, the node is
@@ -48,9 +53,13 @@ from netflowgen.series.build import (
 )
 from netflowgen.series.features import aggregations, feature_names
 
-__all__ = ["OnlineConfig", "OnlineSeries"]
+__all__ = ["LATE_POLICIES", "OnlineConfig", "OnlineSeries"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+#: What :class:`OnlineSeries` does with a late flow.
+LATE_POLICIES = ("fold", "drop")
 
 
 @dataclass(frozen=True)
@@ -65,8 +74,13 @@ class OnlineConfig:
     """Zero rows given out after a node's last traffic; one more silent step evicts it."""
     history: int = 64
     """Rows kept per active node."""
+    late: str = "fold"
+    """A flow whose step is complete when it arrives: ``"fold"`` counts it in the first open step,
+    ``"drop"`` leaves it out (see the module docstring)."""
 
     def __post_init__(self) -> None:
+        if self.late not in LATE_POLICIES:
+            raise ValueError(f"late must be one of {', '.join(LATE_POLICIES)}, not {self.late!r}")
         if self.grace < timedelta(0):
             raise ValueError("grace must not be negative")
         if self.idle_steps < 1:
@@ -120,7 +134,9 @@ class OnlineSeries:
         self.flows_added = 0
         """flows given to :meth:`add` (late ones included)."""
         self.late_flows = 0
-        """flows left out because their step was complete when they arrived."""
+        """flows whose step was complete when they arrived (folded or dropped)."""
+        self.folded_flows = 0
+        """late flows counted in the first open step (``late="fold"``)."""
         self.late_by_source: Counter[str] = Counter()
         """``late_flows`` by the flows' ``source_file`` (a collector's ``udp://EXPORTER``)."""
         self.evicted_nodes = 0
@@ -151,7 +167,8 @@ class OnlineSeries:
     # -- input ----------------------------------------------------------------------------------
 
     def add(self, flows: pl.DataFrame) -> None:
-        """Take canonical flows (any order); flows of complete steps are counted late, not used."""
+        """Take canonical flows (any order); flows of complete steps are counted late, then folded
+        into the first open step or left out (``late``)."""
         if flows.height == 0:
             return
         self.flows_added += flows.height
@@ -168,7 +185,15 @@ class OnlineSeries:
                     folded = sum(self.late_by_source.values()) - sum(keep.values())
                     self.late_by_source = Counter(keep)
                     self.late_by_source["udp://other"] += folded
-                flows = flows.filter(~late)
+                if self.config.late == "fold":
+                    # Only the start moves: no feature reads the end, and the watermark was taken
+                    # from the flows as they came.
+                    flows = flows.with_columns(
+                        pl.when(late).then(pl.lit(self._closed_until, dtype=flows.schema["ts_start"]))
+                        .otherwise(pl.col("ts_start")).alias("ts_start"))
+                    self.folded_flows += n_late
+                else:
+                    flows = flows.filter(~late)
         if flows.height:
             self._open.append(node_view(flows.lazy(), self.config.series).collect())
 

@@ -77,6 +77,10 @@ class LiveConfig:
     none). Loopback unless told otherwise: nothing in it is authenticated."""
     grace_steps: float = 1.0
     """Steps a step stays open for flows that arrive late."""
+    late: str = "fold"
+    """A flow that arrives after its step was scored: ``"fold"`` counts it in the first open step
+    (an exporter emits long flows, a flood's among them, at their end or active timeout),
+    ``"drop"`` leaves it out of detection (``out`` keeps it either way)."""
     idle_steps: int = 60
     """Steps without traffic after which a node is forgotten."""
     filter: str | None = None
@@ -90,8 +94,12 @@ class LiveConfig:
     def __post_init__(self) -> None:
         from netflowgen.read.filter import compile_filter
 
+        from netflowgen.collect.online import LATE_POLICIES
+
         if self.grace_steps < 0:
             raise ValueError("grace_steps must not be negative")
+        if self.late not in LATE_POLICIES:
+            raise ValueError(f"late must be one of {', '.join(LATE_POLICIES)}, not {self.late!r}")
         if self.idle_steps < 1:
             raise ValueError("idle_steps must be at least 1")
         if not 1 <= self.queue_steps < self.idle_steps:
@@ -206,7 +214,7 @@ class LiveDetector:
         self.scorer = OnlineDetector(self.detector)
         # The extra rows let a step that waited in the scoring queue find its whole context.
         self._spare_rows = config.queue_steps + 1
-        self.online = OnlineSeries(OnlineConfig(series=series, grace=self.step * config.grace_steps,
+        self.online = OnlineSeries(OnlineConfig(series=series, grace=self.step * config.grace_steps, late=config.late,
                                                 idle_steps=config.idle_steps, history=self.scorer.history_rows + self._spare_rows))
         self._tmp = tempfile.TemporaryDirectory(prefix="netflowgen-detect-") if config.out is None else None
         out = config.out or Path(self._tmp.name) / "flows"  # type: ignore[union-attr]
@@ -349,7 +357,7 @@ class LiveDetector:
             dropped = {"batches": dict(self.dropped_batches), "flows": dict(self.dropped_flows),
                        "steps": dict(self.dropped_steps), "node_steps": dict(self.dropped_node_steps)}
             state = {"watermark": self.watermark.isoformat() if self.watermark else None, "active_nodes": o.active_nodes,
-                     "late_flows": o.late_flows, "evicted_nodes": o.evicted_nodes, "score_errors": self.score_errors}
+                     "late_flows": o.late_flows, "late_folded": o.folded_flows, "evicted_nodes": o.evicted_nodes, "score_errors": self.score_errors}
         return {**state, "steps_scored": s.steps_scored, "node_steps_scored": s.nodes_scored, "alerts": s.alerts,
                 "threshold": self.detector.threshold, "step_seconds": self.step.total_seconds(),
                 "intake_waiting_flows": self._intake.held, "steps_waiting": len(self._steps),
@@ -383,6 +391,7 @@ class LiveDetector:
         metric("steps_scored_total", "counter", "Steps scored.", [("", status["steps_scored"])])
         metric("alerts_total", "counter", "Alerts raised.", [("", status["alerts"])])
         metric("late_flows_total", "counter", "Flows beyond the grace period.", [("", status["late_flows"])])
+        metric("late_folded_total", "counter", "Late flows counted in the first open step.", [("", status["late_folded"])])
         metric("score_errors_total", "counter", "Batches or steps whose aggregation or scoring failed.", [("", status["score_errors"])])
         metric("active_nodes", "gauge", "Nodes held in memory.", [("", status["active_nodes"])])
         metric("steps_waiting", "gauge", "Closed steps waiting to be scored.", [("", status["steps_waiting"])])

@@ -3,27 +3,40 @@
 Every artifact netflowgen writes (flow dataset, node series, token shards, run directory) is a
 directory with a ``netflowgen.json`` manifest saying what it is. It is written under a hidden
 temporary name beside its final path and renamed into place only when complete, so an
-interrupted job (Ctrl-C, kill, crash) leaves no partial artifact; the next run removes the
-temporary folders of dead runs.
+interrupted job (Ctrl-C, kill, crash) leaves no partial artifact. A replacement keeps the old
+copy until the new one is in place (:func:`replace_directory`); the next run that writes or
+reads the path puts back a copy a killed replacement had moved aside and removes the
+temporary folders of dead runs (:func:`recover`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
+import logging
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MANIFEST_NAME", "DamagedArtifact", "atomic_directory", "check_replaceable", "loading", "read_json", "write_manifest", "read_manifest"]
+__all__ = ["MANIFEST_NAME", "DamagedArtifact", "atomic_directory", "check_replaceable", "loading", "owned_prefix", "owner_alive", "read_json",
+           "read_manifest", "recover", "replace_directory", "sweep_stale", "write_manifest"]
+
+log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "netflowgen.json"
 
 
 def _tmp_name(out: Path, tag: str) -> Path:
     return out.parent / f".{out.name}.{tag}-{os.getpid()}"
+
+
+#: The hidden names a write of ``out`` uses beside it: ``.OUT.tmp-PID`` (being written) and
+#: ``.OUT.old-PID`` (the copy being replaced, kept until the new one is in place).
+_LEFTOVER = re.compile(r"\.(?P<name>.+)\.(?P<tag>tmp|old)-(?P<pid>\d+)")
 
 
 def _alive(pid: int) -> bool:
@@ -36,12 +49,112 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _clean_stale(out: Path) -> None:
-    """Remove temporary folders that killed runs left beside ``out``."""
-    for stale in out.parent.glob(f".{out.name}.*-*"):
-        pid = stale.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+def _started_at(pid: int) -> float | None:
+    """When process ``pid`` started (Unix seconds, to a second), from /proc; None where unknown."""
+    try:
+        # Fields after the command name, which is in parentheses and may hold spaces: the 20th
+        # of them is field 22 of proc(5), the start time in clock ticks since boot.
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+        return boot + ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def owner_alive(path: Path, pid: int) -> bool:
+    """Whether the process ``pid`` that named ``path`` after itself may still be using it.
+
+    The pid must exist and have started before ``path`` last changed: a pid the system has
+    handed to a new process since (containers reuse small pids) does not keep a dead run's
+    folder. /proc's boot time has whole seconds, hence the second of slack.
+    """
+    if not _alive(pid):
+        return False
+    started = _started_at(pid)
+    if started is None:
+        return True
+    try:
+        changed = path.lstat().st_ctime
+    except FileNotFoundError:
+        return False
+    return started <= changed + 1.0
+
+
+def owned_prefix(prefix: str) -> str:
+    """A temporary folder name prefix that names this process, for :func:`sweep_stale`."""
+    return f"{prefix}{os.getpid()}-"
+
+
+def sweep_stale(folder: Path, prefix: str) -> list[Path]:
+    """Remove the folders ``PREFIX<pid>-*`` in ``folder`` whose process is gone (a killed run's);
+    returns what was removed. Folders of live processes are kept."""
+    removed = []
+    for stale in folder.glob(f"{glob.escape(prefix)}*"):
+        pid = stale.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not owner_alive(stale, int(pid)):
             shutil.rmtree(stale, ignore_errors=True)
+            removed.append(stale)
+    return removed
+
+
+def _leftovers(out: Path) -> list[tuple[str, int, Path]]:
+    """(tag, pid, path) of the hidden copies a write of exactly ``out`` left beside it."""
+    found = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in out.parent.iterdir():
+            m = _LEFTOVER.fullmatch(entry.name)
+            if m and m["name"] == out.name:
+                found.append((m["tag"], int(m["pid"]), entry))
+    return found
+
+
+def recover(out: Path) -> bool:
+    """Finish what a killed write of ``out`` left: returns True if it put a copy back.
+
+    A replacement (:func:`replace_directory`) takes effect at the rename of the new copy into
+    place. A run killed before that moment, after it had moved the old copy aside, leaves
+    ``out`` missing and the complete old copy at ``.OUT.old-PID``: it is renamed back, so the
+    killed command has changed nothing. Every other leftover of a dead process (a ``.tmp``
+    copy, maybe incomplete; an ``.old`` copy whose replacement is in place) is removed.
+    """
+    dead = [(tag, path) for tag, pid, path in _leftovers(out) if not owner_alive(path, pid)]
+    restored = False
+    olds = sorted((p for tag, p in dead if tag == "old" and p.is_dir()), key=lambda p: p.lstat().st_ctime)
+    if olds and not out.exists() and not out.is_symlink():
+        os.rename(olds[-1], out)
+        log.warning("%s: restored the complete copy a killed run had moved aside to %s", out, olds[-1].name)
+        restored = True
+    for _tag, path in dead:
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+    return restored
+
+
+def replace_directory(new: Path, out: Path) -> None:
+    """Move the complete directory ``new`` (beside ``out``) to ``out``, replacing what is there,
+    so that a crash at any moment leaves one complete copy at ``out`` or for :func:`recover`:
+
+    1. ``out`` (if there) is renamed ``.OUT.old-PID``;
+    2. ``new`` is renamed ``out``: the replacement takes effect;
+    3. ``.OUT.old-PID`` is removed.
+
+    An error (or interrupt) in step 2 puts the old copy back before it is raised. Every
+    replacement by renames in the package goes through here.
+    """
+    if not out.exists():
+        os.rename(new, out)
+        return
+    old = _tmp_name(out, "old")
+    if old.exists():
+        shutil.rmtree(old)
+    os.rename(out, old)
+    try:
+        os.rename(new, out)
+    except BaseException:
+        if not out.exists():
+            os.rename(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def check_replaceable(out: Path) -> None:
@@ -58,27 +171,21 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``out`` when the block completes.
 
     If the block raises (or is interrupted), the temporary directory is removed and an existing
-    ``out`` is left untouched.
+    ``out`` is left untouched. What a killed earlier write of ``out`` left is recovered first.
     """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recover(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
     if out.exists():
         check_replaceable(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _clean_stale(out)
     tmp = _tmp_name(out, "tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     try:
         yield tmp
-        if out.exists():
-            old = _tmp_name(out, "old")
-            os.rename(out, old)
-            os.rename(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out)
+        replace_directory(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -132,6 +239,8 @@ def loading(path: Path, what: str) -> Iterator[None]:
 def read_manifest(folder: Path, kind: str | None = None) -> dict[str, Any]:
     """Read an artifact's manifest, checking its kind when given."""
     path = Path(folder) / MANIFEST_NAME
+    if not Path(folder).exists():
+        recover(Path(folder))  # a killed replacement may have left the complete copy aside
     if not path.is_file():
         raise ValueError(f"{folder}: not a netflowgen artifact (no {MANIFEST_NAME})")
     manifest = read_json(path)

@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from netflowgen.artifacts import MANIFEST_NAME, atomic_directory, write_manifest
+from netflowgen.artifacts import MANIFEST_NAME, atomic_directory, recover, write_manifest
 from netflowgen.dataset.coverage import Coverage, coverage_of_flows
 from netflowgen.read import ReadOptions, RejectedRow, iter_checked
 from netflowgen.read.validate import REJECT_SCHEMA
@@ -280,6 +280,8 @@ def scan_flows(path: str | os.PathLike[str], options: ReadOptions | None = None)
     from netflowgen.read import read_flow_table
 
     p = Path(path)
+    if not p.exists():
+        recover(p)  # a killed `ingest --overwrite` may have left the complete dataset aside
     if p.is_dir() and (p / MANIFEST_NAME).is_file():
         parts = sorted(p.glob("date=*/*.parquet"))
         if not parts:

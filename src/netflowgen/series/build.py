@@ -19,6 +19,7 @@ Rules:
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Literal, Union
 import numpy as np
 import polars as pl
 
+from netflowgen.artifacts import owned_prefix, sweep_stale
 from netflowgen.series.features import aggregations, feature_names
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES, NodeMode, group_of, is_local, read_group_map
 
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 
 SERIES_KEY_COLUMNS = ("node", "group", "step")
 LABEL_COLUMNS = ("classes", "labeled_flows", "attack_flows", "attack_fraction", "attack")
+#: The node view folders of :func:`iter_series_parts` are named ``NODEVIEW_PREFIX`` PID ``-`` random.
+NODEVIEW_PREFIX = ".netflowgen-nodeview-"
 
 
 def parse_step(text: str) -> timedelta:
@@ -256,7 +260,9 @@ def iter_series_parts(flows: pl.LazyFrame, config: SeriesConfig, partitions: int
     nodes (split by a hash of the node address), so that memory is bounded by the largest part.
 
     With several parts, the node view of the flows is first written once, split by part, to a
-    temporary folder in ``workdir`` (default: the system's); each part then reads only its own.
+    temporary folder ``.netflowgen-nodeview-PID-*`` in ``workdir`` (default: the system's); each
+    part then reads only its own. The folder is removed when the generator ends or is closed;
+    the folders of killed runs (their process gone) are removed by the next call.
     ``coverage`` as in :func:`build_series`.
     """
     if partitions < 1:
@@ -266,7 +272,12 @@ def iter_series_parts(flows: pl.LazyFrame, config: SeriesConfig, partitions: int
     if partitions == 1:
         yield _series_of(view, config, covered)
         return
-    with tempfile.TemporaryDirectory(prefix=".netflowgen-nodeview-", dir=workdir) as tmp:
+    where = Path(workdir) if workdir is not None else Path(tempfile.gettempdir())
+    # The folder names this process, so that the next run can tell a killed run's (swept here)
+    # from one a run still going uses; the generator's own cleanup covers every other ending.
+    sweep_stale(where, NODEVIEW_PREFIX)
+    tmp = tempfile.mkdtemp(prefix=owned_prefix(NODEVIEW_PREFIX), dir=where)
+    try:
         view.with_columns(node_bucket(partitions)).sink_parquet(
             pl.PartitionBy(tmp, key="_part", include_key=False), mkdir=True, optimizations=_STREAM
         )
@@ -275,6 +286,8 @@ def iter_series_parts(flows: pl.LazyFrame, config: SeriesConfig, partitions: int
             files = sorted(Path(tmp).glob(f"_part={k}/*.parquet"))
             part = pl.scan_parquet(files) if files else pl.LazyFrame(schema=schema)
             yield _series_of(part, config, covered)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def node_bucket(partitions: int) -> pl.Expr:

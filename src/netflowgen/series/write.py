@@ -91,14 +91,22 @@ def write_series_parts(parts: Iterable[pl.DataFrame], out: Path, config: SeriesC
     ``coverage``: what the flows observed, recorded in the manifest (None: not known)."""
     summary: dict = {}  # type: ignore[type-arg]
     groups: set[str] = set()
-    with atomic_directory(out, overwrite) as tmp:
-        n = 0
-        for part in parts:
-            write_part(part, tmp / part_name(n))
-            summary = merge_summaries(summary, series_summary(part))
-            groups.update(part["group"].unique().drop_nulls().to_list())
-            n += 1
-        write_series_manifest(tmp, summary, groups, n, config, inputs, coverage)
+    try:
+        with atomic_directory(out, overwrite) as tmp:
+            n = 0
+            for part in parts:
+                write_part(part, tmp / part_name(n))
+                summary = merge_summaries(summary, series_summary(part))
+                groups.update(part["group"].unique().drop_nulls().to_list())
+                n += 1
+            write_series_manifest(tmp, summary, groups, n, config, inputs, coverage)
+    finally:
+        # A generator of parts (iter_series_parts) removes its node view folder when closed: now,
+        # on an error too, not whenever the traceback holding it is collected (or never: an
+        # interrupt ends the process with os._exit).
+        close = getattr(parts, "close", None)
+        if close is not None:
+            close()
     return summary
 
 

@@ -2,7 +2,8 @@
 
 ``RUN/checkpoint/`` holds ``model.safetensors``, ``optimizer.pt`` (tensors and numbers only,
 loaded with ``weights_only=True``) and ``state.json`` (step, metrics so far). It is written as a
-new folder and renamed over the old one, so a crash mid-write keeps the previous checkpoint.
+new folder that replaces the old one only when complete, the old one kept until then, so a crash
+mid-write (or between the renames) keeps a complete checkpoint that ``--resume`` finds.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from netflowgen.artifacts import DamagedArtifact, loading, read_json
+from netflowgen.artifacts import DamagedArtifact, loading, read_json, recover, replace_directory
 
 __all__ = ["save_checkpoint", "load_checkpoint", "save_weights", "load_weights", "CHECKPOINT_DIR"]
 
@@ -31,8 +33,11 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     """Weights as safetensors, atomically."""
     state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    try:
+        _written(lambda: save_file(state, str(tmp)), path)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def load_weights(model: torch.nn.Module, path: Path, strict: bool = True) -> None:
@@ -43,23 +48,41 @@ def load_weights(model: torch.nn.Module, path: Path, strict: bool = True) -> Non
 
 
 def save_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """Write the checkpoint as a new folder and put it in place of the previous one
+    (:func:`~netflowgen.artifacts.replace_directory`: the previous one is kept until then). A
+    write that fails (a full disk) leaves the previous checkpoint and raises an OSError naming
+    the folder."""
     final = run_dir / CHECKPOINT_DIR
     tmp = run_dir / f".{CHECKPOINT_DIR}.tmp-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
-    tmp.mkdir()
-    save_weights(model, tmp / "model.safetensors")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    old = run_dir / f".{CHECKPOINT_DIR}.old-{os.getpid()}"
-    if final.exists():
-        os.rename(final, old)
-    os.rename(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
+    try:
+        tmp.mkdir()
+        save_weights(model, tmp / "model.safetensors")
+        _written(lambda: torch.save(optimizer.state_dict(), tmp / "optimizer.pt"), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps(state, indent=1))
+        replace_directory(tmp, final)
+    except OSError as e:
+        message = f"{final}: cannot write the checkpoint of step {state.get('step')} ({e.strerror or e}); the previous checkpoint is kept"
+        raise (OSError(e.errno, message) if e.errno is not None else OSError(message)) from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _written(write: Callable[[], object], path: Path) -> None:
+    """Run ``write`` of ``path``; safetensors and torch report a failed write (a full disk) as
+    errors of their own, turned here into the OSError every command reports as one line."""
+    try:
+        write()
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001 - SafetensorError, RuntimeError from the zip writer
+        raise OSError(f"{path}: cannot write ({type(e).__name__}: {' '.join(str(e).split())[:300]})") from e
 
 
 def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     folder = run_dir / CHECKPOINT_DIR
+    recover(folder)  # a save killed between its renames left the previous checkpoint aside
     if not (folder / "state.json").is_file():
         raise FileNotFoundError(f"{run_dir}: no checkpoint to resume from")
     state = read_json(folder / "state.json")

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from netflowgen.artifacts import DamagedArtifact, loading, read_json, recover, replace_directory
 
-__all__ = ["save_checkpoint", "load_checkpoint", "save_weights", "load_weights", "CHECKPOINT_DIR"]
+__all__ = ["save_checkpoint", "checkpoint_state", "load_checkpoint", "save_weights", "load_weights", "CHECKPOINT_DIR"]
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -80,16 +80,23 @@ def _written(write: Callable[[], object], path: Path) -> None:
         raise OSError(f"{path}: cannot write ({type(e).__name__}: {' '.join(str(e).split())[:300]})") from e
 
 
-def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def checkpoint_state(run_dir: Path) -> dict[str, Any]:
+    """The ``state.json`` of a run's checkpoint (its step, records and TrainConfig)."""
     folder = run_dir / CHECKPOINT_DIR
     recover(folder)  # a save killed between its renames left the previous checkpoint aside
     if not (folder / "state.json").is_file():
         raise FileNotFoundError(f"{run_dir}: no checkpoint to resume from")
     state = read_json(folder / "state.json")
+    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
+        raise DamagedArtifact(f"{folder / 'state.json'}: no step number; the checkpoint is damaged or was altered")
+    return state
+
+
+def load_checkpoint(run_dir: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    state = checkpoint_state(run_dir)
+    folder = run_dir / CHECKPOINT_DIR
     load_weights(model, folder / "model.safetensors")
     # weights_only: a pickle that would build any other object (and so run code) is refused.
     with loading(folder / "optimizer.pt", "the optimizer state (tensors and numbers only)"):
         optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True, map_location="cpu"))
-    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
-        raise DamagedArtifact(f"{folder / 'state.json'}: no step number; the checkpoint is damaged or was altered")
     return state

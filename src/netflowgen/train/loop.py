@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from netflowgen.train.checkpoint import load_checkpoint, save_checkpoint
 from netflowgen.train.windows import Batch
 
-__all__ = ["TrainConfig", "lr_at", "train_loop", "make_optimizer", "autocast_dtype", "DistInfo", "dist_info", "distributed"]
+__all__ = ["TrainConfig", "RESUME_MAY_CHANGE", "resume_changes", "lr_at", "train_loop", "make_optimizer", "autocast_dtype", "DistInfo", "dist_info", "distributed"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,39 @@ class TrainConfig:
             raise ValueError(f"precision must be auto, fp32 or bf16, not {self.precision!r}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError("min_lr_ratio must be in [0, 1]")
+
+
+#: The TrainConfig fields a resume may change: how long to train (``steps``, at least the
+#: checkpoint's step) and the time budget. Every other field changes what the remaining steps
+#: compute (batches, learning rates, random draws, numerics) or what the records hold, so a
+#: resume with it would be neither the run it continues nor a run of the new options.
+RESUME_MAY_CHANGE = ("steps", "max_seconds")
+
+
+def resume_changes(recorded: dict[str, Any], cfg: TrainConfig, at_step: int, where: Path) -> dict[str, dict[str, Any]]:
+    """Compare the TrainConfig a checkpoint recorded (``asdict`` of it, at step ``at_step``)
+    with the one a resume is given: the allowed changes (:data:`RESUME_MAY_CHANGE`) as
+    ``{field: {"from": old, "to": new}}``; any other change is a ValueError naming each field,
+    its old and its new value.
+
+    >>> old = asdict(TrainConfig(steps=100))
+    >>> resume_changes(old, TrainConfig(steps=200), 100, Path("run"))
+    {'steps': {'from': 100, 'to': 200}}
+    >>> resume_changes(old, TrainConfig(steps=100, lr=1e-3), 100, Path("run"))
+    Traceback (most recent call last):
+    ...
+    ValueError: run: cannot resume with options that differ from the checkpoint's (step 100): lr: the checkpoint has 0.0003, this run 0.001. Resume with the run's options (only steps and max_seconds may change), or start a new run
+    """
+    given = asdict(cfg)
+    changed = {k: {"from": recorded.get(k), "to": v} for k, v in given.items() if k in recorded and recorded[k] != v}
+    refused = [f"{k}: the checkpoint has {c['from']!r}, this run {c['to']!r}" for k, c in changed.items() if k not in RESUME_MAY_CHANGE]
+    if cfg.steps < at_step:
+        refused.append(f"steps: the checkpoint is at step {at_step}; this run's {cfg.steps} would end before it")
+    if refused:
+        raise ValueError(f"{where}: cannot resume with options that differ from the checkpoint's (step {at_step}): "
+                         + "; ".join(refused) + ". Resume with the run's options (only " + " and ".join(RESUME_MAY_CHANGE)
+                         + " may change), or start a new run")
+    return changed
 
 
 def lr_at(step: int, cfg: TrainConfig, progress: float | None = None) -> float:

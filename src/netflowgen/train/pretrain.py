@@ -27,8 +27,8 @@ from netflowgen.artifacts import check_replaceable, loading, read_json, read_man
 from netflowgen.model import SIZES, FlowGPT, FlowGPTConfig
 from netflowgen.tokenize import Tokenizer
 from netflowgen.tokenize.shards import open_tokens
-from netflowgen.train.checkpoint import load_weights, save_weights
-from netflowgen.train.loop import TrainConfig, dist_info, train_loop
+from netflowgen.train.checkpoint import checkpoint_state, load_weights, save_weights
+from netflowgen.train.loop import TrainConfig, dist_info, resume_changes, train_loop
 from netflowgen.train.windows import Batch, TokenWindows
 
 __all__ = ["PretrainConfig", "Run", "pretrain", "load_run", "run_step_seconds", "RUN_KIND", "next_step_loss"]
@@ -93,6 +93,15 @@ def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool
     """Pre-train FlowGPT on token shards into the run directory ``out``.
 
     Returns the run's manifest (empty on ranks other than 0) and the trained model.
+
+    ``resume`` continues from the run's checkpoint, with the options the run was started with:
+    with those, the run ends as an uninterrupted one would, weight for weight. A resume with
+    other options (``cfg``'s, ``train``'s, or tokens that no longer match the run) is refused,
+    naming each option with its old and new value, before anything is written. Only
+    ``train.steps`` (at least the checkpoint's step) and ``train.max_seconds`` may change: the
+    remaining steps then follow the new learning-rate schedule, and ``train_config.json``
+    (its ``train`` the new settings, and a ``resumed`` list) and the manifest's ``resumed``
+    record each change as ``{"at_step": N, "changed": {option: {"from": old, "to": new}}}``.
     """
     info = dist_info()
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -110,13 +119,17 @@ def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool
     windows = TokenWindows(shards, model_cfg.context, cfg.val_fraction)
     if windows.n_train_targets == 0:
         raise ValueError(f"{cfg.tokens}: no node has two consecutive steps to train on")
+    data = {**{k: str(v) for k, v in asdict(cfg).items()}, "step_seconds": manifest["step_seconds"]}
+    # Checked on every rank (the same files give the same answer), so that none is left waiting.
+    resumed = _resume_record(out, data, train, model_cfg) if resume else None
     if info.main:
         _prepare_run_dir(out, resume, overwrite)
+        if resumed:
+            _write_json(out / "train_config.json", resumed)
         if not resume:
             (out / "model_config.json").write_text(json.dumps(model_cfg.to_dict(), indent=1) + "\n")
             tok.save(out / "tokenizer.json")
-            data = {**{k: str(v) for k, v in asdict(cfg).items()}, "step_seconds": manifest["step_seconds"]}
-            (out / "train_config.json").write_text(json.dumps({"train": asdict(train), "data": data}, indent=1) + "\n")
+            _write_json(out / "train_config.json", {"train": asdict(train), "data": data})
             write_manifest(out, RUN_KIND, status="running", size=cfg.size, tokens=str(Path(cfg.tokens).resolve()))
     if info.world > 1:
         torch.distributed.barrier()
@@ -141,10 +154,49 @@ def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool
         result = {"status": "complete", "size": cfg.size, "tokens": str(Path(cfg.tokens).resolve()), "parameters": model.num_params(),
                   "steps": int(records[-1]["step"]) if records else train.steps, "train_targets": windows.n_train_targets, "val_targets": windows.n_val_targets,
                   "final": final[-1] if final else None}
+        history = read_json(out / "train_config.json").get("resumed")
+        if history:
+            result["resumed"] = history
         write_manifest(out, RUN_KIND, **result)
     if info.world > 1:
         torch.distributed.barrier()
     return result, model
+
+
+def _resume_record(out: Path, data: dict, train: TrainConfig, model_cfg: FlowGPTConfig) -> dict | None:  # type: ignore[type-arg]
+    """Check a resume of ``out`` against what the run recorded (see :func:`pretrain`); returns
+    the new ``train_config.json`` when allowed options changed, None when nothing did."""
+    run_manifest = read_manifest(out, RUN_KIND)
+    recorded = read_json(out / "train_config.json")
+    state = checkpoint_state(out)
+    refused = []
+    given = dict(data, tokens=str(Path(data["tokens"]).resolve()))
+    known = dict(recorded.get("data", {}), tokens=run_manifest.get("tokens", recorded.get("data", {}).get("tokens")))
+    for key, value in given.items():
+        if key in known and known[key] != value:
+            refused.append(f"{key}: the run has {known[key]}, this run {value}")  # stored as text
+    with loading(out / "model_config.json", "the model config"):
+        model_was = read_json(out / "model_config.json")
+    # Same options, other tokens at the same path (tokenized again): other bins, nodes or groups.
+    model_now = json.loads(json.dumps(model_cfg.to_dict()))
+    refused += [f"model {k}: the run has {model_was.get(k)!r}, these tokens and options give {v!r}"
+                for k, v in model_now.items() if model_was.get(k) != v and not any(r.startswith(f"{k}:") for r in refused)]
+    if refused:
+        raise ValueError(f"{out}: cannot resume with options that differ from the run's: " + "; ".join(refused)
+                         + ". Resume with the run's options, or start a new run")
+    changed = resume_changes(state.get("config") or recorded["train"], train, int(state["step"]), out)
+    if not changed:
+        return None
+    return {**recorded, "train": asdict(train), "resumed": [*recorded.get("resumed", []), {"at_step": int(state["step"]), "changed": changed}]}
+
+
+def _write_json(path: Path, content: object) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(content, indent=1) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:

@@ -101,3 +101,28 @@ def test_the_command_names_the_changed_option(tokens: Path, tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "batch_size: the checkpoint has 16, this run 8" in result.output and "lr: the checkpoint has 0.0003, this run 0.01" in result.output
     assert "Traceback" not in result.output and result.output.startswith("error:")
+
+
+def test_a_record_of_an_extension_that_died_before_its_next_checkpoint_is_replaced(tokens: Path, tmp_path: Path,
+                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from netflowgen.train.windows import TokenWindows
+
+    cfg, train = started(tokens, tmp_path / "run")
+    original = TokenWindows.sample
+
+    def dies_at_25(self, batch_size, seed, rank, step):  # type: ignore[no-untyped-def]
+        if step == 25:
+            raise KeyboardInterrupt
+        return original(self, batch_size, seed, rank, step)
+
+    monkeypatch.setattr(TokenWindows, "sample", dies_at_25)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(cfg, dataclasses.replace(train, steps=40), tmp_path / "run", resume=True, show_progress=False)
+    monkeypatch.setattr(TokenWindows, "sample", original)
+    config = tmp_path / "run" / "train_config.json"
+    assert json.loads(config.read_text())["resumed"][0]["changed"] == {"steps": {"from": 20, "to": 40}}
+    # The checkpoint is still step 20's: resumed with the first options, the record goes.
+    pretrain(cfg, train, tmp_path / "run", resume=True, show_progress=False)
+    assert "resumed" not in json.loads(config.read_text()) and json.loads(config.read_text())["train"]["steps"] == 20
+    pretrain(cfg, dataclasses.replace(train, steps=30), tmp_path / "run", resume=True, show_progress=False)
+    assert json.loads(config.read_text())["resumed"] == [{"at_step": 20, "changed": {"steps": {"from": 20, "to": 30}}}]

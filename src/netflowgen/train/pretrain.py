@@ -165,7 +165,7 @@ def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool
 
 def _resume_record(out: Path, data: dict, train: TrainConfig, model_cfg: FlowGPTConfig) -> dict | None:  # type: ignore[type-arg]
     """Check a resume of ``out`` against what the run recorded (see :func:`pretrain`); returns
-    the new ``train_config.json`` when allowed options changed, None when nothing did."""
+    the new ``train_config.json`` when it changes, None when it stays as it is."""
     run_manifest = read_manifest(out, RUN_KIND)
     recorded = read_json(out / "train_config.json")
     state = checkpoint_state(out)
@@ -184,10 +184,16 @@ def _resume_record(out: Path, data: dict, train: TrainConfig, model_cfg: FlowGPT
     if refused:
         raise ValueError(f"{out}: cannot resume with options that differ from the run's: " + "; ".join(refused)
                          + ". Resume with the run's options, or start a new run")
-    changed = resume_changes(state.get("config") or recorded["train"], train, int(state["step"]), out)
-    if not changed:
-        return None
-    return {**recorded, "train": asdict(train), "resumed": [*recorded.get("resumed", []), {"at_step": int(state["step"]), "changed": changed}]}
+    at = int(state["step"])
+    changed = resume_changes(state.get("config") or recorded["train"], train, at, out)
+    # Changes recorded at or after the checkpoint's step belong to a resume whose steps were
+    # lost (it died before its next checkpoint): this resume takes their place.
+    history = [r for r in recorded.get("resumed", []) if r.get("at_step", 0) < at]
+    history += [{"at_step": at, "changed": changed}] if changed else []
+    new = {**recorded, "train": asdict(train), "resumed": history}
+    if not history:
+        new.pop("resumed")
+    return new if new != recorded else None
 
 
 def _write_json(path: Path, content: object) -> None:

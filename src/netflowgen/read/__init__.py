@@ -17,11 +17,12 @@ import polars as pl
 import pyarrow as pa
 
 from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
-from netflowgen.read.source import DamagedInput, Source, list_sources
+from netflowgen.read.source import ChangedInput, DamagedInput, Source, list_sources
 from netflowgen.read.validate import Checked, empty_rejects
 from netflowgen.schema import FLOW_SCHEMA, empty_flows
 
 __all__ = [
+    "ChangedInput",
     "DamagedInput",
     "FlowFormat",
     "FormatError",
@@ -121,7 +122,8 @@ def iter_checked(
     twice (named twice, or named and inside a named directory, or through a link) is read once,
     and the repeat passed to ``on_skip``. Every file read yields at least one batch, empty for a
     file with a header and no rows, so that it is accounted for. A damaged compressed file raises
-    :class:`~netflowgen.read.source.DamagedInput`, in a directory too.
+    :class:`~netflowgen.read.source.DamagedInput`, in a directory too; a file whose size changes
+    while it is read (a log still being written) raises :class:`~netflowgen.read.source.ChangedInput`.
     """
     options = options or ReadOptions()
     if options.mapping is not None and options.format not in (None, "csv"):

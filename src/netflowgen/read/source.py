@@ -16,6 +16,7 @@ import io
 import lzma
 import os
 import shutil
+import stat
 import tempfile
 import zipfile
 import zlib
@@ -27,6 +28,7 @@ from typing import BinaryIO
 import zstandard
 
 __all__ = [
+    "ChangedInput",
     "DamagedInput",
     "SNIFF_BYTES",
     "Source",
@@ -56,11 +58,26 @@ def consumed_bytes() -> int:
     return _consumed
 
 
+class ChangedInput(ValueError):
+    """An input file whose size changed while it was read (a log still being written, a file
+    being replaced): the rows it holds cannot be counted, so it is refused, never read to
+    wherever the writer happened to be."""
+
+
 class _Counting(io.RawIOBase):
-    """A raw file that adds what is read to the progress counter."""
+    """A raw file that adds what is read to the progress counter.
+
+    A regular file is read up to the size it had when opened, and reaching that end checks
+    that the size is still the same: a file that grew or shrank meanwhile raises
+    :class:`ChangedInput` (a file that grows as fast as it is read would otherwise never end).
+    """
 
     def __init__(self, path: Path) -> None:
+        self._path = path
         self._f = open(path, "rb", buffering=0)
+        st = os.fstat(self._f.fileno())
+        self._size = st.st_size if stat.S_ISREG(st.st_mode) else None
+        self._pos = 0
 
     def readable(self) -> bool:
         return True
@@ -69,16 +86,33 @@ class _Counting(io.RawIOBase):
         return self._f.seekable()
 
     def seek(self, offset: int, whence: int = 0) -> int:
-        return self._f.seek(offset, whence)
+        self._pos = self._f.seek(offset, whence)
+        return self._pos
 
     def tell(self) -> int:
         return self._f.tell()
 
     def readinto(self, b) -> int:  # type: ignore[no-untyped-def, override]
         global _consumed
-        n = self._f.readinto(b)
+        if self._size is None:
+            n = self._f.readinto(b)
+        else:
+            left = self._size - self._pos
+            n = self._f.readinto(memoryview(b)[:left]) if left > 0 else 0
+            if not n:
+                self._check_unchanged()
         _consumed += n or 0
+        self._pos += n or 0
         return n  # type: ignore[return-value]
+
+    def _check_unchanged(self) -> None:
+        now = os.fstat(self._f.fileno()).st_size
+        if now != self._size:
+            raise ChangedInput(
+                f"{self._path}: {'grew' if now > (self._size or 0) else 'shrank'} while it was read ({self._size:,} bytes "
+                f"when opened, {now:,} at the end of reading): a file still being written cannot be read to a point "
+                "where every row is counted. Read it once its writer has closed it (or a copy)"
+            )
 
     def close(self) -> None:
         self._f.close()

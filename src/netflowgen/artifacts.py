@@ -12,6 +12,7 @@ temporary folders of dead runs (:func:`recover`).
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import logging
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["MANIFEST_NAME", "DamagedArtifact", "atomic_directory", "check_replaceable", "loading", "owned_prefix", "owner_alive", "read_json",
-           "read_manifest", "recover", "replace_directory", "sweep_stale", "write_manifest"]
+           "read_manifest", "recover", "replace_directory", "sweep_stale", "write_failure", "write_manifest", "writing"]
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +190,49 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def write_failure(path: Path | str, error: BaseException) -> OSError:
+    """The OSError to report for a write of ``path`` that failed with ``error``, naming the file
+    and the cause: Polars reports a full disk as a ComputeError ending in "(os error 28)", and
+    numpy's ``np.save`` as a short write ("N requested and M written") without an errno.
+
+    >>> str(write_failure("/d/x.parquet", RuntimeError("underlying IO error: No space left on device (os error 28)")))
+    '[Errno 28] /d/x.parquet: cannot write (No space left on device)'
+    """
+    text = " ".join(str(error).split())
+    code = getattr(error, "errno", None)
+    found = re.search(r"\(os error (\d+)\)", text)
+    if code is None and found:
+        code = int(found[1])
+    short = re.search(r"(\d+) requested and (\d+) written", text)
+    if code is None and short:
+        with contextlib.suppress(OSError):
+            # What was left to write did not fit: the disk (or the quota) is full.
+            if shutil.disk_usage(Path(path).parent).free < int(short[1]) - int(short[2]):
+                code = errno.ENOSPC
+    if code is not None:
+        return OSError(code, f"{path}: cannot write ({os.strerror(code)})")
+    return OSError(f"{path}: cannot write ({type(error).__name__}: {text[:300]})")
+
+
+#: Errors that only a write meets: a full disk or quota, a file too large, a read-only disk.
+_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+
+
+@contextlib.contextmanager
+def writing(path: Path | str, also_reads: bool = False) -> Iterator[None]:
+    """Report whatever a write of ``path`` fails with (Polars, numpy, the OS) as the OSError of
+    :func:`write_failure`: one error line naming the file, never a traceback. ``also_reads``:
+    the block reads inputs too (a lazy query sunk to disk), so only the errors no read gives
+    (:data:`_WRITE_ERRNOS`) are taken as the write's; the rest pass as they are."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001 - every failure of the write, reported as one
+        failure = write_failure(path, e)
+        if also_reads and failure.errno not in _WRITE_ERRNOS:
+            raise
+        raise failure from e
 
 
 def write_manifest(folder: Path, kind: str, **content: Any) -> None:

@@ -676,7 +676,7 @@ def _write_table_atomic(table: pl.DataFrame, path: Path) -> None:
         else:
             table.write_parquet(tmp, compression="zstd")
         os.replace(tmp, path)
-    except pl.exceptions.PolarsError as e:  # a full disk, as a ComputeError naming no file
+    except (pl.exceptions.PolarsError, OSError) as e:  # a full disk: errors naming no file
         from netflowgen.artifacts import write_failure
         raise write_failure(path, e) from e
     finally:

@@ -26,7 +26,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
-from netflowgen.artifacts import MANIFEST_NAME, atomic_directory, recover, write_manifest
+from netflowgen.artifacts import MANIFEST_NAME, atomic_directory, recover, write_manifest, writing
 from netflowgen.dataset.coverage import Coverage, coverage_of_flows
 from netflowgen.read import ReadOptions, RejectedRow, iter_checked
 from netflowgen.read.validate import REJECT_SCHEMA
@@ -132,7 +132,9 @@ class _PartitionWriter:
             return
         days = flows.with_columns(pl.col("ts_start").dt.strftime("%Y-%m-%d").alias("_day"))
         for (day,), part in days.partition_by("_day", as_dict=True, maintain_order=True).items():
-            self._writer(str(day)).write_table(part.drop("_day").to_arrow().cast(self.schema))
+            writer = self._writer(str(day))
+            with writing(writer.where):  # pyarrow's full-disk error names no file
+                writer.write_table(part.drop("_day").to_arrow().cast(self.schema))
 
     def _writer(self, day: str) -> pq.ParquetWriter:
         if day in self.open:
@@ -151,7 +153,8 @@ class _PartitionWriter:
 
     def close(self) -> list[str]:
         for writer in self.open.values():
-            writer.close()
+            with writing(writer.where):
+                writer.close()
         self.open.clear()
         return sorted(f"date={d}" for d in self.parts)
 
@@ -212,7 +215,8 @@ def _write_dataset(config: IngestConfig, tmp: Path, progress: Callable[[int, int
                     if config.strict:
                         row = rejects.row(0, named=True)
                         raise RejectedRow(f"{row['source_file']}, row {row['source_row']}: {row['reason']}")
-                    rejects.write_csv(rejects_file, include_header=False)
+                    with writing(tmp / REJECTS_NAME):
+                        rejects.write_csv(rejects_file, include_header=False)
                     reasons.update(reason_kind(r) for r in rejects["reason"].to_list())
                 writer.write(flows)
                 entry.rows_written += flows.height

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal, Union
 import numpy as np
 import polars as pl
 
-from netflowgen.artifacts import owned_prefix, sweep_stale
+from netflowgen.artifacts import owned_prefix, sweep_stale, writing
 from netflowgen.series.features import aggregations, feature_names
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES, NodeMode, group_of, is_local, read_group_map
 
@@ -278,9 +278,10 @@ def iter_series_parts(flows: pl.LazyFrame, config: SeriesConfig, partitions: int
     sweep_stale(where, NODEVIEW_PREFIX)
     tmp = tempfile.mkdtemp(prefix=owned_prefix(NODEVIEW_PREFIX), dir=where)
     try:
-        view.with_columns(node_bucket(partitions)).sink_parquet(
-            pl.PartitionBy(tmp, key="_part", include_key=False), mkdir=True, optimizations=_STREAM
-        )
+        with writing(f"{tmp} (the node view)", also_reads=True):
+            view.with_columns(node_bucket(partitions)).sink_parquet(
+                pl.PartitionBy(tmp, key="_part", include_key=False), mkdir=True, optimizations=_STREAM
+            )
         schema = view.collect_schema()
         for k in range(partitions):
             files = sorted(Path(tmp).glob(f"_part={k}/*.parquet"))

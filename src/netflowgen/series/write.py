@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 import polars as pl
 
-from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
+from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest, writing
 from netflowgen.dataset.coverage import Coverage
 from netflowgen.series.build import SeriesConfig
 from netflowgen.series.features import FEATURES
@@ -117,7 +117,8 @@ def part_name(n: int) -> str:
 
 def write_part(part: pl.DataFrame, path: Path | BinaryIO) -> None:
     """One part file of a series artifact (both engines write their parts through this)."""
-    part.write_parquet(path, compression="zstd", statistics=True, row_group_size=1 << 18)
+    with writing(path if isinstance(path, Path) else "a series part"):
+        part.write_parquet(path, compression="zstd", statistics=True, row_group_size=1 << 18)
 
 
 def write_series_manifest(tmp: Path, summary: dict, groups: set[str], parts: int, config: SeriesConfig,  # type: ignore[type-arg]

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from netflowgen.artifacts import atomic_directory, loading, read_manifest, write_manifest
+from netflowgen.artifacts import atomic_directory, loading, read_manifest, write_manifest, writing
 from netflowgen.tokenize.tokenizer import TIME_FIELDS, Tokenizer
 
 __all__ = ["TOKENS_KIND", "TokenShard", "write_tokens", "open_tokens", "segments_of"]
@@ -138,7 +138,8 @@ def _write_shards(table: pl.DataFrame, tokenizer: Tokenizer, tmp: Path, first: i
         folder = tmp / f"shard-{i:05d}"
         folder.mkdir()
         for name in _ARRAYS:
-            np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            with writing(folder / f"{name}.npy"):
+                np.save(folder / f"{name}.npy", np.ascontiguousarray(arrays[name]), allow_pickle=False)
         shards.append({"name": folder.name, "rows": hi - lo, "segments": int(len(arrays["segments"]))})
     return shards
 

@@ -126,8 +126,10 @@ def recover(out: Path) -> bool:
         log.warning("%s: restored the complete copy a killed run had moved aside to %s", out, olds[-1].name)
         restored = True
     for _tag, path in dead:
-        if path.exists():
+        if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path, ignore_errors=True)
+        elif path.exists() or path.is_symlink():
+            path.unlink(missing_ok=True)  # a file's temporary copy (score --out, weights)
     return restored
 
 

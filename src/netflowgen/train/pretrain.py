@@ -28,31 +28,13 @@ from netflowgen.model import SIZES, FlowGPT, FlowGPTConfig
 from netflowgen.tokenize import Tokenizer
 from netflowgen.tokenize.shards import open_tokens
 from netflowgen.train.checkpoint import checkpoint_state, load_weights, save_weights
-from netflowgen.train.loop import TrainConfig, dist_info, resume_changes, train_loop
+from netflowgen.train.config import PretrainConfig, TrainConfig
+from netflowgen.train.loop import dist_info, resume_changes, train_loop
 from netflowgen.train.windows import Batch, TokenWindows
 
 __all__ = ["PretrainConfig", "Run", "pretrain", "load_run", "run_step_seconds", "RUN_KIND", "next_step_loss"]
 
 RUN_KIND = "netflowgen.run"
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """What to pre-train on and how big."""
-
-    tokens: Path
-    """Tokens directory (from `netflowgen tokenize`)."""
-    size: str = "tiny"
-    """Named model size (tiny, small, base)."""
-    context: int | None = None
-    """Context length in steps (default: the size's)."""
-    val_fraction: float = 0.1
-    """Last part of every node's series held out for validation."""
-    dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.size not in SIZES:
-            raise ValueError(f"unknown size {self.size!r}; choose one of {', '.join(SIZES)}")
 
 
 def next_step_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:

@@ -1,0 +1,171 @@
+"""Verbs that make and apply a detector offline: finetune and score."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import polars as pl
+import typer
+from rich.table import Table
+
+from netflowgen.cli.common import (
+    FilterOpt,
+    FormatOpt,
+    JsonOpt,
+    OverwriteOpt,
+    TimezoneOpt,
+    app,
+    default,
+    failing,
+    nothing_written,
+    out,
+    print_json,
+    read_options,
+    terminate_as_interrupt,
+)
+from netflowgen.dataset.coverage import dataset_coverage
+from netflowgen.detect.config import FinetuneConfig
+from netflowgen.ingest import scan_flows
+from netflowgen.series.write import read_series
+
+FT = FinetuneConfig
+
+
+def series_of(path: Path, config: dict | None, fmt: str | None = None, timezone: str = "UTC", flow_filter: str | None = None) -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
+    """A series artifact as it is, or flows turned into series with the given series config."""
+    from netflowgen.artifacts import read_manifest
+    from netflowgen.series.build import build_series
+    from netflowgen.series.write import SERIES_KIND, series_config_from_dict, series_config_to_dict
+
+    if path.is_dir() and (path / "netflowgen.json").is_file() and read_manifest(path).get("kind") == SERIES_KIND:
+        if flow_filter is not None:
+            raise ValueError(f"{path} is a node series: --filter selects flows, give flows instead")
+        return read_series(path)
+    if config is None:
+        raise ValueError(f"{path} is not a series directory, and no series settings are known to build one from flows")
+    cfg = series_config_from_dict(config)
+    flows = scan_flows(path, read_options(fmt, None, timezone, flow_filter))
+    return build_series(flows, cfg, dataset_coverage(path, flows)), {"config": series_config_to_dict(cfg)}
+
+
+@app.command("finetune")
+def finetune_cmd(
+    run: Annotated[Path, typer.Argument(help="A pre-trained run directory (from `netflowgen pretrain`).")],
+    series_path: Annotated[Path, typer.Option("--series", "-s", help="Labelled node series (from `netflowgen series`).")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Detector directory to create.")],
+    attack: Annotated[Optional[list[str]], typer.Option("--attack", help="Class that makes a step positive (repeatable; default: the series' attack flag).")] = None,
+    budget: Annotated[str, typer.Option(help="Labels to use: a fraction of steps (0.05), a step count (200) or episodes (3ep).")] = "0.1",
+    # Defaults None: FinetuneConfig's own (one place defines the recipe; README "On the real
+    # captures"), shown in the help from there; None also tells what --scratch may not be given.
+    mode: Annotated[Optional[str], typer.Option(help=f"full, probe (frozen backbone) or last-k (default {default(FT, 'mode')}).")] = None,
+    head: Annotated[Optional[str], typer.Option(help="What the step head reads: surprise (the pre-trained model's per-feature surprise), hidden (the backbone's hidden state) or both "
+                                                f"(default {default(FT, 'head_inputs')}).")] = None,
+    head_init: Annotated[Optional[str], typer.Option(help="zero (small random weights, held small by the anchor) or surprise (the head starts as the zero-label surprise score) "
+                                                     f"(default {default(FT, 'head_init')}).")] = None,
+    anchor: Annotated[Optional[float], typer.Option(help=f"L2-SP weight pulling trained weights back to where they started (default {default(FT, 'anchor'):g}; 0 with --scratch).")] = None,
+    last_k: Annotated[Optional[int], typer.Option(help=f"Blocks trained in last-k mode (default {default(FT, 'last_k')}).")] = None,
+    scratch: Annotated[bool, typer.Option("--scratch", help="Same architecture from random weights, trained in full on its hidden state (the baseline).")] = False,
+    fit_until: Annotated[Optional[datetime], typer.Option(help="Label only steps before this time (UTC); later ones are the test part.")] = None,
+    steps: Annotated[Optional[int], typer.Option(help=f"Optimizer steps (default {default(FT, 'steps')}).")] = None,
+    window: Annotated[Optional[int], typer.Option(help=f"Labelled steps per window (default {default(FT, 'window')}).")] = None,
+    history: Annotated[Optional[int], typer.Option(help=f"Unlabelled context steps read before each window (default {default(FT, 'history')}).")] = None,
+    lr: Annotated[Optional[float], typer.Option(help=f"Peak learning rate of the head (default {default(FT, 'lr'):g}; a pre-trained backbone's is "
+                                                    f"{default(FT, 'backbone_lr_scale'):g} of it).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (label draw and training).")] = default(FT, "seed"),
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fine-tune a pre-trained run into a detector with a small label budget."""
+    terminate_as_interrupt()
+    from netflowgen.detect.finetune import finetune
+    from netflowgen.detect.labels import parse_budget
+
+    with failing(nothing_written(out_dir)):
+        series, manifest = read_series(series_path)
+        given = {"mode": mode, "head_inputs": head, "head_init": head_init, "anchor": anchor, "last_k": last_k,
+                 "steps": steps, "window": window, "history": history, "lr": lr}
+        if scratch:
+            clash = [k for k in ("mode", "head_inputs", "head_init") if given[k] is not None]
+            if clash:
+                raise ValueError(f"--scratch trains the whole model on its hidden state: drop --{clash[0].replace('_inputs', '').replace('_', '-')}")
+            given.update(mode="full", head_inputs="hidden", init="scratch", anchor=anchor or 0.0)
+        cfg = FinetuneConfig(attack=tuple(attack or ()), budget=parse_budget(budget), seed=seed,
+                             **{k: v for k, v in given.items() if v is not None})
+        until = fit_until.replace(tzinfo=fit_until.tzinfo or UTC) if fit_until else None
+        det = finetune(run, series, float(manifest["config"]["step_seconds"]), cfg, out_dir,
+                       allowed=(pl.col("step") < until) if until else None, show_progress=not as_json,
+                       overwrite=overwrite, series_config=manifest["config"])
+    summary = {"detector": str(out_dir), "threshold": det.threshold, **det.manifest["labels"]}
+    if as_json:
+        print_json(summary)
+        return
+    out.print(f"detector {out_dir}: threshold {det.threshold:.4f}; labels used: {det.manifest['labels']}")
+
+
+@app.command("score")
+def score_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="A detector (from `netflowgen finetune`), or a pre-trained run for zero-label anomaly scores.")],
+    data: Annotated[Path, typer.Argument(help="Node series, or flows (any supported input) turned into series with the model's settings.")],
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write every (node, step) score here (.parquet or .csv).")] = None,
+    threshold: Annotated[Optional[float], typer.Option(help="Alert threshold instead of the calibrated one.")] = None,
+    quantile: Annotated[float, typer.Option(help="Zero-label scores: alert above this quantile of the scores.")] = 0.999,
+    fmt: FormatOpt = None,
+    timezone: TimezoneOpt = "UTC",
+    flow_filter: FilterOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per (node, step) scores and alerts, offline."""
+    from netflowgen.artifacts import read_manifest
+    from netflowgen.detect.finetune import DETECTOR_KIND, EncodedSteps, load_detector, surprise_scores
+    from netflowgen.train.pretrain import load_run, run_step_seconds
+
+    with failing():
+        kind = read_manifest(model_dir).get("kind")
+        if kind == DETECTOR_KIND:
+            det = load_detector(model_dir)
+            series, _ = series_of(data, det.manifest.get("series_config"), fmt, timezone, flow_filter)
+            scores = det.score(series)
+            cut = threshold if threshold is not None else det.threshold
+        else:
+            model, tok, _ = load_run(model_dir)
+            series, _ = series_of(data, None, fmt, timezone, flow_filter)
+            steps = EncodedSteps.encode(series, tok, run_step_seconds(model_dir))
+            values = surprise_scores(model, steps)
+            finite = values[np.isfinite(values)]
+            cut = threshold if threshold is not None else (float(np.quantile(finite, quantile)) if len(finite) else float("inf"))
+            scores = steps.keys.with_columns(pl.Series("score", values), pl.Series("label", steps.labels.astype(bool)))
+        scores = scores.with_columns((pl.col("score") >= cut).fill_null(False).alias("alert"))
+        if out_path is not None:
+            write_table_atomic(scores, out_path)
+    alerts = scores.filter(pl.col("alert"))
+    summary = {"rows": scores.height, "nodes": scores["node"].n_unique(), "alerts": alerts.height,
+               "alert_nodes": alerts["node"].n_unique(), "threshold": cut, "out": str(out_path) if out_path else None}
+    if as_json:
+        print_json(summary)
+        return
+    out.print(f"{summary['rows']:,} steps of {summary['nodes']:,} nodes scored; {summary['alerts']:,} alerts on "
+              f"{summary['alert_nodes']:,} nodes (threshold {cut:.4g})" + (f"; written to {out_path}" if out_path else ""))
+    if alerts.height:
+        t = Table("node", "step", "score", title="first alerts", title_justify="left")
+        for row in alerts.sort("step").head(10).iter_rows(named=True):
+            t.add_row(row["node"], str(row["step"]), f"{row['score']:.4g}")
+        out.print(t)
+
+
+def write_table_atomic(table: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if path.suffix == ".csv":
+            table.with_columns(pl.col("step").dt.to_string("%Y-%m-%dT%H:%M:%SZ")).write_csv(tmp)
+        else:
+            table.write_parquet(tmp, compression="zstd")
+        os.replace(tmp, path)
+    except (pl.exceptions.PolarsError, OSError) as e:  # a full disk: errors naming no file
+        from netflowgen.artifacts import write_failure
+        raise write_failure(path, e) from e
+    finally:
+        tmp.unlink(missing_ok=True)

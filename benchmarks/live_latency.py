@@ -57,8 +57,7 @@ def fit_tiny_detector(work: Path) -> Path:
     """Pre-train and fine-tune a tiny detector on planted series (6 nodes, inbound floods)."""
     from netflowgen.detect.finetune import FinetuneConfig, finetune
     from netflowgen.detect.labels import parse_budget
-    from netflowgen.series import SeriesConfig
-    from netflowgen.series.write import series_config_to_dict
+    from netflowgen.series import SeriesSpec
     from netflowgen.tokenize import Tokenizer, TokenizerConfig
     from netflowgen.tokenize.shards import write_tokens
     from netflowgen.train.loop import TrainConfig
@@ -79,14 +78,14 @@ def fit_tiny_detector(work: Path) -> Path:
                  for t in range(steps)]
     series = pl.DataFrame(rows)
     pre = series.filter(pl.col("step") < t0 + timedelta(minutes=800))
-    tok = Tokenizer.fit(pre, TokenizerConfig(("flows_in", "flows_out"), n_bins=10))
-    write_tokens(pre, tok, work / "tok", step_seconds=60, fit=None, source="synthetic")
+    tok = Tokenizer.fit(pre, TokenizerConfig(("flows_in", "flows_out"), n_bins=10), SeriesSpec(features=("flows_in", "flows_out")))
+    write_tokens(pre, tok, work / "tok", fit=None, source="synthetic")
     train = TrainConfig(steps=80, batch_size=16, lr=3e-3, warmup_steps=8, eval_every=80, checkpoint_every=80,
                         eval_batches=2, log_every=20, weight_decay=0.0)
     pretrain(PretrainConfig(work / "tok", "tiny", context=48), train, work / "run", show_progress=False)
     cfg = FinetuneConfig(attack=("ddos",), budget=parse_budget("6ep"), steps=80, window=16, history=16, mode="full",
                          head_inputs="both", lr=3e-3, anchor=0.0)
-    finetune(work / "run", series, 60, cfg, work / "det", show_progress=False, series_config=series_config_to_dict(SeriesConfig()))
+    finetune(work / "run", series, cfg, work / "det", show_progress=False)
     return work / "det"
 
 
@@ -142,7 +141,7 @@ def forward_pass_s(live, rows: pl.DataFrame, repeats: int = 3) -> float:  # type
     step = rows["step"][0]
     hist = live.online.history().filter(pl.col("step") <= step).sort("node", "step")
     hist = hist.filter(pl.int_range(pl.len()).reverse().over("node") < scorer.length)
-    steps = EncodedSteps.encode(hist, det.tokenizer, det.step_seconds)
+    steps = EncodedSteps.encode(hist, det.tokenizer)
     begin, end = steps.bounds[:, 0], steps.bounds[:, 1]
     chunk = scorer.batch_windows  # as the scorer runs it
     batches = [collate(steps, begin[i:i + chunk], end[i:i + chunk] - 1, end[i:i + chunk], scorer.length)

@@ -276,7 +276,7 @@ def build_everything(args: argparse.Namespace, work: Path, log) -> tuple[Stream,
     from netflowgen.ingest import scan_flows
     from netflowgen.inject import InjectConfig, Intensity, inject
     from netflowgen.read import read_flows
-    from netflowgen.series import SeriesConfig, build_series
+    from netflowgen.series import SeriesSpec, build_series
 
     data = Path(args.data)
     source = data / "westermo" / "data_reduced_flows_output_bottom.zip"
@@ -295,7 +295,7 @@ def build_everything(args: argparse.Namespace, work: Path, log) -> tuple[Stream,
     cut = lo + (hi - lo) * args.fit_share
     cut = datetime.fromtimestamp(math.floor(cut.timestamp() / args.step) * args.step, UTC)
     warm = cut - timedelta(seconds=args.warmup)
-    cfg = SeriesConfig(step=step, local_prefixes=prefixes, attack=("DDoS",))
+    cfg = SeriesSpec(step=step, local_prefixes=prefixes, attack=("DDoS",))
     series = build_series(benign.lazy(), cfg)
     rng = np.random.default_rng(args.seed)
     spacing = timedelta(seconds=args.spacing)

@@ -55,7 +55,7 @@ def test_finetune_reads_the_step_from_the_run_and_refuses_another(tmp_path: Path
     from netflowgen.detect.labels import parse_budget
 
     assert netflowgen.FinetuneConfig(budget="3ep").budget == parse_budget("3ep")
-    cfg = netflowgen.SeriesConfig(step=timedelta(minutes=5))
+    cfg = netflowgen.SeriesSpec(step=timedelta(minutes=5))
     with pytest.raises(ValueError, match="step"):
         netflowgen.tokenize_series(pl.DataFrame({"node": ["a", "a"], "step": [0, 60]}).with_columns(
             pl.from_epoch("step").dt.replace_time_zone("UTC")), tmp_path / "t", cfg)

@@ -148,6 +148,31 @@ def test_finetune_and_score(work: Path, detector: dict) -> None:  # type: ignore
     assert zero_label["rows"] == scored["rows"] and (work / "other" / "surprise.csv").is_file()
 
 
+def test_the_series_contract_travels_from_the_series_to_every_artifact(work: Path, detector: dict) -> None:  # type: ignore[type-arg]
+    from netflowgen.series import SeriesSpec
+
+    made = SeriesSpec.from_dict(json.loads((work / "ser" / "netflowgen.json").read_text())["config"])
+    # Held once, by the tokenizer: in the tokens, the run and the detector, nowhere else.
+    for artifact in ("tok", "run", "det"):
+        held = json.loads((work / artifact / "tokenizer.json").read_text())["series"]
+        assert SeriesSpec.from_dict(held) == made, artifact
+        assert "step_seconds" not in json.loads((work / artifact / "netflowgen.json").read_text()), artifact
+    assert "step_seconds" not in json.loads((work / "run" / "train_config.json").read_text())["data"]
+    # A series of another step width is refused by every entry point, naming both widths.
+    cli(work, "series", "ds", "--out", "ser5", "--step", "5m", "--attack", "DDoS")
+    wrong = "ser5 has 300 s steps but the run run works on 60 s steps; build the series with --step 60s"
+    assert wrong in cli_error(work, "finetune", "run", "--series", "ser5", "--out", "det5", "--budget", "1ep")
+    assert not (work / "det5").exists()
+    assert "ser5 has 300 s steps but the model works on 60 s steps" in cli_error(work, "score", "run", "ser5")
+    assert "ser5 has 300 s steps but the model works on 60 s steps" in cli_error(work, "score", "det", "ser5")
+    assert "ser5 has 300 s steps but run works on 60 s steps" in cli_error(work, "nextstep", "run", "ser5")
+    # The run knows how its series were built, so it turns flows into series itself: zero-label
+    # scores straight from flows, the same steps as from the series.
+    from_flows = cli(work / "other", "score", "../run", "../ds")
+    from_series = cli(work / "other", "score", "../run", "../ser")
+    assert from_flows["rows"] == from_series["rows"] > 0
+
+
 def test_finetune_defaults_are_the_config_defaults_and_scratch_is_its_own_recipe(work: Path, detector: dict) -> None:  # type: ignore[type-arg]
     from dataclasses import fields
 

@@ -239,8 +239,8 @@ def test_raw_input_read_on_the_fly_honours_the_time_zone_like_ingest(tmp_path: P
 def test_raw_stratosphere_capture_series_starts_at_prague_time_in_utc(shared_data: Path) -> None:
     """The capture's first flow starts at 2013/12/17 22:09:19 Prague time (CET, UTC+1): its first
     one-minute step is 21:09 UTC, read raw as after an ingest with the same zone."""
-    from netflowgen.series import SeriesConfig, build_series
+    from netflowgen.series import SeriesSpec, build_series
 
     path = shared_data / "stratosphere-argus" / "CTU-Normal-7-2013-13-07.binetflow"
-    series = build_series(scan_flows(path, ReadOptions(timezone="Europe/Prague")), SeriesConfig(step=timedelta(seconds=60)))
+    series = build_series(scan_flows(path, ReadOptions(timezone="Europe/Prague")), SeriesSpec(step=timedelta(seconds=60)))
     assert series["step"].min() == datetime(2013, 12, 17, 21, 9, tzinfo=UTC)

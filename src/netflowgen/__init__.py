@@ -6,7 +6,7 @@ The public surface, from flows to alerts (see ``netflowgen.api`` and the README'
 >>> import netflowgen
 >>> {"read_flows", "build_series", "pretrain", "load_run", "finetune", "load_detector"} <= set(netflowgen.__all__)
 True
->>> netflowgen.SeriesConfig().step
+>>> netflowgen.SeriesSpec().step
 datetime.timedelta(seconds=60)
 """
 
@@ -21,7 +21,7 @@ from netflowgen.read import ReadOptions, iter_record_batches, read_flows  # noqa
 from netflowgen.schema import FLOW_COLUMNS, FLOW_SCHEMA  # noqa: E402
 
 #: Loaded on first use: they pull in PyTorch, which the readers and most commands do not need.
-_API = ("Detector", "FinetuneConfig", "PretrainConfig", "Run", "SeriesConfig", "TrainConfig", "build_series",
+_API = ("Detector", "FinetuneConfig", "PretrainConfig", "Run", "SeriesSpec", "TokenizerConfig", "TrainConfig", "build_series",
         "finetune", "load_detector", "load_run", "pretrain", "tokenize_series")
 
 __all__ = [

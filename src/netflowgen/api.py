@@ -1,13 +1,15 @@
 """The Python API: flows to alerts without the command line.
 
 Each function is the library call behind one verb of ``netflowgen``, with what the artifacts
-already hold read from them (a run knows its step width; a detector its series settings)::
+already hold read from them: the series contract (``SeriesSpec``) goes in once, where the
+tokenizer is fitted, and the tokenizer carries it into the run and every detector::
 
     flows = read_flows("capture/")                       # canonical flows (Polars)
-    series = build_series(flows, SeriesConfig(step=timedelta(minutes=1), attack=("DDoS",)))
-    run = pretrain(tokenize_series(series, "tokens/"), "run/", TrainConfig(steps=300))
+    spec = SeriesSpec(step=timedelta(minutes=1), attack=("DDoS",))
+    series = build_series(flows, spec)
+    run = pretrain(tokenize_series(series, "tokens/", spec), "run/", TrainConfig(steps=300))
     surprise = run.anomaly_scores(series)                # zero labels
-    det = finetune(run, series, FinetuneConfig(budget=parse_budget("3ep")), series_config=...)
+    det = finetune(run, series, FinetuneConfig(budget=parse_budget("3ep")))
     alerts = det.score(flows).filter("alert")
 
 The README's "Python" section runs this end to end, and a test runs the README's example.
@@ -23,31 +25,33 @@ import polars as pl
 
 from netflowgen.detect.finetune import Detector, FinetuneConfig, load_detector
 from netflowgen.detect.finetune import finetune as _finetune
-from netflowgen.series.build import SeriesConfig, build_series, require_step
+from netflowgen.series.build import build_series
+from netflowgen.series.spec import SeriesSpec
+from netflowgen.tokenize.tokenizer import TokenizerConfig
 from netflowgen.train.loop import TrainConfig
 from netflowgen.train.pretrain import PretrainConfig, Run, load_run
 from netflowgen.train.pretrain import pretrain as _pretrain
 
-__all__ = ["Detector", "FinetuneConfig", "PretrainConfig", "Run", "SeriesConfig", "TrainConfig", "build_series",
+__all__ = ["Detector", "FinetuneConfig", "PretrainConfig", "Run", "SeriesSpec", "TokenizerConfig", "TrainConfig", "build_series",
            "finetune", "load_detector", "load_run", "pretrain", "tokenize_series"]
 
 PathLike = str | os.PathLike[str]
 
 
-def tokenize_series(series: pl.DataFrame, out: PathLike, config: SeriesConfig | None = None, *, bins: int = 10,
-             overwrite: bool = False) -> Path:
+def tokenize_series(series: pl.DataFrame, out: PathLike, spec: SeriesSpec | None = None, *,
+                    tokenizer: TokenizerConfig | None = None, overwrite: bool = False) -> Path:
     """Fit a tokenizer on ``series`` and write its token shards to ``out`` (what `netflowgen
-    tokenize` does; not named ``tokenize``, which is the package ``netflowgen.tokenize``); returns ``out``. ``config``: the series' settings (their step width is
-    checked against the series' steps; default SeriesConfig())."""
-    from netflowgen.series import feature_names
-    from netflowgen.tokenize import Tokenizer, TokenizerConfig
+    tokenize` does; not named ``tokenize``, which is the package ``netflowgen.tokenize``); returns
+    ``out``. ``spec``: the contract ``series`` was built by (default ``SeriesSpec()``), checked
+    against its rows and carried by the tokenizer into every later artifact. ``tokenizer``: the
+    bin rule and its parameters (default ``TokenizerConfig``'s, on the spec's features)."""
+    from netflowgen.tokenize import Tokenizer
     from netflowgen.tokenize.shards import write_tokens
 
-    step = (config or SeriesConfig()).step.total_seconds()
-    require_step(series, step)
-    tok = Tokenizer.fit(series, TokenizerConfig(tuple(feature_names()), bins))
-    write_tokens(series.sort("node", "step"), tok, Path(out), step_seconds=step, fit={"by": "python api"},
-                 source="python api", overwrite=overwrite)
+    spec = spec or SeriesSpec()
+    tok = Tokenizer.fit(series, tokenizer or TokenizerConfig(spec.features), spec)
+    write_tokens(series.sort("node", "step"), tok, Path(out), fit={"by": "python api"}, source="python api",
+                 overwrite=overwrite)
     return Path(out)
 
 
@@ -59,18 +63,15 @@ def pretrain(tokens: PathLike, out: PathLike, train: TrainConfig | None = None, 
     return load_run(out)
 
 
-def finetune(run: Run | PathLike, series: pl.DataFrame, config: FinetuneConfig | None = None, *,
-             out: PathLike | None = None, fit_until: datetime | None = None, series_config: SeriesConfig | None = None,
-             overwrite: bool = False, show_progress: bool = False) -> Detector:
+def finetune(run: Run | PathLike, series: pl.DataFrame | PathLike, config: FinetuneConfig | None = None, *,
+             out: PathLike | None = None, fit_until: datetime | None = None, overwrite: bool = False,
+             show_progress: bool = False) -> Detector:
     """Fit a detector on the run's backbone with the label budget of ``config`` (default: the
-    default recipe, FinetuneConfig()), labelling only steps before ``fit_until`` when given.
-    ``series_config`` (the settings ``series`` was built with) is recorded, so that the detector
-    can later score flows as well as series; written to ``out`` when given."""
-    from netflowgen.series.write import series_config_to_dict
-
+    default recipe, FinetuneConfig()), labelling only steps before ``fit_until`` when given;
+    written to ``out`` when given. ``series``: a node-series table built as the run's
+    pre-training series was (its contract is the run's), or a series directory (its own)."""
     path = run.path if isinstance(run, Run) else Path(run)
-    step = run.step_seconds if isinstance(run, Run) else load_run(path).step_seconds
     allowed = pl.col("step") < fit_until if fit_until is not None else None
-    return _finetune(path, series, step, config or FinetuneConfig(), Path(out) if out is not None else None,
-                     allowed=allowed, show_progress=show_progress, overwrite=overwrite,
-                     series_config=series_config_to_dict(series_config) if series_config is not None else None)
+    return _finetune(path, series if isinstance(series, pl.DataFrame) else Path(series), config or FinetuneConfig(),
+                     Path(out) if out is not None else None, allowed=allowed, show_progress=show_progress,
+                     overwrite=overwrite)

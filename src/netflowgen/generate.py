@@ -17,14 +17,13 @@ path never holds a deviation that contradicts its values. Forecasts cover the tr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import numpy as np
 import polars as pl
 import torch
 
 from netflowgen.model import FlowGPT
-from netflowgen.series.build import require_step
 from netflowgen.tokenize import Tokenizer
 
 __all__ = ["Forecast", "sample_paths", "forecast_node"]
@@ -63,9 +62,10 @@ def _time_fields(steps: list[datetime], tok: Tokenizer) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_paths(model: FlowGPT, tok: Tokenizer, history: pl.DataFrame, horizon: int, samples: int = 100,
-                 temperature: float = 1.0, seed: int = 0, step: timedelta | None = None) -> Forecast:
+                 temperature: float = 1.0, seed: int = 0) -> Forecast:
     """Sample ``samples`` continuations of ``horizon`` steps after a node's ``history`` (its
-    series rows, oldest first; at most the model's context is used)."""
+    series rows, oldest first; at most the model's context is used), one step width of the
+    tokenizer's series contract apart."""
     if history.height == 0:
         raise ValueError("no history to continue")
     if temperature <= 0:
@@ -73,8 +73,7 @@ def sample_paths(model: FlowGPT, tok: Tokenizer, history: pl.DataFrame, horizon:
     nodes = history["node"].unique().to_list()
     if len(nodes) != 1:
         raise ValueError(f"history must be one node's series, got {len(nodes)} nodes")
-    if step is not None:
-        require_step(history, step.total_seconds())
+    tok.check(history)
     ctx = model.cfg.context
     # Relative tokens read the node's previous relative_window rows: encode that many more, so
     # that the context's first rows are encoded as the whole series would encode them.
@@ -85,9 +84,7 @@ def sample_paths(model: FlowGPT, tok: Tokenizer, history: pl.DataFrame, horizon:
     n_f = len(feats)
     past = history.select(feats).cast(pl.Float64).to_numpy()[None].repeat(samples, 0)  # (S, T, F) values
     history = history.tail(ctx)
-    width = step or (history["step"][-1] - history["step"][-2] if history.height > 1 else None)
-    if width is None:
-        raise ValueError("give the step width: the history has a single step")
+    width = tok.spec.step
     last = history["step"][-1]
     future = [last + width * (i + 1) for i in range(horizon)]
     gen = torch.Generator().manual_seed(seed)

@@ -10,7 +10,7 @@ import pytest
 
 from netflowgen.collect.online import OnlineConfig, OnlineSeries
 from netflowgen.schema import FLOW_SCHEMA
-from netflowgen.series import SeriesConfig, build_series, feature_names
+from netflowgen.series import SeriesSpec, build_series, feature_names
 from netflowgen.series.build import LABEL_COLUMNS
 
 T = datetime(2024, 3, 1, tzinfo=UTC)
@@ -46,7 +46,7 @@ STEP5 = [flow(at(5, 5), B, E2), flow(at(5, 6), B, E2, sport=40001)]
 LATE_BEYOND_GRACE = flow(at(0, 45), B, E1, dport=25)
 
 # "drop" keeps a late flow out, so that the rows equal offline's; folding is tested on its own.
-CONFIG = OnlineConfig(series=SeriesConfig(step=timedelta(minutes=1)), grace=timedelta(seconds=30), idle_steps=2, history=3,
+CONFIG = OnlineConfig(series=SeriesSpec(step=timedelta(minutes=1)), grace=timedelta(seconds=30), idle_steps=2, history=3,
                       late="drop")
 FOLD = OnlineConfig(series=CONFIG.series, grace=CONFIG.grace, idle_steps=CONFIG.idle_steps, history=CONFIG.history)
 

@@ -22,7 +22,7 @@ from netflowgen.cli import app
 from netflowgen.collect import server as server_module
 from netflowgen.collect.server import Collector, CollectorConfig, parse_address
 from netflowgen.ingest import scan_flows
-from netflowgen.series import SeriesConfig, build_series
+from netflowgen.series import SeriesSpec, build_series
 from tests.collect import packets as P
 from tests.collect.packets import T0
 
@@ -106,7 +106,7 @@ def test_rotation_is_atomic_and_the_dataset_reads(tmp_path: Path, monkeypatch: p
     manifest = read_manifest(out, "netflowgen.flows")
     assert (manifest["summary"]["rows_written"], manifest["summary"]["files"], manifest["collector"]["running"]) == (12, 2, False)
     # What `netflowgen series` does with it.
-    series = build_series(scan_flows(out), SeriesConfig(step=timedelta(minutes=1)))
+    series = build_series(scan_flows(out), SeriesSpec(step=timedelta(minutes=1)))
     assert series["flows_out"].sum() == 12
 
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from netflowgen.cli import app
 from netflowgen.dataset.coverage import MIN_WIDTH, STRAGGLER_SHARE, Coverage, coverage_of_flows, dataset_coverage
 from netflowgen.ingest import IngestConfig, ingest, scan_flows
-from netflowgen.series.build import SeriesConfig, build_series
+from netflowgen.series.build import SeriesSpec, build_series
 from tests.test_ingest import HEADER, zeek_row
 
 runner = CliRunner()
@@ -103,7 +103,7 @@ def test_a_deleted_hour_is_missing_data_not_zero_traffic(tmp_path: Path) -> None
     (a, b), = holed.holes()
     assert 3590 < (b - a) / US < 3610
 
-    cfg = SeriesConfig(step=timedelta(seconds=60))
+    cfg = SeriesSpec(step=timedelta(seconds=60))
     with_hole = build_series(scan_flows(tmp_path / "holed-ds"), cfg, holed)
     hour_1 = (pl.col("step") >= T0 + timedelta(hours=1, minutes=1)) & (pl.col("step") < T0 + timedelta(hours=2))
     assert with_hole.filter(hour_1).height == 0, "no invented zero rows where nothing was observed"

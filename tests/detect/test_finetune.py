@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 import torch
 
+from netflowgen.series.spec import SeriesSpec
 from netflowgen.detect.finetune import (
     EncodedSteps,
     FinetuneConfig,
@@ -55,8 +56,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFrame]:
     tmp = tmp_path_factory.mktemp("det")
     series = planted_series()
     pre = series.filter(pl.col("step") < SPLIT)  # pre-training never sees the test part
-    tok = Tokenizer.fit(pre, TokenizerConfig(("flows_in", "flows_out"), n_bins=10, rule="log-quantile-tail"))
-    write_tokens(pre, tok, tmp / "tok", step_seconds=60, fit=None, source="synthetic")
+    tok = Tokenizer.fit(pre, TokenizerConfig(("flows_in", "flows_out"), n_bins=10, rule="log-quantile-tail"),
+                        SeriesSpec(features=("flows_in", "flows_out")))
+    write_tokens(pre, tok, tmp / "tok", fit=None, source="synthetic")
     train = TrainConfig(steps=80, batch_size=16, lr=3e-3, warmup_steps=8, eval_every=80, checkpoint_every=80,
                         eval_batches=2, log_every=20, weight_decay=0.0)
     pretrain(PretrainConfig(tmp / "tok", "tiny", context=48), train, tmp / "run", show_progress=False)
@@ -74,7 +76,7 @@ def test_few_labels_learn_the_planted_attack_on_later_time(run: tuple[Path, pl.D
     # Full fine-tuning on hidden state and surprise: the planted attacks recur on the same nodes.
     cfg = FinetuneConfig(attack=("ddos",), budget=parse_budget("4ep"), steps=60, window=16, history=16, mode="full",
                          head_inputs="both", lr=3e-3, anchor=0.0)
-    det = finetune(path, series, 60, cfg, tmp_path / "det", allowed=pl.col("step") < SPLIT, show_progress=False)
+    det = finetune(path, series, cfg, tmp_path / "det", allowed=pl.col("step") < SPLIT, show_progress=False)
     assert det.manifest["labels"]["train_positive_steps"] > 0
     scored = det.score(series)
     test = scored.filter(pl.col("step") >= SPLIT)
@@ -95,7 +97,7 @@ def test_probe_mode_leaves_the_backbone_unchanged(run: tuple[Path, pl.DataFrame]
     path, series = run
     before, _, _ = load_run(path)
     cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("200"), mode="probe", steps=10, window=16, history=8)
-    det = finetune(path, series, 60, cfg, allowed=pl.col("step") < SPLIT, show_progress=False)
+    det = finetune(path, series, cfg, allowed=pl.col("step") < SPLIT, show_progress=False)
     for (name, p0), p1 in zip(before.named_parameters(), det.model.backbone.parameters()):
         assert torch.equal(p0, p1), name
     assert det.manifest["labels"]["train_steps"] + det.manifest["labels"]["calibrate_steps"] >= 200
@@ -105,7 +107,7 @@ def test_fit_scores_are_the_fitted_series_scores_in_node_step_order(run: tuple[P
     path, series = run
     cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("200"), steps=5, window=16, history=8)
     shuffled = series.sample(fraction=1.0, shuffle=True, seed=3)  # finetune sorts; its scores follow that order
-    det = finetune(path, shuffled, 60, cfg, allowed=pl.col("step") < SPLIT, show_progress=False)
+    det = finetune(path, shuffled, cfg, allowed=pl.col("step") < SPLIT, show_progress=False)
     scored = det.score(series)
     assert scored.select("node", "step").equals(series.sort("node", "step").select("node", "step"))
     np.testing.assert_allclose(det.fit_scores, scored["score"].to_numpy(), rtol=1e-6)
@@ -114,7 +116,7 @@ def test_fit_scores_are_the_fitted_series_scores_in_node_step_order(run: tuple[P
 def test_scores_are_causal(run: tuple[Path, pl.DataFrame]) -> None:
     path, series = run
     cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("100"), steps=5, window=16, history=8)
-    det = finetune(path, series, 60, cfg, show_progress=False)
+    det = finetune(path, series, cfg, show_progress=False)
     cut = T0 + timedelta(minutes=200)
     changed = series.with_columns(pl.when(pl.col("step") > cut).then(pl.col("flows_in") * 50).otherwise(pl.col("flows_in")))
     a, b = det.score(series), det.score(changed)
@@ -126,16 +128,18 @@ def test_scores_are_causal(run: tuple[Path, pl.DataFrame]) -> None:
 
 def test_wrong_step_and_oversized_window_are_refused(run: tuple[Path, pl.DataFrame]) -> None:
     path, series = run
-    with pytest.raises(ValueError, match="pre-trained on 60 s"):
-        finetune(path, series, 300, FinetuneConfig(), show_progress=False)
+    # Rows five times further apart: a 300 s series, which the run's 60 s contract refuses.
+    coarse = series.with_columns(pl.from_epoch(pl.col("step").dt.epoch("s") * 5, "s").dt.replace_time_zone("UTC").alias("step"))
+    with pytest.raises(ValueError, match="the series' step is 300 s but the model works on 60 s steps"):
+        finetune(path, coarse, FinetuneConfig(), show_progress=False)
     with pytest.raises(ValueError, match="exceeds the model's context"):
-        finetune(path, series, 60, FinetuneConfig(window=40, history=40), show_progress=False)
+        finetune(path, series, FinetuneConfig(window=40, history=40), show_progress=False)
 
 
 def test_surprise_is_higher_on_attack_steps_without_any_label(run: tuple[Path, pl.DataFrame]) -> None:
     path, series = run
     model, tok, _ = load_run(path)
-    steps = EncodedSteps.encode(series, tok, 60, ("ddos",))
+    steps = EncodedSteps.encode(series, tok, ("ddos",))
     s = surprise_scores(model, steps)
     first = steps.bounds[:, 0]
     assert np.isnan(s[first]).all() and np.isfinite(np.delete(s, first)).all()
@@ -155,12 +159,12 @@ def test_cli_finetune_then_score_a_series(run: tuple[Path, pl.DataFrame], tmp_pa
     from typer.testing import CliRunner
 
     from netflowgen.cli import app
-    from netflowgen.series import SeriesConfig
+    from netflowgen.series import SeriesSpec
     from netflowgen.series.write import write_series
 
     path, series = run
     write_series(series.with_columns(pl.col("flows_in").alias("labeled_flows")), tmp_path / "series",
-                 SeriesConfig(attack=("DDoS",)), ["synthetic"])
+                 SeriesSpec(attack=("DDoS",), features=("flows_in", "flows_out")), ["synthetic"])
     runner = CliRunner()
     res = runner.invoke(app, ["finetune", str(path), "--series", str(tmp_path / "series"), "--out", str(tmp_path / "det"),
                               "--attack", "DDoS", "--budget", "2ep", "--steps", "20", "--window", "16",
@@ -190,7 +194,7 @@ def test_last_k_mode_trains_only_the_last_blocks(run: tuple[Path, pl.DataFrame])
     before, _, _ = load_run(path)
     cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("100"), mode="last-k", last_k=1, steps=5, window=16,
                          history=8)
-    det = finetune(path, series, 60, cfg, show_progress=False)
+    det = finetune(path, series, cfg, show_progress=False)
     changed = {name for (name, p0), p1 in zip(before.named_parameters(), det.model.backbone.parameters())
                if not torch.equal(p0, p1)}
     last = len(before.blocks) - 1
@@ -238,7 +242,7 @@ def test_a_head_started_from_the_surprise_ranks_steps_as_the_zero_label_score(ru
 
     path, series = run
     model, tok, _ = load_run(path)
-    steps = EncodedSteps.encode(series, tok, 60, ("ddos",))
+    steps = EncodedSteps.encode(series, tok, ("ddos",))
     det = DetectorModel(model, head_inputs="surprise")
     windows = np.array([[s, min(s + 16, e)] for s, e in steps.bounds for s in range(s, e, 16)])
     b = collate(steps, windows[:, 0], windows[:, 0], windows[:, 1], 16)
@@ -265,9 +269,9 @@ def test_head_init_and_anchor_change_the_fit_and_are_recorded(run: tuple[Path, p
     path, series = run
     base = dict(attack=("DDoS",), budget=parse_budget("1ep"), mode="probe", head_inputs="surprise", steps=10, window=16,
                 history=8)
-    zero = finetune(path, series, 60, FinetuneConfig(**base, head_init="zero"), allowed=pl.col("step") < SPLIT,
+    zero = finetune(path, series, FinetuneConfig(**base, head_init="zero"), allowed=pl.col("step") < SPLIT,
                     show_progress=False)
-    started = finetune(path, series, 60, FinetuneConfig(**base, head_init="surprise"), allowed=pl.col("step") < SPLIT, show_progress=False)
+    started = finetune(path, series, FinetuneConfig(**base, head_init="surprise"), allowed=pl.col("step") < SPLIT, show_progress=False)
     assert zero.manifest["head_init"] == "zero" and started.manifest["head_init"] == "surprise"
     assert not np.allclose(zero.fit_scores, started.fit_scores)
     # A strong anchor keeps the head nearer where it started than no anchor does. (With
@@ -278,7 +282,7 @@ def test_head_init_and_anchor_change_the_fit_and_are_recorded(run: tuple[Path, p
     start = DetectorModel(load_run(path).model, head_inputs="surprise").step_head.weight.detach()
     moved = {}
     for anchor in (0.0, 100.0):
-        det = finetune(path, series, 60, FinetuneConfig(**{**base, "head_init": "zero"}, anchor=anchor, lr=0.05),
+        det = finetune(path, series, FinetuneConfig(**{**base, "head_init": "zero"}, anchor=anchor, lr=0.05),
                        allowed=pl.col("step") < SPLIT, show_progress=False)
         moved[anchor] = float((det.model.step_head.weight.detach() - start).norm())
     assert moved[100.0] < 0.5 * moved[0.0], moved
@@ -292,8 +296,8 @@ def test_scoring_some_rows_gives_their_scores_of_scoring_everything(run: tuple[P
     path, series = run
     cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("1ep"), steps=5, window=16, history=8)
     later = (series.sort("node", "step")["step"] >= SPLIT).to_numpy()
-    full = finetune(path, series, 60, cfg, allowed=pl.col("step") < SPLIT, show_progress=False)
-    part = finetune(path, series, 60, cfg, allowed=pl.col("step") < SPLIT, show_progress=False, score_rows=later)
+    full = finetune(path, series, cfg, allowed=pl.col("step") < SPLIT, show_progress=False)
+    part = finetune(path, series, cfg, allowed=pl.col("step") < SPLIT, show_progress=False, score_rows=later)
     np.testing.assert_allclose(part.fit_scores[later], full.fit_scores[later], rtol=1e-6, atol=1e-9)
     scored = np.isfinite(part.fit_scores)
     assert scored[later].all() and 0 < scored.sum() < len(scored), "the earlier rows not labelled were left out"

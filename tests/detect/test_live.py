@@ -34,8 +34,7 @@ from netflowgen.detect.live import LiveConfig, LiveDetector
 from netflowgen.detect.finetune import FinetuneConfig, finetune
 from netflowgen.detect.labels import parse_budget
 from netflowgen.schema import FLOW_SCHEMA
-from netflowgen.series import SeriesConfig
-from netflowgen.series.write import series_config_to_dict
+from netflowgen.series import SeriesSpec
 from netflowgen.tokenize import Tokenizer, TokenizerConfig
 from netflowgen.tokenize.shards import write_tokens
 from netflowgen.train.loop import TrainConfig
@@ -89,15 +88,14 @@ def detector(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("live")
     series = planted_series()
     pre = series.filter(pl.col("step") < SPLIT)
-    tok = Tokenizer.fit(pre, TokenizerConfig(("flows_in", "flows_out"), n_bins=10))
-    write_tokens(pre, tok, tmp / "tok", step_seconds=60, fit=None, source="synthetic")
+    tok = Tokenizer.fit(pre, TokenizerConfig(("flows_in", "flows_out"), n_bins=10), SeriesSpec(features=("flows_in", "flows_out")))
+    write_tokens(pre, tok, tmp / "tok", fit=None, source="synthetic")
     train = TrainConfig(steps=80, batch_size=16, lr=3e-3, warmup_steps=8, eval_every=80, checkpoint_every=80,
                         eval_batches=2, log_every=20, weight_decay=0.0)
     pretrain(PretrainConfig(tmp / "tok", "tiny", context=48), train, tmp / "run", show_progress=False)
     cfg = FinetuneConfig(attack=("ddos",), budget=parse_budget("6ep"), steps=80, window=16, history=16, mode="full",
                          head_inputs="both", lr=3e-3, anchor=0.0)
-    finetune(tmp / "run", series, 60, cfg, tmp / "det", show_progress=False,
-             series_config=series_config_to_dict(SeriesConfig()))
+    finetune(tmp / "run", series, cfg, tmp / "det", show_progress=False)
     return tmp / "det"
 
 

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 import torch
 
+from netflowgen.series.spec import SeriesSpec
 from netflowgen.detect.finetune import DetectorModel, EncodedSteps, FinetuneConfig, collate, finetune, load_detector
 from netflowgen.detect.labels import parse_budget
 from netflowgen.detect.online import OnlineDetector
@@ -33,8 +34,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pl.DataFrame]:
     tmp = tmp_path_factory.mktemp("relative")
     series = planted_series()
     pre = series.filter(pl.col("step") < SPLIT)
-    tok = Tokenizer.fit(pre, TokenizerConfig(FEATURES, n_bins=10, relative=True, relative_window=WINDOW))
-    write_tokens(pre, tok, tmp / "tok", step_seconds=60, fit=None, source="synthetic")
+    tok = Tokenizer.fit(pre, TokenizerConfig(FEATURES, n_bins=10, relative=True, relative_window=WINDOW), SeriesSpec(features=FEATURES))
+    write_tokens(pre, tok, tmp / "tok", fit=None, source="synthetic")
     train = TrainConfig(steps=30, batch_size=16, lr=3e-3, warmup_steps=3, eval_every=30, checkpoint_every=30,
                         eval_batches=2, log_every=10, weight_decay=0.0)
     pretrain(PretrainConfig(tmp / "tok", "tiny", context=32), train, tmp / "run", show_progress=False)
@@ -64,7 +65,7 @@ def test_the_surprise_head_starts_with_every_token_feature_weighted_by_its_log_b
 def test_finetune_scores_and_reloads_with_relative_tokens(run: tuple[Path, pl.DataFrame]) -> None:
     tmp, series = run
     cfg = FinetuneConfig(attack=("ddos",), budget=parse_budget("2ep"), steps=15, window=16, history=8)
-    det = finetune(tmp / "run", series, 60, cfg, tmp / "det", allowed=pl.col("step") < SPLIT, show_progress=False)
+    det = finetune(tmp / "run", series, cfg, tmp / "det", allowed=pl.col("step") < SPLIT, show_progress=False)
     scored = det.score(series)
     assert scored.height == series.height and scored["score"].is_finite().all()
     again = load_detector(tmp / "det")
@@ -87,7 +88,7 @@ def test_live_scoring_of_the_newest_step_equals_the_offline_score(run: tuple[Pat
     live = {r["node"]: r["score"] for r in top["nodes"]}
     assert len(live) == series["node"].n_unique()
 
-    offline = EncodedSteps.encode(series, det.tokenizer, det.step_seconds)
+    offline = EncodedSteps.encode(series, det.tokenizer)
     ends = np.flatnonzero(np.r_[offline.keys["node"].to_numpy()[1:] != offline.keys["node"].to_numpy()[:-1], True])
     begin = ends - scorer.length + 1
     b = collate(offline, begin, ends, ends + 1, scorer.length)
@@ -100,7 +101,7 @@ def test_live_scoring_of_the_newest_step_equals_the_offline_score(run: tuple[Pat
     # The rule matters: a history of only the window's rows encodes the relative tokens of its
     # first rows from a shorter past, unlike offline.
     short = history.group_by("node", maintain_order=True).tail(scorer.length)
-    short_tokens = EncodedSteps.encode(short, det.tokenizer, det.step_seconds).traffic
+    short_tokens = EncodedSteps.encode(short, det.tokenizer).traffic
     assert not np.array_equal(short_tokens, offline.traffic[(begin[:, None] + np.arange(scorer.length)).ravel()])
 
 
@@ -136,7 +137,7 @@ def test_next_step_evaluation_scores_every_token_feature_and_active_means_traffi
     _, _, shards = open_tokens(tmp / "tok")
     windows = TokenWindows(shards, model.cfg.context, 0.2)
     feats = list(tok.features)
-    report = evaluate_next_step(model, windows, feats, [tok.bins[f] for f in feats], 60.0)
+    report = evaluate_next_step(model, windows, tok)
     for method in ("flowgpt", "persistence", "node-frequency"):
         ce = report.subsets["all"][method].cross_entropy
         assert len(ce) == 4 and np.isfinite(ce).all(), method

@@ -13,7 +13,7 @@ import pytest
 
 from netflowgen.read import read_flows
 from netflowgen.schema import FLOW_SCHEMA
-from netflowgen.series import FEATURES, NodeMode, SeriesConfig, build_series, feature_names, parse_step
+from netflowgen.series import FEATURES, NodeMode, SeriesSpec, build_series, feature_names, parse_step
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -41,7 +41,7 @@ def test_directions_counts_and_zero_steps() -> None:
         {"ts_start": at(3.2), "src_ip": "192.168.1.10", "dst_ip": "8.8.8.8", "src_port": 5353, "dst_port": 53, "proto": 17,
          "tcp_flags": None, "fwd_packets": 2, "fwd_bytes": 150, "rev_packets": 2, "rev_bytes": 300},
     )
-    s = build_series(lf, SeriesConfig())
+    s = build_series(lf, SeriesSpec())
     assert s["node"].unique().to_list() == ["192.168.1.10"]
     assert s["step"].to_list() == [at(0), at(1), at(2), at(3)]
     row = s.row(0, named=True)
@@ -56,7 +56,7 @@ def test_directions_counts_and_zero_steps() -> None:
 def test_flow_between_two_nodes_counts_for_both() -> None:
     lf = flows({"ts_start": at(0), "src_ip": "10.0.0.1", "dst_ip": "10.0.0.2", "fwd_packets": 3, "fwd_bytes": 180,
                 "rev_packets": 1, "rev_bytes": 40})
-    s = build_series(lf, SeriesConfig()).sort("node")
+    s = build_series(lf, SeriesSpec()).sort("node")
     a, b = s.row(0, named=True), s.row(1, named=True)
     assert (a["node"], a["flows_out"], a["packets_out"], a["packets_in"]) == ("10.0.0.1", 1, 3, 1)
     assert (b["node"], b["flows_in"], b["packets_in"], b["packets_out"]) == ("10.0.0.2", 1, 3, 1)
@@ -69,7 +69,7 @@ def test_flow_between_two_nodes_counts_for_both() -> None:
 )
 def test_node_modes(mode: NodeMode, expected: list[str]) -> None:
     lf = flows({"ts_start": at(0), "src_ip": "203.0.113.5", "dst_ip": "192.168.1.10"})
-    assert sorted(build_series(lf, SeriesConfig(nodes=mode))["node"].unique().to_list()) == expected
+    assert sorted(build_series(lf, SeriesSpec(nodes=mode))["node"].unique().to_list()) == expected
 
 
 def test_user_prefixes_ipv6_and_group_map(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_user_prefixes_ipv6_and_group_map(tmp_path: Path) -> None:
     )
     groups = tmp_path / "groups.csv"
     groups.write_text("node,group\n147.32.80.9,customer-a\n")
-    cfg = SeriesConfig(local_prefixes=("147.32.0.0/16", "2001:db8::/32", "fe80::/10"), group_map=groups)
+    cfg = SeriesSpec(local_prefixes=("147.32.0.0/16", "2001:db8::/32", "fe80::/10"), group_map=groups)
     s = build_series(lf, cfg).sort("node")
     assert s["node"].to_list() == ["147.32.80.9", "2001:db8:0:1::5", "fe80::1"]
     assert s["group"].to_list() == ["customer-a", "2001:db8:0:1::/64", "fe80::/64"]
@@ -92,7 +92,7 @@ def test_step_alignment_and_long_gaps() -> None:
         {"ts_start": at(4.0), "src_ip": "10.0.0.1", "dst_ip": "1.1.1.1"},
         {"ts_start": at(60 * 48), "src_ip": "10.0.0.1", "dst_ip": "1.1.1.1"},  # two days later
     )
-    s = build_series(lf, SeriesConfig(step=parse_step("2m")))
+    s = build_series(lf, SeriesSpec(step=parse_step("2m")))
     # 12:00 and 12:04 are active with 12:02 filled; the silence of two days is not filled.
     assert s["step"].to_list() == [at(0), at(2), at(4), at(60 * 48)]
     assert s["flows_out"].to_list() == [1, 0, 1, 1]
@@ -106,7 +106,7 @@ def test_labels_classes_and_attack_flag() -> None:
         {"ts_start": at(0.6), "src_ip": "10.0.0.1", "dst_ip": "1.1.1.1", "label": "Benign"},
         {"ts_start": at(1), "src_ip": "10.0.0.1", "dst_ip": "1.1.1.1", "label": "Benign"},
     )
-    s = build_series(lf, SeriesConfig(attack=("ddos",)))
+    s = build_series(lf, SeriesSpec(attack=("ddos",)))
     first, second = s.row(0, named=True), s.row(1, named=True)
     assert first["classes"] == ["Benign", "C&C", "DDoS"]
     assert (first["labeled_flows"], first["attack_flows"], first["attack"]) == (3, 1, True)
@@ -115,7 +115,7 @@ def test_labels_classes_and_attack_flag() -> None:
 
 
 def test_empty_input_gives_an_empty_table_with_the_schema() -> None:
-    s = build_series(pl.DataFrame(schema=FLOW_SCHEMA).lazy(), SeriesConfig())
+    s = build_series(pl.DataFrame(schema=FLOW_SCHEMA).lazy(), SeriesSpec())
     assert s.height == 0
     assert s.columns[:3] == ["node", "group", "step"] and len(s.columns) == 3 + len(FEATURES) + 5
 
@@ -125,7 +125,7 @@ def test_bad_config_is_refused() -> None:
         parse_step("fast")
     with pytest.raises(ValueError, match="not an IP prefix"):
         build_series(flows({"ts_start": at(0), "src_ip": "10.0.0.1", "dst_ip": "1.1.1.1"}),
-                     SeriesConfig(local_prefixes=("10.0.0.0/99",)))
+                     SeriesSpec(local_prefixes=("10.0.0.0/99",)))
 
 
 @pytest.mark.parametrize("text", ["500ms", "1.5s", "0.5", "0s", "-2s"])
@@ -161,7 +161,7 @@ def test_iot23_matches_the_raw_log(shared_data: Path) -> None:
                 if fields[-1].split()[-1] == "DDoS":
                     ddos_minutes.add(minute)
 
-    s = build_series(read_flows(log).lazy(), SeriesConfig(attack=("DDoS",)))
+    s = build_series(read_flows(log).lazy(), SeriesSpec(attack=("DDoS",)))
     mine = s.filter(pl.col("node") == host)
     got = {int(step.timestamp()): n for step, n in mine.select("step", "flows_out").iter_rows() if n}
     assert got == dict(out_per_minute)
@@ -176,8 +176,8 @@ def test_node_partitions_give_the_same_series() -> None:
 
     rows = [{"ts_start": at(m / 7), "src_ip": f"10.0.{m % 5}.{m % 11}", "dst_ip": f"192.168.{m % 3}.{m % 13}",
              "fwd_packets": 1 + m % 4, "fwd_bytes": 60 * (1 + m % 4)} for m in range(400)]
-    whole = build_series(flows(*rows), SeriesConfig())
-    parts = list(iter_series_parts(flows(*rows), SeriesConfig(), partitions=3))
+    whole = build_series(flows(*rows), SeriesSpec())
+    parts = list(iter_series_parts(flows(*rows), SeriesSpec(), partitions=3))
     assert len(parts) == 3 and all(p.height for p in parts)
     assert not set(parts[0]["node"]) & set(parts[1]["node"]), "a node lives in one part"
     assert pl.concat(parts).sort("node", "step").equals(whole)

@@ -18,7 +18,7 @@ from netflowgen.artifacts import MANIFEST_NAME
 from netflowgen.cli import app
 from netflowgen.dataset.coverage import dataset_coverage
 from netflowgen.ingest import IngestConfig, ingest, scan_flows
-from netflowgen.series import SeriesConfig
+from netflowgen.series import SeriesSpec
 from netflowgen.series.build import build_series, iter_series_parts
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
 from netflowgen.series.write import read_series, write_series_parts
@@ -52,14 +52,14 @@ def datasets(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 
 
 CONFIGS = {
-    "aip": SeriesConfig(local_prefixes=DEFAULT_LOCAL_PREFIXES + (AIP_PREFIX,)),
-    "iot23": SeriesConfig(attack=("DDoS", "C&C", "PartOfAHorizontalPortScan")),
+    "aip": SeriesSpec(local_prefixes=DEFAULT_LOCAL_PREFIXES + (AIP_PREFIX,)),
+    "iot23": SeriesSpec(attack=("DDoS", "C&C", "PartOfAHorizontalPortScan")),
     # The CTU hosts have public addresses: the user names their network.
-    "ctu50": SeriesConfig(step=timedelta(minutes=5), attack=("Malicious",), local_prefixes=DEFAULT_LOCAL_PREFIXES + (CTU_PREFIX,)),
+    "ctu50": SeriesSpec(step=timedelta(minutes=5), attack=("Malicious",), local_prefixes=DEFAULT_LOCAL_PREFIXES + (CTU_PREFIX,)),
 }
 
 
-def _polars(dataset: Path, out: Path, config: SeriesConfig, parts: int) -> dict:  # type: ignore[type-arg]
+def _polars(dataset: Path, out: Path, config: SeriesSpec, parts: int) -> dict:  # type: ignore[type-arg]
     lazy = scan_flows(dataset)
     coverage = dataset_coverage(dataset, lazy)
     return write_series_parts(iter_series_parts(lazy, config, parts, coverage=coverage), out, config, [str(dataset)],

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from netflowgen.series.spec import SeriesSpec
 from netflowgen.tokenize import BinRule, Tokenizer, TokenizerConfig
 from netflowgen.tokenize.shards import open_tokens, write_tokens
 
@@ -228,7 +229,8 @@ def test_bad_settings_and_a_tokenizer_without_relative_tokens_are_refused() -> N
 def test_token_shards_carry_the_relative_tokens(tmp_path: Path) -> None:
     frame = training_frame().with_columns(attack=pl.lit(False), labeled_flows=pl.lit(0))
     tok = relative(frame)
-    manifest = write_tokens(frame, tok, tmp_path / "tok", step_seconds=60, fit=None, source="test")
+    tok.series = SeriesSpec(features=("a", "b"))
+    manifest = write_tokens(frame, tok, tmp_path / "tok", fit=None, source="test")
     assert manifest["features"] == list(tok.features) and list(manifest["bins"]) == list(tok.features)
     _, loaded, shards = open_tokens(tmp_path / "tok")
     assert loaded == tok
@@ -240,11 +242,11 @@ def test_tokenize_relative_from_the_command_line(tmp_path: Path, monkeypatch: py
     from typer.testing import CliRunner
 
     from netflowgen.cli import app
-    from netflowgen.series import SeriesConfig
+    from netflowgen.series import SeriesSpec
     from netflowgen.series.write import write_series
     from tests.tokenize.test_shards import make_series
 
-    write_series(make_series(), tmp_path / "ser", SeriesConfig(attack=("DDoS",)), ["t"])
+    write_series(make_series(), tmp_path / "ser", SeriesSpec(attack=("DDoS",)), ["t"])
     monkeypatch.chdir(tmp_path)
     runner = CliRunner()
     result = runner.invoke(app, ["tokenize", "ser", "--out", "tok", "--relative", "--json"])

@@ -11,7 +11,7 @@ import polars as pl
 from typer.testing import CliRunner
 
 from netflowgen.cli import app
-from netflowgen.series import SeriesConfig, build_series, feature_names
+from netflowgen.series import SeriesSpec, build_series, feature_names
 from netflowgen.series.write import write_series
 from netflowgen.tokenize import Tokenizer, TokenizerConfig
 from netflowgen.tokenize.shards import open_tokens, write_tokens
@@ -26,13 +26,13 @@ def make_series() -> pl.DataFrame:
         for m in minutes:
             rows.append({"ts_start": T0 + timedelta(minutes=m), "src_ip": node, "dst_ip": "8.8.8.8", "fwd_packets": m + 1,
                          "fwd_bytes": 60 * (m + 1), "label": "Malicious" if m == 5 else None, "label_detail": "DDoS" if m == 5 else None})
-    return build_series(flows(*rows), SeriesConfig(attack=("DDoS",)))
+    return build_series(flows(*rows), SeriesSpec(attack=("DDoS",)))
 
 
 def test_shards_hold_the_encoded_series(tmp_path: Path) -> None:
     series = make_series()
-    tok = Tokenizer.fit(series, TokenizerConfig(tuple(feature_names())))
-    manifest = write_tokens(series, tok, tmp_path / "tok", step_seconds=60, fit=None, source="s", shard_rows=7)
+    tok = Tokenizer.fit(series, TokenizerConfig(tuple(feature_names())), SeriesSpec(attack=("DDoS",)))
+    manifest = write_tokens(series, tok, tmp_path / "tok", fit=None, source="s", shard_rows=7)
     again, tok2, shards = open_tokens(tmp_path / "tok")
     assert again["rows"] == manifest["rows"] == series.height
     # 10.0.0.1 has 7 rows (minutes 0..5, then 3000), 10.0.0.2 five, 10.0.0.3 one: nodes never split.
@@ -51,7 +51,7 @@ def test_shards_hold_the_encoded_series(tmp_path: Path) -> None:
 
 def test_tokenize_cli_fits_on_the_early_part_only(tmp_path: Path) -> None:
     series = make_series()
-    write_series(series, tmp_path / "series", SeriesConfig(attack=("DDoS",)), ["t"])
+    write_series(series, tmp_path / "series", SeriesSpec(attack=("DDoS",)), ["t"])
     runner = CliRunner()
     result = runner.invoke(app, ["tokenize", str(tmp_path / "series"), "--out", str(tmp_path / "tok"),
                                  "--fit-until", "2024-05-01T00:03:00", "--json"])

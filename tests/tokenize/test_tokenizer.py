@@ -120,3 +120,23 @@ def test_fit_part_takes_the_start_of_every_node() -> None:
     assert part["x"].to_list() == [0, 1, 4, 5, 6]
     part, desc = fit_part(series, until=datetime(2024, 1, 1, 0, 3))
     assert part["x"].to_list() == [0, 1, 2] and desc["by"] == "time"
+
+
+def test_the_tail_rule_is_configuration_and_its_defaults_keep_the_cuts() -> None:
+    values = list(np.random.default_rng(3).lognormal(3, 2, 2000).astype(int) + 1)
+    default = Tokenizer.fit(table(values), TokenizerConfig(("x",), 10, BinRule.LOG_QUANTILE_TAIL))
+    logs = np.log1p(np.array(values, dtype=np.float64))
+    # The documented default: 6 bulk bins up to the 90th percentile, 3 tail bins evenly to the top.
+    bulk = np.quantile(logs, np.arange(1, 7) / 6 * 0.9)
+    expected = np.unique(np.concatenate([bulk, np.linspace(bulk[-1], logs.max(), 4)[1:-1]]))
+    assert np.allclose(default.cuts["x"], expected[expected > logs.min()])
+    wide_tail = Tokenizer.fit(table(values), TokenizerConfig(("x",), 10, BinRule.LOG_QUANTILE_TAIL, tail_from=0.5, tail_share=0.5))
+    assert wide_tail.cuts["x"] != default.cuts["x"]
+    # Half the 9 non-zero bins, rounded down, in the tail: 4 tail bins, so 3 cuts above the
+    # bulk's last cut, the median (the default puts 2 cuts above its 90th percentile).
+    assert sum(c > np.quantile(logs, 0.5) + 1e-12 for c in wide_tail.cuts["x"]) == 3
+    assert sum(c > np.quantile(logs, 0.9) + 1e-12 for c in default.cuts["x"]) == 2
+    again = Tokenizer.from_dict(wide_tail.to_dict())
+    assert (again.config.tail_from, again.config.tail_share) == (0.5, 0.5)
+    with pytest.raises(ValueError, match="tail_from and tail_share"):
+        TokenizerConfig(("x",), tail_from=1.0)

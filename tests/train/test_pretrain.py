@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from netflowgen.series.spec import SeriesSpec
 from netflowgen.model import FlowGPT, FlowGPTConfig
 from netflowgen.tokenize import Tokenizer, TokenizerConfig
 from netflowgen.tokenize.shards import open_tokens, write_tokens
@@ -35,8 +36,8 @@ def periodic_tokens(tmp: Path, nodes: int = 4, steps: int = 120) -> Path:
             rows.append({"node": f"10.0.0.{n}", "group": "10.0.0.0/24", "step": T0 + timedelta(minutes=t),
                          "a": v, "b": 10 * v, "attack": False, "labeled_flows": 0})
     series = pl.DataFrame(rows)
-    tok = Tokenizer.fit(series, TokenizerConfig(("a", "b"), n_bins=4, rule="log-uniform"))
-    write_tokens(series, tok, tmp / "tok", step_seconds=60, fit=None, source="synthetic")
+    tok = Tokenizer.fit(series, TokenizerConfig(("a", "b"), n_bins=4, rule="log-uniform"), SeriesSpec(features=("a", "b")))
+    write_tokens(series, tok, tmp / "tok", fit=None, source="synthetic")
     return tmp / "tok"
 
 
@@ -200,7 +201,7 @@ def test_nextstep_scores_every_method_on_the_same_targets(tmp_path: Path) -> Non
     _, model = pretrain(PretrainConfig(tokens, "tiny", context=16), small_train(steps=5), tmp_path / "run", show_progress=False)
     _, tok, shards = open_tokens(tokens)
     windows = TokenWindows(shards, 16, 0.2)
-    report = evaluate_next_step(model, windows, ["a", "b"], [tok.bins["a"], tok.bins["b"]], 60.0)
+    report = evaluate_next_step(model, windows, tok)
     assert set(report.subsets) == {"all", "active"}  # one hour of data: no seasonal rows
     m = report.methods
     assert set(m) == {"flowgpt", "persistence", "node-frequency"}

@@ -30,26 +30,27 @@ from netflowgen.cli.common import (
 from netflowgen.dataset.coverage import dataset_coverage
 from netflowgen.detect.config import FinetuneConfig
 from netflowgen.ingest import scan_flows
+from netflowgen.series.spec import SeriesSpec
 from netflowgen.series.write import read_series
 
 FT = FinetuneConfig
 
 
-def series_of(path: Path, config: dict | None, fmt: str | None = None, timezone: str = "UTC", flow_filter: str | None = None) -> tuple[pl.DataFrame, dict]:  # type: ignore[type-arg]
-    """A series artifact as it is, or flows turned into series with the given series config."""
+def series_of(path: Path, spec: SeriesSpec, fmt: str | None = None, timezone: str = "UTC", flow_filter: str | None = None) -> pl.DataFrame:
+    """A series artifact (checked against ``spec``, the model's contract), or flows turned into
+    series by ``spec``."""
     from netflowgen.artifacts import read_manifest
     from netflowgen.series.build import build_series
-    from netflowgen.series.write import SERIES_KIND, series_config_from_dict, series_config_to_dict
+    from netflowgen.series.write import SERIES_KIND, series_spec
 
     if path.is_dir() and (path / "netflowgen.json").is_file() and read_manifest(path).get("kind") == SERIES_KIND:
         if flow_filter is not None:
             raise ValueError(f"{path} is a node series: --filter selects flows, give flows instead")
-        return read_series(path)
-    if config is None:
-        raise ValueError(f"{path} is not a series directory, and no series settings are known to build one from flows")
-    cfg = series_config_from_dict(config)
+        series, manifest = read_series(path)
+        spec.require_compatible(series_spec(manifest), "the model", str(path))
+        return series
     flows = scan_flows(path, read_options(fmt, None, timezone, flow_filter))
-    return build_series(flows, cfg, dataset_coverage(path, flows)), {"config": series_config_to_dict(cfg)}
+    return build_series(flows, spec, dataset_coverage(path, flows))
 
 
 @app.command("finetune")
@@ -85,7 +86,6 @@ def finetune_cmd(
     from netflowgen.detect.labels import parse_budget
 
     with failing(nothing_written(out_dir)):
-        series, manifest = read_series(series_path)
         given = {"mode": mode, "head_inputs": head, "head_init": head_init, "anchor": anchor, "last_k": last_k,
                  "steps": steps, "window": window, "history": history, "lr": lr}
         if scratch:
@@ -96,9 +96,8 @@ def finetune_cmd(
         cfg = FinetuneConfig(attack=tuple(attack or ()), budget=parse_budget(budget), seed=seed,
                              **{k: v for k, v in given.items() if v is not None})
         until = fit_until.replace(tzinfo=fit_until.tzinfo or UTC) if fit_until else None
-        det = finetune(run, series, float(manifest["config"]["step_seconds"]), cfg, out_dir,
-                       allowed=(pl.col("step") < until) if until else None, show_progress=not as_json,
-                       overwrite=overwrite, series_config=manifest["config"])
+        det = finetune(run, series_path, cfg, out_dir, allowed=(pl.col("step") < until) if until else None,
+                       show_progress=not as_json, overwrite=overwrite)
     summary = {"detector": str(out_dir), "threshold": det.threshold, **det.manifest["labels"]}
     if as_json:
         print_json(summary)
@@ -121,19 +120,21 @@ def score_cmd(
     """Per (node, step) scores and alerts, offline."""
     from netflowgen.artifacts import read_manifest
     from netflowgen.detect.finetune import DETECTOR_KIND, EncodedSteps, load_detector, surprise_scores
-    from netflowgen.train.pretrain import load_run, run_step_seconds
+    from netflowgen.train.pretrain import load_run
 
     with failing():
         kind = read_manifest(model_dir).get("kind")
         if kind == DETECTOR_KIND:
             det = load_detector(model_dir)
-            series, _ = series_of(data, det.manifest.get("series_config"), fmt, timezone, flow_filter)
+            series = series_of(data, det.spec, fmt, timezone, flow_filter)
             scores = det.score(series)
             cut = threshold if threshold is not None else det.threshold
         else:
             model, tok, _ = load_run(model_dir)
-            series, _ = series_of(data, None, fmt, timezone, flow_filter)
-            steps = EncodedSteps.encode(series, tok, run_step_seconds(model_dir))
+            # A run's tokenizer holds the contract of its pre-training series: flows become
+            # series as those were built.
+            series = series_of(data, tok.spec, fmt, timezone, flow_filter)
+            steps = EncodedSteps.encode(series, tok)
             values = surprise_scores(model, steps)
             finite = values[np.isfinite(values)]
             cut = threshold if threshold is not None else (float(np.quantile(finite, quantile)) if len(finite) else float("inf"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -37,10 +37,10 @@ from netflowgen.cli.common import (
 from netflowgen.dataset.coverage import dataset_coverage
 from netflowgen.ingest import scan_flows
 from netflowgen.read import ReadOptions
-from netflowgen.series import NodeMode, SeriesConfig, feature_names, parse_step
+from netflowgen.series import NodeMode, SeriesSpec, parse_step
 from netflowgen.series.build import estimate_rows, iter_series_parts
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
-from netflowgen.series.write import read_series, scan_series, write_series_parts
+from netflowgen.series.write import read_series, scan_series, series_spec, write_series_parts
 from netflowgen.tokenize import BinRule, Tokenizer, TokenizerConfig, fit_part
 from netflowgen.tokenize.shards import write_tokens
 from netflowgen.train.config import PretrainConfig, TrainConfig
@@ -55,12 +55,12 @@ ROWS_PER_PART = 4_000_000
 def series_cmd(
     flows: Annotated[str, typer.Argument(help="An ingested dataset (streams), or any supported input (read into memory); with --engine spark any path Spark reads (hdfs://, s3a://).")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Series directory to create.")],
-    step: Annotated[str, typer.Option(help="Step width, e.g. 60s, 5m, 1h; aligned to the Unix epoch.")] = duration_text(default(SeriesConfig, "step")),
-    nodes: Annotated[NodeMode, typer.Option(help="Which endpoints are nodes.")] = default(SeriesConfig, "nodes"),
+    step: Annotated[str, typer.Option(help="Step width, e.g. 60s, 5m, 1h; aligned to the Unix epoch.")] = duration_text(default(SeriesSpec, "step")),
+    nodes: Annotated[NodeMode, typer.Option(help="Which endpoints are nodes.")] = default(SeriesSpec, "nodes"),
     prefix: Annotated[Optional[list[str]], typer.Option("--prefix", help="Extra local prefix for --nodes local (repeatable).")] = None,
     group_map: Annotated[Optional[Path], typer.Option(help="CSV node,group giving each node's group (default: its /24 or /64).")] = None,
     attack: Annotated[Optional[list[str]], typer.Option("--attack", help="Class that makes a step positive, matched to label or label_detail (repeatable).")] = None,
-    max_gap: Annotated[str, typer.Option(help="Longest silence filled with zero rows (a longer one ends an activity period).")] = duration_text(default(SeriesConfig, "max_gap")),
+    max_gap: Annotated[str, typer.Option(help="Longest silence filled with zero rows (a longer one ends an activity period).")] = duration_text(default(SeriesSpec, "max_gap")),
     partitions: Annotated[Optional[int], typer.Option(help="Build in this many node partitions to bound memory (default: one per 10 million flows or 4 million series rows).")] = None,
     fmt: FormatOpt = None,
     timezone: TimezoneOpt = "UTC",
@@ -74,7 +74,7 @@ def series_cmd(
     """Build per-(node, step) traffic features and labels from flows."""
     terminate_as_interrupt()
     with failing(nothing_written(out_dir), INPUT_ERRORS + (RuntimeError,)):
-        config = SeriesConfig(
+        config = SeriesSpec(
             step=parse_step(step), nodes=nodes, local_prefixes=DEFAULT_LOCAL_PREFIXES + tuple(prefix or ()),
             group_map=group_map, attack=tuple(attack or ()), max_gap=parse_step(max_gap),
         )
@@ -95,7 +95,7 @@ def series_cmd(
     out.print(t)
 
 
-def _series_spark(flows: str, out_dir: Path, config: SeriesConfig, master: str | None, buckets: int | None,
+def _series_spark(flows: str, out_dir: Path, config: SeriesSpec, master: str | None, buckets: int | None,
                   partitions: int | None, fmt: str | None, options: ReadOptions, overwrite: bool) -> dict:  # type: ignore[type-arg]
     from netflowgen.series.spark import SparkUnavailable, build_series_spark, job_error, spark_session
 
@@ -115,7 +115,7 @@ def _series_spark(flows: str, out_dir: Path, config: SeriesConfig, master: str |
     return summary
 
 
-def _series_polars(flows: Path, out_dir: Path, config: SeriesConfig, partitions: int | None, options: ReadOptions,
+def _series_polars(flows: Path, out_dir: Path, config: SeriesSpec, partitions: int | None, options: ReadOptions,
                    overwrite: bool, quiet: bool) -> dict:  # type: ignore[type-arg]
     lazy = scan_flows(flows, options)
     started = time.perf_counter()
@@ -145,6 +145,8 @@ def tokenize_cmd(
     fit_until: Annotated[Optional[datetime], typer.Option(help="Fit on the steps before this time (UTC), all nodes alike; overrides --fit-fraction.")] = None,
     bins: Annotated[int, typer.Option(help="Bins per feature, zero bin included.")] = default(TokenizerConfig, "n_bins"),
     rule: Annotated[BinRule, typer.Option(help="Where non-zero bins are cut.")] = default(TokenizerConfig, "rule"),
+    tail_from: Annotated[float, typer.Option(help="log-quantile-tail: share of the non-zero values the quantile bins cover.")] = default(TokenizerConfig, "tail_from"),
+    tail_share: Annotated[float, typer.Option(help="log-quantile-tail: share of the non-zero bins spread over the tail.")] = default(TokenizerConfig, "tail_share"),
     timezone: Annotated[str, typer.Option("--timezone", "--tz", help="Time zone of the time fields.")] = default(TokenizerConfig, "timezone"),
     relative: Annotated[bool, typer.Option("--relative", help="Also encode each feature's deviation from the node's running level (f~rel tokens).")] = False,
     overwrite: OverwriteOpt = False,
@@ -154,20 +156,22 @@ def tokenize_cmd(
     terminate_as_interrupt()
     with failing(nothing_written(out_dir)):
         lazy, manifest = scan_series(series_dir)
-        step_seconds = float(manifest["config"]["step_seconds"])
+        spec = series_spec(manifest)
         fit: dict | None = {"by": "given", "tokenizer": str(tokenizer_file)}  # type: ignore[type-arg]
         if tokenizer_file is not None:
             tok = Tokenizer.load(tokenizer_file)
             if relative and not tok.config.relative:
                 raise ValueError(f"{tokenizer_file} was fitted without relative tokens; drop --relative or fit a new one")
+            if tok.series is None:  # a tokenizer of an older version: it takes this series' contract
+                tok.series = spec
+            tok.spec.require_compatible(spec, str(tokenizer_file), str(series_dir))
         else:
             train, fit = fit_part(lazy, fit_fraction, fit_until)
             if train.lazy().select(pl.len()).collect().item() == 0:
                 raise ValueError(f"no steps to fit the tokenizer on ({fit})")
-            tok = Tokenizer.fit(train, TokenizerConfig(tuple(feature_names()), bins, rule, timezone, relative=relative))
+            tok = Tokenizer.fit(train, TokenizerConfig(spec.features, bins, rule, timezone, relative=relative, tail_from=tail_from, tail_share=tail_share), spec)
         parts = (pl.read_parquet(p) for p in sorted(series_dir.glob("part-*.parquet")))
-        summary = write_tokens(parts, tok, out_dir, step_seconds=step_seconds, fit=fit,
-                               source=str(series_dir), overwrite=overwrite)
+        summary = write_tokens(parts, tok, out_dir, fit=fit, source=str(series_dir), overwrite=overwrite)
     if as_json:
         print_json(summary)
         return
@@ -235,12 +239,11 @@ def nextstep_cmd(
     from netflowgen.artifacts import read_manifest
     from netflowgen.evaluate.nextstep import evaluate_next_step
     from netflowgen.tokenize.shards import TOKENS_KIND, open_tokens
-    from netflowgen.train.pretrain import load_run, run_step_seconds
+    from netflowgen.train.pretrain import load_run
     from netflowgen.train.windows import TokenWindows
 
     with failing(errors=INPUT_ERRORS + (KeyError,)):
         model, tok, manifest = load_run(run, device)
-        step_seconds = run_step_seconds(run)
         settings = json.loads((run / "train_config.json").read_text())["data"]
         # The run records its tokens' absolute path (runs made before did not: relative to where
         # pretrain ran, which is why a missing one asks for the data instead of guessing).
@@ -251,16 +254,13 @@ def nextstep_cmd(
         with tempfile.TemporaryDirectory(prefix="netflowgen-") as tmp:
             if read_manifest(source).get("kind") != TOKENS_KIND:  # a series: tokenize it with the run's tokenizer
                 table, smanifest = read_series(source)
-                write_tokens(table, tok, Path(tmp) / "tokens", step_seconds=float(smanifest["config"]["step_seconds"]),
-                             fit=None, source=str(source))
+                tok.spec.require_compatible(series_spec(smanifest), str(run), str(source))
+                write_tokens(table, tok, Path(tmp) / "tokens", fit=None, source=str(source))
                 source = Path(tmp) / "tokens"
-            tmanifest, _, shards = open_tokens(source)
-            if float(tmanifest["step_seconds"]) != step_seconds:
-                raise ValueError(f"{data or source} holds {float(tmanifest['step_seconds']):g} s steps but {run} "
-                                 f"was pre-trained on {step_seconds:g} s steps")
+            _, ttok, shards = open_tokens(source)
+            tok.spec.require_compatible(ttok.spec, str(run), str(data or source))
             windows = TokenWindows(shards, model.cfg.context, val_fraction if val_fraction is not None else float(settings["val_fraction"]))
-            feats = list(tok.features)
-            report = evaluate_next_step(model, windows, feats, [tok.bins[f] for f in feats], float(tmanifest["step_seconds"]), batch_size, device)
+            report = evaluate_next_step(model, windows, tok, batch_size, device)
     result = report.to_dict()
     if as_json:
         print_json(result)
@@ -296,17 +296,13 @@ def generate_cmd(
 ) -> None:
     """Sample continuations of a node's series and forecast quantiles (10%, 50%, 90%)."""
     from netflowgen.generate import forecast_node
-    from netflowgen.train.pretrain import load_run, run_step_seconds
+    from netflowgen.train.pretrain import load_run
 
     with failing(errors=INPUT_ERRORS + (KeyError,)):
         model, tok, _ = load_run(run)
         table, smanifest = read_series(series_dir)
-        step_seconds = run_step_seconds(run)
-        if float(smanifest["config"]["step_seconds"]) != step_seconds:
-            raise ValueError(f"{series_dir} holds {float(smanifest['config']['step_seconds']):g} s steps but {run} "
-                             f"was pre-trained on {step_seconds:g} s steps")
-        step = timedelta(seconds=step_seconds)
-        fc = forecast_node(model, tok, table, node, horizon, until, samples=samples, temperature=temperature, seed=seed, step=step)
+        tok.spec.require_compatible(series_spec(smanifest), str(run), str(series_dir))
+        fc = forecast_node(model, tok, table, node, horizon, until, samples=samples, temperature=temperature, seed=seed)
         shown = feature or list(tok.config.features)[:4]
         unknown = [f for f in shown if f not in fc.features]
         if unknown:

@@ -42,16 +42,11 @@ from datetime import UTC, datetime, timedelta
 
 import polars as pl
 
-# Private helpers of the offline builder, imported rather than copied so that step alignment and
-# groups cannot drift apart between the offline and the online series.
-from netflowgen.series.build import (
-    SERIES_KEY_COLUMNS,
-    SeriesConfig,
-    _groups,
-    _step_expr,
-    node_view,
-)
-from netflowgen.series.features import aggregations, feature_names
+# The offline builder's node view and groups, and the contract's step flooring, so that step
+# alignment and groups cannot drift apart between the offline and the online series.
+from netflowgen.series.build import SERIES_KEY_COLUMNS, node_groups, node_view
+from netflowgen.series.spec import SeriesSpec, step_expr
+from netflowgen.series.features import aggregations
 
 __all__ = ["LATE_POLICIES", "OnlineConfig", "OnlineSeries"]
 
@@ -66,7 +61,7 @@ LATE_POLICIES = ("fold", "drop")
 class OnlineConfig:
     """How flows become node series online."""
 
-    series: SeriesConfig = field(default_factory=SeriesConfig)
+    series: SeriesSpec = field(default_factory=SeriesSpec)
     """Step width, which endpoints are nodes, groups (``max_gap`` and ``attack`` are not used)."""
     grace: timedelta = timedelta(0)
     """How long after a step ends its flows are still accepted."""
@@ -88,7 +83,7 @@ class OnlineConfig:
         if self.history < 1:
             raise ValueError("history must be at least 1")
 
-    def offline(self) -> SeriesConfig:
+    def offline(self) -> SeriesSpec:
         """The offline configuration whose series these rows match (see the module docstring)."""
         return replace(self.series, max_gap=self.series.step * (self.idle_steps + 1))
 
@@ -97,9 +92,9 @@ class OnlineConfig:
 _MAX_LATE_SOURCES = 256
 
 
-def _empty_rows() -> pl.DataFrame:
+def _empty_rows(features: tuple[str, ...]) -> pl.DataFrame:
     return pl.DataFrame(schema={"node": pl.String, "group": pl.String, "step": pl.Datetime("us", "UTC"),
-                                **{n: pl.UInt64 for n in feature_names()}})
+                                **{n: pl.UInt64 for n in features}})
 
 
 class OnlineSeries:
@@ -130,7 +125,7 @@ class OnlineSeries:
         self._closed_until: datetime | None = None  # start of the first step not yet given out
         self._last = pl.DataFrame(schema={"node": pl.String, "last": pl.Datetime("us", "UTC")})
         self._group_cache = pl.DataFrame(schema={"node": pl.String, "group": pl.String})
-        self._history = _empty_rows()
+        self._history = _empty_rows(self.config.series.features)
         self.flows_added = 0
         """flows given to :meth:`add` (late ones included)."""
         self.late_flows = 0
@@ -173,7 +168,7 @@ class OnlineSeries:
             return
         self.flows_added += flows.height
         if self._closed_until is not None:
-            step = flows.select(_step_expr(self._step)).to_series()
+            step = flows.select(step_expr(self._step)).to_series()
             late = step < self._closed_until
             n_late = int(late.sum())
             if n_late:
@@ -206,7 +201,7 @@ class OnlineSeries:
         horizon_us = (watermark - self.config.grace - _EPOCH) // timedelta(microseconds=1)
         new_closed = _EPOCH + timedelta(microseconds=(horizon_us // step_us) * step_us)
         if self._closed_until is not None and new_closed <= self._closed_until:
-            return _empty_rows()
+            return _empty_rows(self.config.series.features)
         view = pl.concat(self._open, how="vertical") if self._open else None
         ready = view.filter(pl.col("step") < new_closed) if view is not None else None
         self._open = [view.filter(pl.col("step") >= new_closed)] if view is not None else []
@@ -215,7 +210,7 @@ class OnlineSeries:
         if start is None:
             if ready is None or ready.height == 0:
                 self._closed_until = new_closed
-                return _empty_rows()
+                return _empty_rows(self.config.series.features)
             start = ready["step"].min()  # type: ignore[assignment]
         rows = self._rows(ready, start, new_closed)  # type: ignore[arg-type]
         self._closed_until = new_closed
@@ -226,11 +221,11 @@ class OnlineSeries:
 
     def _rows(self, ready: pl.DataFrame | None, start: datetime, end: datetime) -> pl.DataFrame:
         """Rows of the steps in [start, end): traffic rows, and zero rows of active nodes."""
-        names = feature_names()
+        names = list(self.config.series.features)
         idle = self._step * self.config.idle_steps
         last_step = end - self._step
         if ready is not None and ready.height:
-            traffic = ready.lazy().group_by("node", "step").agg(*aggregations()).collect()
+            traffic = ready.lazy().group_by("node", "step").agg(*aggregations(self.config.series.features)).collect()
         else:
             traffic = pl.DataFrame(schema={"node": pl.String, "step": pl.Datetime("us", "UTC"), **{n: pl.UInt64 for n in names}})
         # Every active step of a node lies within `idle` after one of its anchors: its last traffic
@@ -262,7 +257,7 @@ class OnlineSeries:
     def _groups(self, nodes: pl.Series) -> pl.DataFrame:
         new = nodes.filter(~nodes.is_in(self._group_cache["node"].implode()))
         if new.len():
-            self._group_cache = pl.concat([self._group_cache, _groups(new.sort(), self.config.series)])
+            self._group_cache = pl.concat([self._group_cache, node_groups(new.sort(), self.config.series)])
         return self._group_cache
 
     def _keep_history(self, rows: pl.DataFrame, evicted: pl.Series) -> None:

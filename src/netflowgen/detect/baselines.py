@@ -29,7 +29,8 @@ import numpy as np
 import polars as pl
 
 from netflowgen.artifacts import atomic_directory, loading, read_manifest, write_manifest
-from netflowgen.evaluate.metrics import ThresholdRule, calibrate_threshold
+from netflowgen.detect.threshold import ThresholdRule, calibrate_threshold
+from netflowgen.series.spec import segment_ids, series_step
 
 __all__ = ["GBT_KIND", "GBTConfig", "GBTDetector", "VolumeConfig", "VolumeDetector", "causal_z_scores", "infer_step",
            "lag_features"]
@@ -61,41 +62,32 @@ def _check_series(series: pl.DataFrame, features: tuple[str, ...], what: str) ->
 
 
 def infer_step(series: pl.DataFrame) -> timedelta:
-    """The series' step width: the smallest distance between consecutive rows of one node.
+    """The series' step width, read from its rows (the contract's :func:`series_step`).
 
     >>> from datetime import datetime, timezone
     >>> t = [datetime(2024, 1, 1, 0, m, tzinfo=timezone.utc) for m in (0, 1, 5)]
     >>> infer_step(pl.DataFrame({"node": ["a"] * 3, "step": t}))
     datetime.timedelta(seconds=60)
     """
-    diffs = (
-        series.lazy().select("node", "step").sort("node", "step")
-        .select(pl.when(pl.col("node") == pl.col("node").shift(1))
-                .then(pl.col("step").dt.epoch("us") - pl.col("step").shift(1).dt.epoch("us")).alias("d"))
-        .select(pl.col("d").min())
-        .collect()
-        .item()
-    )
-    if diffs is None:
-        raise ValueError("cannot infer the step width: no node has two rows; give the config's step")
-    if diffs == 0:
+    dup = series.lazy().select(pl.struct("node", "step").is_duplicated().any()).collect().item()
+    if dup:
         raise ValueError("cannot infer the step width: the series has duplicate (node, step) rows")
-    return timedelta(microseconds=int(diffs))
+    seconds = series_step(series)
+    if seconds is None:
+        raise ValueError("cannot infer the step width: no node has two rows; give the config's step")
+    return timedelta(seconds=seconds)
 
 
 def _segmented(series: pl.DataFrame, step: timedelta, what: str, hold: timedelta | None = None) -> pl.DataFrame:
     """The series sorted by node and step, with ``_seg``: the segment id (see the module doc).
     With ``hold``, a segment runs on over missing steps up to that long (state held over a hole)."""
-    step_us = (hold or step) // timedelta(microseconds=1)
     out = series.sort("node", "step")
     same_node = pl.col("node") == pl.col("node").shift(1)
-    diff = pl.col("step").dt.epoch("us") - pl.col("step").shift(1).dt.epoch("us")
-    dup = out.filter(same_node & (diff <= 0))
+    dup = out.filter(same_node & (pl.col("step") <= pl.col("step").shift(1)))
     if dup.height:
         raise ValueError(f"{what}: {dup.height} duplicate (node, step) row(s), e.g. node {dup['node'][0]!r} "
                          f"at {dup['step'][0]}")
-    new = (~same_node | ((diff > step_us) if hold else (diff != step_us))).fill_null(True)
-    return out.with_columns(new.cast(pl.UInt32).cum_sum().alias("_seg"))
+    return out.with_columns(segment_ids(step, hold))
 
 
 def _value(feature: str, log1p: bool) -> pl.Expr:

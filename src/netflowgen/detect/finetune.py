@@ -33,6 +33,7 @@ A detector directory describes itself::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -57,7 +58,7 @@ from netflowgen.detect.labels import (
 )
 from netflowgen.detect.config import HEAD_INPUTS, MODES, FinetuneConfig
 from netflowgen.model import FlowGPT, FlowGPTConfig
-from netflowgen.series.build import require_step
+from netflowgen.series.spec import SeriesSpec
 from netflowgen.tokenize import Tokenizer
 from netflowgen.train.checkpoint import CHECKPOINT_DIR, load_weights, save_weights
 from netflowgen.train.loop import TrainConfig, train_loop
@@ -96,9 +97,10 @@ class EncodedSteps:
     step_s: np.ndarray  # (N,) int64 Unix seconds
 
     @classmethod
-    def encode(cls, series: pl.DataFrame, tokenizer: Tokenizer, step_seconds: float,
-               attack: tuple[str, ...] | list[str] = ()) -> EncodedSteps:
-        require_step(series, step_seconds)
+    def encode(cls, series: pl.DataFrame, tokenizer: Tokenizer, attack: tuple[str, ...] | list[str] = ()) -> EncodedSteps:
+        """Encode ``series``, which must be on the step grid of the tokenizer's series contract."""
+        tokenizer.check(series)
+        step_seconds = tokenizer.spec.step_seconds
         series = series.sort("node", "step")
         enc = tokenizer.encode(series)
         step_s = series["step"].dt.epoch("s").to_numpy().astype(np.int64)
@@ -365,19 +367,17 @@ class Detector:
         return float(self.manifest["threshold"])
 
     @property
-    def step_seconds(self) -> float:
-        return float(self.manifest["step_seconds"])
+    def spec(self) -> SeriesSpec:
+        """The contract of the series the detector was fitted on: how it turns flows into series."""
+        return self.tokenizer.spec
 
     def series_of(self, data: pl.DataFrame | pl.LazyFrame | str | os.PathLike[str]) -> pl.DataFrame:
-        """``data`` as node series: series as they are; flows built with the detector's series settings."""
+        """``data`` as node series: series as they are; flows built by the detector's series contract."""
         if isinstance(data, pl.DataFrame) and "ts_start" not in data.columns:
             return data
         from netflowgen.series.build import build_series
-        from netflowgen.series.write import series_config_from_dict
 
-        if self.manifest.get("series_config") is None:
-            raise ValueError("this detector does not record its series settings: give it node series, not flows")
-        cfg = series_config_from_dict(self.manifest["series_config"])
+        cfg = self.spec
         if isinstance(data, (pl.DataFrame, pl.LazyFrame)):
             return build_series(data, cfg, coverage="records")
         from netflowgen.dataset.coverage import dataset_coverage
@@ -387,7 +387,7 @@ class Detector:
         return build_series(flows, cfg, dataset_coverage(Path(data), flows))
 
     def encode(self, series: pl.DataFrame) -> EncodedSteps:
-        return EncodedSteps.encode(series, self.tokenizer, self.step_seconds, tuple(self.manifest["attack"]))
+        return EncodedSteps.encode(series, self.tokenizer, tuple(self.manifest["attack"]))
 
     def score_windows(self, series: pl.DataFrame, device: str = "cpu") -> pl.DataFrame:
         """The window head's verdict on every ``window`` steps of every node (see score_windows)."""
@@ -407,12 +407,16 @@ class Detector:
         )
 
 
-def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: FinetuneConfig, out: Path | None = None, *,
-             allowed: pl.Expr | None = None, device: str = "cpu", show_progress: bool = True,
-             overwrite: bool = False, series_config: dict | None = None,  # type: ignore[type-arg]
+def finetune(run: Path, series: pl.DataFrame | str | os.PathLike[str], cfg: FinetuneConfig, out: Path | None = None, *,
+             allowed: pl.Expr | None = None, device: str = "cpu", show_progress: bool = True, overwrite: bool = False,
              selection: LabelSelection | None = None, score_rows: np.ndarray | None = None) -> Detector:
     """Fine-tune the run's backbone on a budget of labelled windows of ``series`` and calibrate
     the alert threshold; written to ``out`` (a detector directory) when given.
+
+    ``series``: a series artifact's path, whose manifest says how it was built (its
+    :class:`SeriesSpec`), or a node-series table, taken to be built as the run's pre-training
+    series was. The detector carries that contract (in its tokenizer): it is how it turns flows
+    into series later. It must agree with the run's on what the model reads (step and features).
 
     ``allowed`` (a boolean expression over the series' columns) restricts labelling to the fitting
     part of a split; rows outside it are never labelled, trained on or calibrated on (they may
@@ -421,13 +425,21 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
     that several methods can be compared on the very same labels. ``score_rows`` (a mask) limits
     the scoring behind ``Detector.fit_scores`` to those rows and the labelled ones (NaN elsewhere).
     """
-    from netflowgen.evaluate.metrics import calibrate_threshold
+    from netflowgen.detect.threshold import calibrate_threshold
     from netflowgen.train.pretrain import load_run
 
-    backbone, tokenizer, run_manifest = load_run(run, device="cpu")
-    run_step = json.loads((Path(run) / "train_config.json").read_text())["data"].get("step_seconds")
-    if run_step is not None and float(run_step) != float(step_seconds):
-        raise ValueError(f"the series' step is {step_seconds:g} s but {run} was pre-trained on {float(run_step):g} s steps")
+    backbone, run_tokenizer, run_manifest = load_run(run, device="cpu")
+    if isinstance(series, pl.DataFrame):
+        spec = run_tokenizer.spec
+    else:
+        from netflowgen.series.write import read_series, series_spec
+
+        source = series
+        series, series_manifest = read_series(source)
+        spec = series_spec(series_manifest)
+        run_tokenizer.spec.require_compatible(spec, f"the run {run}", f"the series {source}")
+    # The run's bins and vocabularies, never refitted, with the contract of the fitting series.
+    tokenizer = dataclasses.replace(run_tokenizer, series=spec)
     length = cfg.history + cfg.window
     if length > backbone.cfg.context:
         raise ValueError(f"history + window = {length} steps exceeds the model's context ({backbone.cfg.context})")
@@ -438,7 +450,7 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
         torch.manual_seed(cfg.seed)
         backbone = FlowGPT(backbone.cfg)
     series = series.sort("node", "step")
-    steps = EncodedSteps.encode(series, tokenizer, step_seconds, cfg.attack)
+    steps = EncodedSteps.encode(series, tokenizer, cfg.attack)
     if selection is None:
         fit_rows = series.select(allowed).to_series().fill_null(False).to_numpy() if allowed is not None else None
         selection = select_labels(steps.labels, steps.bounds, cfg.budget, cfg.window, cfg.seed, allowed=fit_rows,
@@ -482,11 +494,11 @@ def finetune(run: Path, series: pl.DataFrame, step_seconds: float, cfg: Finetune
         manifest = {
             "model": "flowgpt", "attack": list(cfg.attack), "mode": cfg.mode, "last_k": cfg.last_k, "init": cfg.init,
             "window": cfg.window, "history": cfg.history, "threshold": threshold, "head_inputs": cfg.head_inputs,
-            "head_init": cfg.head_init, "step_seconds": step_seconds,
+            "head_init": cfg.head_init,
             "pos_weight": pos_weight, "labels": selection.describe(steps.labels),
             "config": {**asdict(cfg), "budget": str(cfg.budget)}, "source_run": str(Path(run).resolve()),
             "source_run_manifest": {k: run_manifest.get(k) for k in ("size", "tokens", "steps", "parameters")},
-            "series_config": series_config, "final_loss": records[-1]["loss"] if records else None,
+            "final_loss": records[-1]["loss"] if records else None,
         }
         if work is not None:
             save_weights(model, tmp / "model.safetensors")
@@ -557,6 +569,13 @@ def load_detector(path: str | os.PathLike[str], device: str = "cpu") -> Detector
         model = DetectorModel(FlowGPT(cfg), head_inputs=manifest.get("head_inputs", "hidden"))
     load_weights(model, folder / "model.safetensors")
     model.to(device).eval()
-    return Detector(model, Tokenizer.load(folder / "tokenizer.json"), manifest)
+    tokenizer = Tokenizer.load(folder / "tokenizer.json")
+    if tokenizer.series is None:  # a detector of an older version recorded its series beside the tokenizer
+        with loading(folder / "netflowgen.json", "the detector's series settings"):
+            if manifest.get("series_config") is not None:
+                tokenizer.series = SeriesSpec.from_dict(manifest["series_config"])
+            else:
+                tokenizer.adopt_step(manifest.get("step_seconds"))
+    return Detector(model, tokenizer, manifest)
 
 

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from netflowgen.series.spec import segment_bounds
+
 __all__ = ["Budget", "LabelSelection", "attack_labels", "parse_budget", "segment_bounds", "select_labels"]
 
 
@@ -79,16 +81,6 @@ def attack_labels(series: pl.DataFrame, attack: tuple[str, ...] | list[str]) -> 
     wanted = [a.lower() for a in attack]
     hit = series.select(pl.col("classes").list.eval(pl.element().str.to_lowercase().is_in(wanted)).list.any())
     return hit.to_series().fill_null(False).cast(pl.UInt8).to_numpy()
-
-
-def segment_bounds(node: np.ndarray, step_s: np.ndarray, step_width_s: float) -> np.ndarray:
-    """[start, end) rows of each run of consecutive steps of one node (rows sorted by node, step)."""
-    n = len(node)
-    if n == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    breaks = np.flatnonzero((node[1:] != node[:-1]) | (np.diff(step_s) != step_width_s)) + 1
-    starts = np.concatenate(([0], breaks))
-    return np.stack([starts, np.concatenate((breaks, [n]))], axis=1).astype(np.int64)
 
 
 @dataclass(frozen=True)

@@ -202,14 +202,10 @@ class LiveDetector:
         from netflowgen.collect.server import Collector, CollectorConfig
         from netflowgen.detect.finetune import load_detector
         from netflowgen.detect.online import OnlineDetector
-        from netflowgen.series.write import series_config_from_dict
 
         self.config = config
         self.detector = load_detector(config.detector)
-        settings = self.detector.manifest.get("series_config")
-        if not settings:
-            raise ValueError(f"{config.detector}: the detector does not record its series settings; fine-tune it from a series directory")
-        series = series_config_from_dict(settings)
+        series = self.detector.spec
         self.step = series.step
         self.scorer = OnlineDetector(self.detector)
         # The extra rows let a step that waited in the scoring queue find its whole context.

@@ -70,7 +70,7 @@ class OnlineDetector:
         hist = hist.filter(pl.int_range(pl.len()).reverse().over("node") < self.history_rows)
         if hist.height == 0:
             return []
-        steps = EncodedSteps.encode(hist, self.detector.tokenizer, self.detector.step_seconds)
+        steps = EncodedSteps.encode(hist, self.detector.tokenizer)
         node_ids = steps.keys["node"].to_numpy()
         last_rows = np.r_[np.flatnonzero(node_ids[1:] != node_ids[:-1]), len(steps) - 1]
         # The node's newest contiguous run of steps (online series have no gaps while a node is

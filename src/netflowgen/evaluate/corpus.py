@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from netflowgen.series.build import SeriesConfig, build_series
+from netflowgen.series.build import SeriesSpec, build_series
 
 __all__ = ["corpus_series", "pretrain_for", "corpus_report", "qualify_nodes"]
 
@@ -61,20 +61,27 @@ def corpus_series(step: timedelta, suite: Any, data: Any, cuts: dict[str, dateti
             continue
         # Labels are dropped: pre-training is unsupervised, whatever the data carries.
         flows = flows.with_columns(pl.lit(None, pl.String).alias("label"), pl.lit(None, pl.String).alias("label_detail"))
-        series = build_series(flows.lazy(), SeriesConfig(step=step, local_prefixes=data.prefixes(name)), data.coverage(name))
+        series = build_series(flows.lazy(), SeriesSpec(step=step, local_prefixes=data.prefixes(name)), data.coverage(name))
         out[name] = (qualify_nodes(series, name), flows.height)
     return out
 
 
 def tokenizer_config(pretrain: dict[str, Any]) -> Any:
-    """The TokenizerConfig a suite's [pretrain] section asks for (bins, relative tokens)."""
+    """The TokenizerConfig a suite's [pretrain] section asks for: the bin rule and its parameters
+    (``bins``, ``rule``, ``tail_from``, ``tail_share``) and relative tokens; TokenizerConfig's
+    defaults for what it does not set."""
     from netflowgen.series import feature_names
     from netflowgen.tokenize import TokenizerConfig
 
     relative = pretrain.get("relative", False)
     if not isinstance(relative, bool):
         raise ValueError(f"[pretrain] relative is true or false, not {relative!r}")
-    return TokenizerConfig(tuple(feature_names()), int(pretrain.get("bins", 10)), relative=relative)
+    settings = {name: pretrain[key] for key, name in (("bins", "n_bins"), ("rule", "rule"), ("tail_from", "tail_from"),
+                                                      ("tail_share", "tail_share")) if key in pretrain}
+    try:
+        return TokenizerConfig(tuple(feature_names()), relative=relative, **settings)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"[pretrain] bin settings: {e}") from e
 
 
 def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetime], out: Path,
@@ -102,9 +109,12 @@ def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetim
     rows = corpus.height
     corpus = _corpus_share(corpus, float(p.get("corpus_fraction", 1.0)))
     share = {"node_steps": corpus.height, "of": rows, "nodes": corpus["node"].n_unique()}
-    tok = Tokenizer.fit(corpus, tokenizer_config(p))
+    # One contract for the corpus: the step, and every dataset's local prefixes (each series was
+    # built with its own; the union is what a series of all of them would use).
+    prefixes = tuple(dict.fromkeys(x for name in suite.datasets for x in data.prefixes(name)))
+    tok = Tokenizer.fit(corpus, tokenizer_config(p), SeriesSpec(step=step, local_prefixes=prefixes))
     tokens = out / f"tokens-{int(step.total_seconds())}s"
-    write_tokens(corpus, tok, tokens, step_seconds=step.total_seconds(), fit={"by": "suite", "before_test_cuts": True},
+    write_tokens(corpus, tok, tokens, fit={"by": "suite", "before_test_cuts": True},
                  source="suite pre-training corpus", overwrite=True)
     steps = int(p.get("steps", 1500))
     train = TrainConfig(steps=steps, batch_size=int(p.get("batch_size", 32)), lr=float(p.get("lr", 1e-3)),
@@ -142,15 +152,14 @@ def corpus_report(run: Path, step: timedelta, suite: Any, data: Any, cuts: dict[
 
     model, tok, _ = load_run(run)
     val_fraction = float(json.loads((run / "train_config.json").read_text())["data"]["val_fraction"])
-    features = list(tok.features)
     report: dict[str, Any] = {}
     for name, (series, flows) in corpus_series(step, suite, data, cuts).items():
         entry: dict[str, Any] = {"flows": flows, "nodes": series["node"].n_unique(), "node_steps": series.height}
         with tempfile.TemporaryDirectory(prefix="netflowgen-corpus-") as tmp:
-            write_tokens(series.sort("node", "step"), tok, Path(tmp) / "t", step_seconds=step.total_seconds(), fit=None, source=name)
+            write_tokens(series.sort("node", "step"), tok, Path(tmp) / "t", fit=None, source=name)
             _, _, shards = open_tokens(Path(tmp) / "t")
             windows = TokenWindows(shards, model.cfg.context, val_fraction)
-            result = evaluate_next_step(model, windows, features, [tok.bins[f] for f in features], step.total_seconds()).to_dict()
+            result = evaluate_next_step(model, windows, tok).to_dict()
         for subset in ("all", "active", "seasonal active rows"):
             methods = result["subsets"].get(subset, {})
             entry[subset] = {m: {"mean_cross_entropy": r["mean_cross_entropy"], "targets": r["targets"],

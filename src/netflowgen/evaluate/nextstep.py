@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from netflowgen.model import FlowGPT
-from netflowgen.tokenize.tokenizer import RELATIVE_SUFFIX
+from netflowgen.tokenize.tokenizer import RELATIVE_SUFFIX, Tokenizer
 from netflowgen.train.windows import TokenWindows
 
 __all__ = ["NextStepReport", "evaluate_next_step"]
@@ -111,9 +111,13 @@ def _model_scores(model: FlowGPT, windows: TokenWindows, batch_size: int, device
     return np.concatenate(nll_parts), np.concatenate(hit_parts)
 
 
-def evaluate_next_step(model: FlowGPT, windows: TokenWindows, features: list[str], bins: list[int],
-                       step_seconds: float, batch_size: int = 64, device: str = "cpu") -> NextStepReport:
-    """Score the model and the baselines on the held-out next steps."""
+def evaluate_next_step(model: FlowGPT, windows: TokenWindows, tokenizer: Tokenizer, batch_size: int = 64,
+                       device: str = "cpu") -> NextStepReport:
+    """Score the model and the baselines on the held-out next steps of ``windows`` (tokens of
+    ``tokenizer``, whose series contract gives the step width the seasonal baseline goes back by)."""
+    features = list(tokenizer.features)
+    bins = [tokenizer.bins[f] for f in features]
+    step_seconds = tokenizer.spec.step_seconds
     g = windows._global
     traffic = np.asarray(g.traffic)
     target_rows, prev_rows = _held_out_targets(windows, batch_size)

@@ -83,7 +83,8 @@ import polars as pl
 from netflowgen.evaluate.corpus import qualify_nodes
 from netflowgen.read.filter import compile_filter
 from netflowgen.schema import Quality
-from netflowgen.series.build import SeriesConfig, build_series, parse_step
+from netflowgen.series.build import build_series
+from netflowgen.series.spec import SeriesSpec, floor_step, parse_step
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
 
 __all__ = ["METHODS", "DatasetSpec", "SuiteSpec", "TaskSpec", "load_suite", "run_suite"]
@@ -105,7 +106,8 @@ TUNED: dict[str, dict[str, Any]] = {
     "scratch": {"mode": "full", "head_inputs": "hidden", "init": "scratch", "anchor": 0.0},
 }
 #: What a suite's [pretrain] section may set (evaluate/corpus.py reads them).
-PRETRAIN_FIELDS = ("size", "steps", "batch_size", "context", "lr", "bins", "minutes", "corpus_fraction", "relative")
+PRETRAIN_FIELDS = ("size", "steps", "batch_size", "context", "lr", "bins", "rule", "tail_from", "tail_share", "minutes",
+                   "corpus_fraction", "relative")
 #: FinetuneConfig fields a suite's [variants.NAME] may set beside its base method (an ablation).
 VARIANT_FIELDS = ("mode", "head_inputs", "head_init", "anchor", "last_k", "window", "history", "steps", "batch_size",
                   "lr", "window_weight", "backbone_lr_scale", "node_dropout")
@@ -389,10 +391,7 @@ class _Data:
 
 def _cut(flows: pl.DataFrame, fraction: float, step: timedelta) -> datetime:
     lo, hi = flows["ts_start"].min(), flows["ts_start"].max()
-    t = lo + (hi - lo) * fraction  # type: ignore[operator]
-    us = int(step.total_seconds() * 1e6)
-    epoch_us = int(t.timestamp() * 1e6) // us * us  # type: ignore[union-attr]
-    return datetime.fromtimestamp(epoch_us / 1e6, tz=UTC)
+    return floor_step(lo + (hi - lo) * fraction, step)  # type: ignore[operator]
 
 
 def _busiest_local(flows: pl.DataFrame, prefixes: tuple[str, ...]) -> str:
@@ -433,7 +432,7 @@ def prepare_task(task: TaskSpec, data: _Data, work: Path, progress: Callable[[st
         assert task.dataset is not None
         flows = data.get(task.dataset)
         cut = _cut(flows, task.fit_fraction, step)
-        cfg = SeriesConfig(step=step, local_prefixes=data.prefixes(task.dataset), attack=task.attack)
+        cfg = SeriesSpec(step=step, local_prefixes=data.prefixes(task.dataset), attack=task.attack)
         series = qualify_nodes(build_series(flows.lazy(), cfg, data.coverage(task.dataset)), task.dataset).with_columns(
             pl.lit(task.dataset).alias("dataset"))
         test_nodes: frozenset[str] = frozenset()
@@ -481,7 +480,7 @@ def _prepare_inject_many(task: TaskSpec, data: _Data, work: Path, step: timedelt
         flows = data.get(bg)
         cut = _cut(flows, task.fit_fraction, step)
         cuts[bg] = cut
-        cfg = SeriesConfig(step=step, local_prefixes=data.prefixes(bg), attack=attack)
+        cfg = SeriesSpec(step=step, local_prefixes=data.prefixes(bg), attack=attack)
         background = build_series(flows.lazy(), cfg, data.coverage(bg))
         n = task.victims_by_background.get(bg, task.victims)
         if isinstance(n, (list, tuple)):
@@ -576,7 +575,7 @@ def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, pr
         from netflowgen.ingest import scan_flows
 
         injected = scan_flows(out).collect()
-        cfg = SeriesConfig(step=step, local_prefixes=data.prefixes(bg), attack=attack)
+        cfg = SeriesSpec(step=step, local_prefixes=data.prefixes(bg), attack=attack)
         from netflowgen.dataset.coverage import dataset_coverage
 
         parts.append(qualify_nodes(build_series(injected.lazy(), cfg, dataset_coverage(out)), bg).with_columns(
@@ -613,7 +612,7 @@ def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, 
                     **{k: v for k, v in f.items() if k in VARIANT_FIELDS}, **TUNED[variant["base"]],
                     **{k: v for k, v in variant.items() if k != "base"}}
         cfg = FinetuneConfig(attack=(), budget=budget, seed=seed, **settings)
-        det = finetune(run, series, task.step.total_seconds(), cfg, selection=selection, show_progress=False,
+        det = finetune(run, series, cfg, selection=selection, show_progress=False,
                        score_rows=test_rows)
         # finetune scored every row of this very series (sorted alike) to calibrate its threshold.
         return det.fit_scores
@@ -714,7 +713,7 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
     started = time.perf_counter()
     # Calibration parts without positives are expected with tiny budgets (the fallback is
     # documented in calibrate_threshold); one warning per method and seed would bury the progress.
-    for name in ("netflowgen.evaluate.metrics", "netflowgen.detect.baselines"):
+    for name in ("netflowgen.evaluate.metrics", "netflowgen.detect.threshold", "netflowgen.detect.baselines"):
         logging.getLogger(name).setLevel(logging.ERROR)
     suite.check_inputs()
     out.mkdir(parents=True, exist_ok=True)
@@ -761,7 +760,7 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
         t.series = series
         # The series was built with the task's attack classes: its own attack flag is the label
         # (it matches label and label_detail, the classes list holds one of them per flow).
-        steps = EncodedSteps.encode(series, tok, t.step.total_seconds())
+        steps = EncodedSteps.encode(series, tok)
         fit_rows, test_rows = t.split.fit_rows(series), t.split.test_rows(series, t.attack_classes)
         labels = steps.labels.astype(bool)
         entry: dict[str, Any] = {
@@ -852,13 +851,12 @@ def _run_info(run: Path) -> dict[str, Any]:
 def _intensity_rows(t: TaskData, series: pl.DataFrame) -> dict[str, np.ndarray]:
     """Per attack intensity of the test part's injections: the rows (of ``series``) inside them."""
     gt = t.injections.filter(pl.col("part") == "test")  # type: ignore[union-attr]
-    step_us = int(t.step.total_seconds() * 1e6)
     intensity_col = "intensity" if "intensity" in gt.columns else gt.columns[0]
     out = {}
     for value in gt[intensity_col].unique().sort().to_list():
         hit = pl.lit(False)
         for row in gt.filter(pl.col(intensity_col) == value).iter_rows(named=True):
-            start = _floor(row["start"], step_us)
+            start = floor_step(datetime.fromisoformat(row["start"]) if isinstance(row["start"], str) else row["start"], t.step)
             end = datetime.fromisoformat(row["end"]) if isinstance(row["end"], str) else row["end"]
             hit = hit | ((pl.col("node") == row["victim"]) & (pl.col("step") >= start) & (pl.col("step") <= end))
         out[str(value)] = series.select(hit.alias("hit")).to_series().to_numpy()
@@ -905,15 +903,6 @@ def _intensity_intervals(levels: dict[str, np.ndarray], series: pl.DataFrame, te
         entry["positive_steps"] = int(labels[rows].sum())
         out[value] = entry
     return out
-
-
-def _floor(value: Any, step_us: int) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value)
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    us = int(value.timestamp() * 1e6) // step_us * step_us
-    return datetime.fromtimestamp(us / 1e6, tz=UTC)
 
 
 def _summarize(runs: list[dict[str, Any]], summarize_seeds: Callable[..., Any]) -> list[dict[str, Any]]:

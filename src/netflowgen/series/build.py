@@ -21,9 +21,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from datetime import timedelta
-from decimal import Decimal, InvalidOperation
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Union
@@ -33,10 +31,11 @@ import polars as pl
 
 from netflowgen.artifacts import owned_prefix, sweep_stale, writing
 from netflowgen.series.features import aggregations, feature_names
-from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES, NodeMode, group_of, is_local, read_group_map
+from netflowgen.series.nodes import NodeMode, group_of, is_local, read_group_map
+from netflowgen.series.spec import SeriesSpec, parse_step, series_step, step_expr
 
-__all__ = ["SeriesConfig", "build_series", "estimate_rows", "iter_series_parts", "node_bucket", "node_view", "parse_step",
-           "require_step", "series_step", "SERIES_KEY_COLUMNS", "LABEL_COLUMNS"]
+__all__ = ["SeriesSpec", "build_series", "estimate_rows", "iter_series_parts", "node_bucket", "node_groups", "node_view", "parse_step",
+           "series_step", "SERIES_KEY_COLUMNS", "LABEL_COLUMNS"]
 
 if TYPE_CHECKING:
     from netflowgen.dataset.coverage import Coverage
@@ -49,127 +48,13 @@ LABEL_COLUMNS = ("classes", "labeled_flows", "attack_flows", "attack_fraction", 
 NODEVIEW_PREFIX = ".netflowgen-nodeview-"
 
 
-def parse_step(text: str) -> timedelta:
-    """``60s``, ``5m``, ``1h``, ``1d`` or a number of seconds -> timedelta; a whole number of seconds.
-
-    Sub-second widths are refused: token shards keep step starts as whole Unix seconds, so rows
-    of a sub-second series could never be told apart as consecutive steps.
-
-    >>> parse_step("5m"), parse_step("30")
-    (datetime.timedelta(seconds=300), datetime.timedelta(seconds=30))
-    >>> parse_step("500ms")
-    Traceback (most recent call last):
-    ...
-    ValueError: step width must be a positive whole number of seconds (got 500ms); sub-second steps are not supported because token shards store step starts as whole Unix seconds
-    """
-    units = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "min": Decimal(60), "h": Decimal(3600),
-             "d": Decimal(86400)}
-    t = text.strip().lower()
-    for unit in sorted(units, key=len, reverse=True):
-        if t.endswith(unit):
-            number = t[: -len(unit)]
-            break
-    else:
-        unit, number = "s", t
-    try:
-        seconds = Decimal(number.strip()) * units[unit]
-    except InvalidOperation as e:
-        raise ValueError(f"not a step width: {text!r} (use e.g. 60s, 5m, 1h)") from e
-    if not seconds.is_finite():
-        raise ValueError(f"not a step width: {text!r} (use e.g. 60s, 5m, 1h)")
-    if seconds <= 0 or seconds != seconds.to_integral_value():
-        raise ValueError(
-            f"step width must be a positive whole number of seconds (got {text.strip()}); sub-second steps are "
-            "not supported because token shards store step starts as whole Unix seconds"
-        )
-    try:
-        return timedelta(seconds=int(seconds))
-    except OverflowError as e:
-        raise ValueError(f"step width too large: {text!r}") from e
-
-
-def series_step(series: pl.DataFrame | pl.LazyFrame) -> int | None:
-    """The step width of a series in seconds, read from its rows: the greatest common divisor of
-    the distances between consecutive steps of a node (None where no node has two rows). A series
-    zero-fills its active periods, so its consecutive rows are one step apart.
-
-    >>> from datetime import datetime, timezone
-    >>> t = [datetime(2024, 1, 1, 0, m, tzinfo=timezone.utc) for m in (0, 5, 15)]
-    >>> series_step(pl.DataFrame({"node": ["a"] * 3, "step": t}))
-    300
-    """
-    import math
-
-    diffs = (
-        series.lazy().select("node", pl.col("step").dt.epoch("s")).sort("node", "step")
-        .select(pl.when(pl.col("node") == pl.col("node").shift(1)).then(pl.col("step").diff()).alias("d"))
-        .filter(pl.col("d") > 0).unique().collect()["d"].to_list()
-    )
-    return math.gcd(*diffs) if diffs else None
-
-
-def require_step(series: pl.DataFrame | pl.LazyFrame, step_seconds: float, what: str = "the model") -> None:
-    """Refuse a series whose step is not ``step_seconds``: scores of a 300 s series read by a
-    60 s model mean nothing, and nothing else would say so."""
-    width = int(step_seconds)
-    seen = series_step(series)
-    if seen is not None and seen != width:
-        raise ValueError(f"the series' step is {seen:g} s but {what} works on {width:g} s steps; "
-                         f"build the series with --step {width}s")
-    off = series.lazy().select((pl.col("step").dt.epoch("s") % width != 0).any()).collect().item()
-    if off:
-        raise ValueError(f"the series' steps are not on the {width:g} s grid of {what}; build the series with --step {width}s")
-
-
-@dataclass(frozen=True)
-class SeriesConfig:
-    """How flows become node series."""
-
-    step: timedelta = timedelta(seconds=60)
-    """Step width; steps are aligned to multiples of it since the Unix epoch (UTC)."""
-    nodes: NodeMode = NodeMode.LOCAL
-    """Which endpoints are nodes."""
-    local_prefixes: tuple[str, ...] = DEFAULT_LOCAL_PREFIXES
-    """Local networks for ``nodes=local`` (the defaults plus any the user adds)."""
-    group_map: Path | None = None
-    """CSV ``node,group``; nodes not in it fall back to the prefix groups."""
-    group_ipv4_prefix: int = 24
-    """Default group: the node's IPv4 network of this length."""
-    group_ipv6_prefix: int = 64
-    attack: tuple[str, ...] = field(default=())
-    """Classes that make a step positive (matched case-insensitively to label or label_detail)."""
-    max_gap: timedelta = timedelta(days=1)
-    """Longest silence filled with zero rows; a longer one ends the node's activity period."""
-    coverage_fraction: float = 0.5
-    """A silent step is a zero row only when at least this share of it lies inside the data's
-    coverage (the time its inputs observed); otherwise it is absent: missing, not quiet."""
-
-    def __post_init__(self) -> None:
-        if self.step <= timedelta(0):
-            raise ValueError("step must be positive")
-        if self.max_gap < self.step:
-            raise ValueError("max_gap must be at least one step")
-        if not 0 < self.coverage_fraction <= 1:
-            raise ValueError("coverage_fraction must be in (0, 1]")
-        if not 0 <= self.group_ipv4_prefix <= 32 or not 0 <= self.group_ipv6_prefix <= 128:
-            raise ValueError("group prefix lengths must be 0..32 (IPv4) and 0..128 (IPv6)")
-        if not isinstance(self.nodes, NodeMode):
-            object.__setattr__(self, "nodes", NodeMode(self.nodes))
-
-
 # The node view reads the flows once per side (source, destination). With common-subplan
 # elimination Polars caches the shared scan in memory instead: 10.7 GiB for 100M flows, against
 # 1.5 GiB without (measured). Reading twice costs about 20% more time.
 _STREAM = pl.QueryOptFlags(comm_subplan_elim=False)
 
 
-def _step_expr(step: timedelta) -> pl.Expr:
-    step_us = int(step / timedelta(microseconds=1))
-    us = pl.col("ts_start").dt.epoch("us")
-    return ((us // step_us) * step_us).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias("step")
-
-
-def node_view(flows: pl.LazyFrame, config: SeriesConfig) -> pl.LazyFrame:
+def node_view(flows: pl.LazyFrame, config: SeriesSpec) -> pl.LazyFrame:
     """One row per (flow, node it touches), seen from the node (see ``features``)."""
     attack = [a.lower() for a in config.attack]
     if config.nodes is NodeMode.LOCAL:
@@ -180,7 +65,7 @@ def node_view(flows: pl.LazyFrame, config: SeriesConfig) -> pl.LazyFrame:
     # The node tests are columns first and filters after: as filters, Polars pushes them down
     # into the Parquet scan, where they ran 6x slower (measured on 5M flows).
     base = flows.with_columns(
-        _step_expr(config.step),
+        step_expr(config.step),
         pl.coalesce("label_detail", "label").alias("class"),
         (pl.col("label").str.to_lowercase().is_in(attack) | pl.col("label_detail").str.to_lowercase().is_in(attack))
         .fill_null(False)
@@ -214,7 +99,7 @@ def _label_aggs() -> list[pl.Expr]:
     ]
 
 
-def _groups(nodes: pl.Series, config: SeriesConfig) -> pl.DataFrame:
+def node_groups(nodes: pl.Series, config: SeriesSpec) -> pl.DataFrame:
     groups = group_of(nodes, config.group_ipv4_prefix, config.group_ipv6_prefix)
     if config.group_map is not None:
         mapping = read_group_map(config.group_map)
@@ -227,7 +112,7 @@ def _groups(nodes: pl.Series, config: SeriesConfig) -> pl.DataFrame:
 CoverageArg = Union["Coverage", Literal["records"], None]
 
 
-def build_series(flows: pl.LazyFrame | pl.DataFrame, config: SeriesConfig | None = None,
+def build_series(flows: pl.LazyFrame | pl.DataFrame, config: SeriesSpec | None = None,
                  coverage: CoverageArg = "records") -> pl.DataFrame:
     """Node series from canonical flows, in memory (see :func:`iter_series_parts` for any size).
 
@@ -238,11 +123,11 @@ def build_series(flows: pl.LazyFrame | pl.DataFrame, config: SeriesConfig | None
     manifest holds one), None fills every silence up to ``max_gap`` (live export, where the
     collector listened throughout).
     """
-    parts = list(iter_series_parts(flows.lazy(), config or SeriesConfig(), partitions=1, coverage=coverage))
+    parts = list(iter_series_parts(flows.lazy(), config or SeriesSpec(), partitions=1, coverage=coverage))
     return parts[0]
 
 
-def _covered_steps(flows: pl.LazyFrame, config: SeriesConfig, coverage: CoverageArg) -> np.ndarray | None:
+def _covered_steps(flows: pl.LazyFrame, config: SeriesSpec, coverage: CoverageArg) -> np.ndarray | None:
     from netflowgen.dataset.coverage import coverage_of_flows
 
     if coverage is None:
@@ -254,7 +139,7 @@ def _covered_steps(flows: pl.LazyFrame, config: SeriesConfig, coverage: Coverage
     return coverage.covered_steps(config.step, config.coverage_fraction)
 
 
-def iter_series_parts(flows: pl.LazyFrame, config: SeriesConfig, partitions: int = 1,
+def iter_series_parts(flows: pl.LazyFrame, config: SeriesSpec, partitions: int = 1,
                       workdir: Path | None = None, coverage: CoverageArg = "records") -> Iterator[pl.DataFrame]:
     """Node series in ``partitions`` parts, each holding the complete series of a disjoint set of
     nodes (split by a hash of the node address), so that memory is bounded by the largest part.
@@ -298,7 +183,7 @@ def node_bucket(partitions: int) -> pl.Expr:
     return (pl.col("node").hash(seed=0) % partitions).alias("_part")
 
 
-def estimate_rows(flows: pl.LazyFrame, config: SeriesConfig) -> int:
+def estimate_rows(flows: pl.LazyFrame, config: SeriesSpec) -> int:
     """An upper bound of the series' row count (every node active from its first to its last
     step), from one cheap streaming pass: what sizes the node partitions."""
     step_us = int(config.step / timedelta(microseconds=1))
@@ -312,14 +197,14 @@ def estimate_rows(flows: pl.LazyFrame, config: SeriesConfig) -> int:
     return int(spans.item() or 0)
 
 
-def _empty_series() -> pl.DataFrame:
+def _empty_series(config: SeriesSpec) -> pl.DataFrame:
     return pl.DataFrame(schema={"node": pl.String, "group": pl.String, "step": pl.Datetime("us", "UTC"),
-                                **{n: pl.UInt64 for n in feature_names()}, "classes": pl.List(pl.String),
+                                **{n: pl.UInt64 for n in config.features}, "classes": pl.List(pl.String),
                                 "labeled_flows": pl.UInt32, "attack_flows": pl.UInt32,
                                 "attack_fraction": pl.Float64, "attack": pl.Boolean})
 
 
-def _grid(spans: pl.DataFrame, config: SeriesConfig, covered: np.ndarray | None, traffic: pl.DataFrame) -> pl.DataFrame:
+def _grid(spans: pl.DataFrame, config: SeriesSpec, covered: np.ndarray | None, traffic: pl.DataFrame) -> pl.DataFrame:
     """(node, step) of every row: each activity period's steps, those inside coverage only
     (``covered``: sorted step starts, Unix microseconds), and every step with traffic."""
     if covered is None:
@@ -337,11 +222,12 @@ def _grid(spans: pl.DataFrame, config: SeriesConfig, covered: np.ndarray | None,
     return pl.concat([inside, traffic], how="vertical").unique(maintain_order=False)
 
 
-def _series_of(view: pl.LazyFrame, config: SeriesConfig, covered: np.ndarray | None = None) -> pl.DataFrame:
-    agg = view.group_by("node", "step").agg(*aggregations(), *_label_aggs()).collect(engine="streaming", optimizations=_STREAM)
-    names = feature_names()
+def _series_of(view: pl.LazyFrame, config: SeriesSpec, covered: np.ndarray | None = None) -> pl.DataFrame:
+    agg = view.group_by("node", "step").agg(*aggregations(config.features), *_label_aggs()).collect(engine="streaming",
+                                                                                                    optimizations=_STREAM)
+    names = list(config.features)
     if agg.height == 0:
-        return _empty_series()
+        return _empty_series(config)
     # Every step of a node's activity periods, zero where it had no traffic.
     # Periods from the sorted steps with shifts, not window functions: `.over("node")` took 96 s
     # for 1.5M nodes where this takes about one.
@@ -369,6 +255,6 @@ def _series_of(view: pl.LazyFrame, config: SeriesConfig, covered: np.ndarray | N
         )
     )
     del agg, grid
-    groups = _groups(spans["node"].unique().sort(), config)
+    groups = node_groups(spans["node"].unique().sort(), config)
     series = series.join(groups, on="node", how="left")
     return series.select(*SERIES_KEY_COLUMNS, *names, *LABEL_COLUMNS).sort("node", "step")

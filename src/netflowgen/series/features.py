@@ -106,5 +106,11 @@ def feature_names() -> list[str]:
     return [f.name for f in FEATURES]
 
 
-def aggregations() -> list[pl.Expr]:
-    return [f.agg.cast(pl.UInt64).alias(f.name) for f in FEATURES]
+def aggregations(names: tuple[str, ...] | list[str] | None = None) -> list[pl.Expr]:
+    """The aggregations of the features ``names`` (default: every registered one), in that order."""
+    by_name = {f.name: f for f in FEATURES}
+    unknown = [n for n in names or () if n not in by_name]
+    if unknown:
+        raise ValueError(f"unknown features {', '.join(unknown)}; the registry has {', '.join(by_name)}")
+    chosen = [by_name[n] for n in names] if names is not None else list(FEATURES)
+    return [f.agg.cast(pl.UInt64).alias(f.name) for f in chosen]

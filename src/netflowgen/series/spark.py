@@ -40,7 +40,7 @@ from netflowgen.artifacts import MANIFEST_NAME, atomic_directory
 from netflowgen.dataset.coverage import Coverage, CoverageBuilder
 from netflowgen.read import ReadOptions
 from netflowgen.schema import FLOW_SCHEMA, empty_flows
-from netflowgen.series.build import SeriesConfig, _covered_steps, _series_of, node_bucket, node_view
+from netflowgen.series.build import SeriesSpec, _covered_steps, _series_of, node_bucket, node_view
 from netflowgen.series.write import merge_summaries, part_name, series_summary, write_part, write_series_manifest
 
 if TYPE_CHECKING:
@@ -271,7 +271,7 @@ def _coverage(spark_flows: DataFrame, path: str) -> Coverage:
 
 # ---- the job --------------------------------------------------------------------------------
 
-def estimate_rows_spark(frame: DataFrame, config: SeriesConfig, options: ReadOptions) -> int:
+def estimate_rows_spark(frame: DataFrame, config: SeriesSpec, options: ReadOptions) -> int:
     """An upper bound of the series' rows, as :func:`~netflowgen.series.build.estimate_rows`
     takes it (every node active from its first to its last step), in one pass on Spark."""
     from pyspark.sql import functions as F
@@ -315,7 +315,7 @@ def _encode_summary(series: pl.DataFrame) -> str:
     return json.dumps(s)
 
 
-def build_series_spark(spark: SparkSession, flows: str, out: Path, config: SeriesConfig, *, buckets: int | None = None,
+def build_series_spark(spark: SparkSession, flows: str, out: Path, config: SeriesSpec, *, buckets: int | None = None,
                        options: ReadOptions | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Build the series artifact of ``flows`` (any path Spark reads) into ``out`` on Spark and
     return its summary, the same as ``netflowgen series`` writes it with ``--engine polars``.

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import asdict
-from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
@@ -14,10 +12,10 @@ import polars as pl
 
 from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest, writing
 from netflowgen.dataset.coverage import Coverage
-from netflowgen.series.build import SeriesConfig
+from netflowgen.series.spec import SeriesSpec
 from netflowgen.series.features import FEATURES
 
-__all__ = ["SERIES_KIND", "merge_summaries", "part_name", "write_part", "write_series_manifest", "series_config_to_dict", "series_config_from_dict", "write_series", "write_series_parts", "read_series", "scan_series", "series_summary"]
+__all__ = ["SERIES_KIND", "merge_summaries", "part_name", "write_part", "write_series_manifest", "series_spec", "write_series", "write_series_parts", "read_series", "scan_series", "series_summary"]
 
 SERIES_KIND = "netflowgen.series"
 
@@ -61,31 +59,12 @@ def merge_summaries(total: dict, part: dict) -> dict:  # type: ignore[type-arg]
     return merged
 
 
-def series_config_to_dict(config: SeriesConfig) -> dict[str, object]:
-    """The JSON form of a SeriesConfig, as manifests store it."""
-    cfg = {k: (v.value if hasattr(v, "value") else v) for k, v in asdict(config).items()}
-    cfg["step_seconds"] = config.step.total_seconds()
-    cfg["max_gap_seconds"] = config.max_gap.total_seconds()
-    cfg["group_map"] = str(config.group_map) if config.group_map else None
-    cfg.pop("step")
-    cfg.pop("max_gap")
-    return cfg
+def series_spec(manifest: dict) -> SeriesSpec:  # type: ignore[type-arg]
+    """The contract a series artifact was built by, from its manifest (its ``config``)."""
+    return SeriesSpec.from_dict(manifest["config"])
 
 
-def series_config_from_dict(cfg: dict) -> SeriesConfig:  # type: ignore[type-arg]
-    """A SeriesConfig back from a manifest's ``config``: the same series from new flows."""
-    from netflowgen.series.nodes import NodeMode
-
-    c = dict(cfg)
-    return SeriesConfig(
-        step=timedelta(seconds=c.pop("step_seconds")), max_gap=timedelta(seconds=c.pop("max_gap_seconds")),
-        nodes=NodeMode(c.pop("nodes")), local_prefixes=tuple(c.pop("local_prefixes")),
-        group_map=Path(c["group_map"]) if c.pop("group_map", None) else None, attack=tuple(c.pop("attack", ())),
-        **{k: v for k, v in c.items() if k in ("group_ipv4_prefix", "group_ipv6_prefix", "coverage_fraction")},
-    )
-
-
-def write_series_parts(parts: Iterable[pl.DataFrame], out: Path, config: SeriesConfig, inputs: list[str],
+def write_series_parts(parts: Iterable[pl.DataFrame], out: Path, config: SeriesSpec, inputs: list[str],
                        overwrite: bool = False, coverage: Coverage | None = None) -> dict[str, object]:
     """Write a series artifact atomically from parts with disjoint nodes; returns its summary.
     ``coverage``: what the flows observed, recorded in the manifest (None: not known)."""
@@ -95,6 +74,9 @@ def write_series_parts(parts: Iterable[pl.DataFrame], out: Path, config: SeriesC
         with atomic_directory(out, overwrite) as tmp:
             n = 0
             for part in parts:
+                missing = [f for f in config.features if f not in part.columns]
+                if missing:
+                    raise ValueError(f"the series lacks the features {', '.join(missing)} its spec names")
                 write_part(part, tmp / part_name(n))
                 summary = merge_summaries(summary, series_summary(part))
                 groups.update(part["group"].unique().drop_nulls().to_list())
@@ -121,7 +103,7 @@ def write_part(part: pl.DataFrame, path: Path | BinaryIO) -> None:
         part.write_parquet(path, compression="zstd", statistics=True, row_group_size=1 << 18)
 
 
-def write_series_manifest(tmp: Path, summary: dict, groups: set[str], parts: int, config: SeriesConfig,  # type: ignore[type-arg]
+def write_series_manifest(tmp: Path, summary: dict, groups: set[str], parts: int, config: SeriesSpec,  # type: ignore[type-arg]
                           inputs: list[str], coverage: Coverage | None) -> None:
     """The manifest of a series artifact whose ``parts`` part files are written: ``summary`` is
     the merge of the parts' summaries (in part order), ``groups`` the union of their groups."""
@@ -129,11 +111,11 @@ def write_series_manifest(tmp: Path, summary: dict, groups: set[str], parts: int
     summary["parts"] = parts
     if coverage is not None:
         summary["observed_seconds"] = round(coverage.seconds, 3)
-    write_manifest(tmp, SERIES_KIND, config=series_config_to_dict(config), features={f.name: f.doc for f in FEATURES}, inputs=inputs,
+    write_manifest(tmp, SERIES_KIND, config=config.to_dict(), features={f.name: f.doc for f in FEATURES if f.name in config.features}, inputs=inputs,
                    summary=summary, coverage=coverage.to_dict() if coverage is not None else None)
 
 
-def write_series(series: pl.DataFrame, out: Path, config: SeriesConfig, inputs: list[str], overwrite: bool = False,
+def write_series(series: pl.DataFrame, out: Path, config: SeriesSpec, inputs: list[str], overwrite: bool = False,
                  coverage: Coverage | None = None) -> dict[str, object]:
     """Write one in-memory series table as a series artifact; returns its summary."""
     return write_series_parts([series], out, config, inputs, overwrite, coverage)

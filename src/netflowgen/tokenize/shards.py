@@ -31,6 +31,7 @@ import numpy as np
 import polars as pl
 
 from netflowgen.artifacts import atomic_directory, loading, read_manifest, write_manifest, writing
+from netflowgen.series.spec import segment_bounds
 from netflowgen.tokenize.tokenizer import TIME_FIELDS, Tokenizer
 
 __all__ = ["TOKENS_KIND", "TokenShard", "write_tokens", "open_tokens", "segments_of"]
@@ -59,13 +60,8 @@ def segments_of(node: np.ndarray, step_s: np.ndarray, step_width_s: float) -> np
     >>> segments_of(np.array([1, 1, 1, 2]), np.array([0, 60, 180, 0]), 60).tolist()
     [[0, 2], [2, 1], [3, 1]]
     """
-    n = len(node)
-    if n == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    breaks = np.flatnonzero((np.diff(node) != 0) | (np.diff(step_s) != step_width_s)) + 1
-    starts = np.concatenate(([0], breaks))
-    lengths = np.diff(np.concatenate((starts, [n])))
-    return np.stack([starts, lengths], axis=1).astype(np.int64)
+    bounds = segment_bounds(node, step_s, step_width_s)  # the contract's rule; shards store lengths
+    return np.stack([bounds[:, 0], bounds[:, 1] - bounds[:, 0]], axis=1).astype(np.int64)
 
 
 def _node_cuts(node_keys: np.ndarray, shard_rows: int) -> list[tuple[int, int]]:
@@ -85,7 +81,6 @@ def write_tokens(
     tokenizer: Tokenizer,
     out: Path,
     *,
-    step_seconds: float,
     fit: dict | None,  # type: ignore[type-arg]
     source: str,
     shard_rows: int = 4_000_000,
@@ -93,7 +88,8 @@ def write_tokens(
 ) -> dict[str, object]:
     """Encode a node-series table, or parts of one with disjoint nodes (as a series artifact
     stores them, so that only one part is in memory at a time), and write token shards; returns
-    the manifest."""
+    the manifest. The step width is the tokenizer's series contract (``Tokenizer.spec``)."""
+    step_seconds = tokenizer.spec.step_seconds
     tables = [series] if isinstance(series, pl.DataFrame) else series
     shards = []
     rows = 0
@@ -101,13 +97,13 @@ def write_tokens(
         tokenizer.save(tmp / "tokenizer.json")
         for table in tables:
             table = table.sort("node", "step")
+            tokenizer.check(table, "the tokenizer")
             rows += table.height
             shards += _write_shards(table, tokenizer, tmp, len(shards), step_seconds, shard_rows)
         manifest = {
             "features": list(tokenizer.features),  # token features: traffic.npy's columns
             "bins": tokenizer.bins,
             "time_fields": TIME_FIELDS,
-            "step_seconds": step_seconds,
             "fit": fit,
             "source_series": source,
             "rows": rows,
@@ -149,6 +145,7 @@ def open_tokens(path: str | os.PathLike[str]) -> tuple[dict, Tokenizer, list[Tok
     folder = Path(path)
     manifest = read_manifest(folder, TOKENS_KIND)
     tokenizer = Tokenizer.load(folder / "tokenizer.json")
+    tokenizer.adopt_step(manifest.get("step_seconds"))  # tokens written before the tokenizer held the contract
     with loading(folder, "the token shards (plain arrays only: an object array is refused, never unpickled)"):
         shards = [
             TokenShard(**{n: np.load(folder / s["name"] / f"{n}.npy", mmap_mode="r", allow_pickle=False) for n in _ARRAYS})

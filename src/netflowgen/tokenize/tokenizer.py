@@ -43,6 +43,11 @@ The contract, as the paper describes it (PAPER.md) and DESIGN section 5 fixes it
   newest rows exactly as a longer frame would, give ``relative_window`` more rows of the past.
 
 The tokenizer is saved to and loaded from JSON; ``save`` then ``load`` gives an equal tokenizer.
+
+**The series contract.** A tokenizer fitted on a series holds that series' :class:`SeriesSpec`
+(step width, features, how nodes were chosen; ``netflowgen.series.spec``), as chronos keeps its
+tokenizer inside the model config: token shards, pre-training runs and detectors all carry the
+tokenizer, so every later stage reads the step width from here, and nowhere else.
 """
 
 from __future__ import annotations
@@ -50,12 +55,14 @@ from __future__ import annotations
 import enum
 import json
 import os
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from netflowgen.series.spec import SeriesSpec
 
 __all__ = ["BinRule", "TokenizerConfig", "Tokenizer", "TIME_FIELDS", "UNKNOWN_ID", "RELATIVE_SUFFIX", "fit_part"]
 
@@ -76,8 +83,6 @@ class BinRule(str, enum.Enum):
     LOG_UNIFORM = "log-uniform"
     LOG_QUANTILE_TAIL = "log-quantile-tail"
 
-#: Share of the non-zero values the bulk bins of ``log-quantile-tail`` cover.
-TAIL_FROM = 0.9
 
 
 @dataclass(frozen=True)
@@ -97,10 +102,17 @@ class TokenizerConfig:
     module docstring). Off by default: the model then reads the absolute bins only."""
     relative_window: int = 16
     """Previous rows of the node whose mean log1p value is the level a relative token compares with."""
+    tail_from: float = 0.9
+    """``log-quantile-tail``: the share of the non-zero training values its quantile (bulk) bins
+    cover; the tail bins spread evenly on log1p from there to the largest value."""
+    tail_share: float = 1 / 3
+    """``log-quantile-tail``: the share of the non-zero bins (at least one) given to the tail."""
 
     def __post_init__(self) -> None:
         if self.n_bins < 2 or self.n_bins > 255:
             raise ValueError(f"n_bins must be 2..255, got {self.n_bins}")
+        if not 0 < self.tail_from < 1 or not 0 < self.tail_share < 1:
+            raise ValueError(f"tail_from and tail_share must be in (0, 1), got {self.tail_from} and {self.tail_share}")
         if not self.features:
             raise ValueError("a tokenizer needs at least one feature")
         if any(f.endswith(RELATIVE_SUFFIX) for f in self.features):
@@ -130,33 +142,64 @@ class Tokenizer:
     """Per derived feature (``f~rel``): increasing cut points c_1..c_m on |deviation| (relative on)."""
     relative_representatives: dict[str, list[float]] = field(default_factory=dict)
     """Per derived feature and bin: the deviation a bin decodes to."""
+    series: SeriesSpec | None = None
+    """The contract of the series it was fitted on (None only in files of older versions that
+    nothing upgraded: see :meth:`spec`)."""
 
     # --- fitting -------------------------------------------------------------------------------
 
     @classmethod
-    def fit(cls, series: pl.DataFrame | pl.LazyFrame, config: TokenizerConfig) -> Tokenizer:
-        """Fit bins and vocabularies on a (training) node-series table.
+    def fit(cls, series: pl.DataFrame | pl.LazyFrame, config: TokenizerConfig, spec: SeriesSpec | None = None) -> Tokenizer:
+        """Fit bins and vocabularies on a (training) node-series table built by ``spec`` (the
+        series artifact's manifest holds it), which the tokenizer then carries.
 
         A LazyFrame is read one column at a time, so a series larger than memory can be fitted.
         """
         lazy = series.lazy()
+        if spec is not None:
+            spec.check(lazy, "its series spec")
         names = lazy.collect_schema().names()
         missing = [f for f in config.features if f not in names]
         if missing:
             raise ValueError(f"series lacks the features {missing}")
+        if spec is not None:
+            extra = [f for f in config.features if f not in spec.features]
+            if extra:
+                raise ValueError(f"the tokenizer's features {', '.join(extra)} are not features of the series")
         cuts, ranges, reps = {}, {}, {}
         for name in config.features:
             values = lazy.select(pl.col(name).cast(pl.Float64)).collect().to_series().to_numpy()
             if np.any(values < 0) or np.any(np.isnan(values)):
                 raise ValueError(f"feature {name!r} has negative or missing values; features are counts")
-            c = _cuts(values[values > 0], config.n_bins, config.rule)
+            c = _cuts(values[values > 0], config)
             cuts[name] = c.tolist()
             ranges[name], reps[name] = _ranges_and_representatives(values, c)
         vocab = lambda col: sorted(lazy.select(pl.col(col).unique()).collect().to_series().drop_nulls().to_list())  # noqa: E731
         nodes = {n: i + 1 for i, n in enumerate(vocab("node"))}
         groups = {g: i + 1 for i, g in enumerate(vocab("group"))}
         rel_cuts, rel_reps = _fit_relative(lazy, config) if config.relative else ({}, {})
-        return cls(config, cuts, ranges, reps, nodes, groups, rel_cuts, rel_reps)
+        return cls(config, cuts, ranges, reps, nodes, groups, rel_cuts, rel_reps, spec)
+
+    # --- the series contract -------------------------------------------------------------------
+
+    @property
+    def spec(self) -> SeriesSpec:
+        """The series contract this tokenizer (and every model that reads its tokens) works with."""
+        if self.series is None:
+            raise ValueError("this tokenizer does not hold its series contract (fitted without one, or saved by an "
+                             "older netflowgen); tokenize the series again")
+        return self.series
+
+    def adopt_step(self, step_seconds: float | None) -> None:
+        """Give a tokenizer of an older version, which did not hold its series contract, the step
+        width its artifact's manifest recorded (the one place where older artifacts are upgraded)."""
+        if self.series is not None or step_seconds is None:
+            return
+        self.series = SeriesSpec(step=timedelta(seconds=float(step_seconds)), features=self.config.features)
+
+    def check(self, series: pl.DataFrame | pl.LazyFrame, what: str = "the model") -> None:
+        """Refuse a series that is not on this tokenizer's step grid (see ``SeriesSpec.check``)."""
+        self.spec.check(series, what)
 
     # --- encoding ------------------------------------------------------------------------------
 
@@ -293,6 +336,7 @@ class Tokenizer:
             "groups": self.groups,
             **({"relative_cuts": self.relative_cuts, "relative_representatives": self.relative_representatives}
                if self.config.relative else {}),
+            **({"series": self.series.to_dict()} if self.series is not None else {}),
         }
 
     @classmethod
@@ -305,7 +349,8 @@ class Tokenizer:
         if config.relative and "relative_cuts" not in d:
             raise ValueError("a relative tokenizer without its relative_cuts: the file is incomplete")
         return cls(config, d["cuts_log1p"], d["ranges"], d["representatives"], d["nodes"], d["groups"],
-                   d.get("relative_cuts", {}), d.get("relative_representatives", {}))
+                   d.get("relative_cuts", {}), d.get("relative_representatives", {}),
+                   SeriesSpec.from_dict(d["series"]) if d.get("series") is not None else None)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write as JSON (atomically: a temporary file, then a rename)."""
@@ -323,18 +368,24 @@ class Tokenizer:
             return cls.from_dict(read_json(Path(path)))
 
 
-def _cuts(nonzero: np.ndarray, n_bins: int, rule: BinRule) -> np.ndarray:
+def _tail_split(k: int, config: TokenizerConfig) -> tuple[int, int]:
+    """(bulk, tail) bins of ``log-quantile-tail`` among ``k`` bins: the tail's share, at least one."""
+    k_tail = max(1, int(round(k * config.tail_share, 9)))  # rounded first: 9 * (1/3) is 3, not 2.99..
+    return k - k_tail, k_tail
+
+
+def _cuts(nonzero: np.ndarray, config: TokenizerConfig) -> np.ndarray:
     """Cut points on log1p between the ``n_bins - 1`` non-zero bins (duplicates merged)."""
-    k = n_bins - 1
+    rule = config.rule
+    k = config.n_bins - 1
     if nonzero.size == 0 or k <= 1:
         return np.zeros(0)
     logs = np.log1p(nonzero)
     if rule is BinRule.LOG_QUANTILE:
         cuts = np.quantile(logs, np.arange(1, k) / k, method="linear")
     elif rule is BinRule.LOG_QUANTILE_TAIL:
-        k_tail = max(1, k // 3)
-        k_bulk = k - k_tail
-        bulk = np.quantile(logs, np.arange(1, k_bulk + 1) / k_bulk * TAIL_FROM, method="linear")
+        k_bulk, k_tail = _tail_split(k, config)
+        bulk = np.quantile(logs, np.arange(1, k_bulk + 1) / k_bulk * config.tail_from, method="linear")
         tail = np.linspace(bulk[-1], logs.max(), k_tail + 1)[1:-1]
         cuts = np.concatenate([bulk, tail])
     else:
@@ -388,17 +439,17 @@ def _deviation_bins(d: np.ndarray, cuts: np.ndarray) -> np.ndarray:
     return (len(cuts) + np.sign(d).astype(np.int64) * side).astype(np.uint8)
 
 
-def _relative_cuts(absd: np.ndarray, n_bins: int, rule: BinRule) -> np.ndarray:
+def _relative_cuts(absd: np.ndarray, config: TokenizerConfig) -> np.ndarray:
     """Cut points c_1..c_m on |d| (m = (n_bins - 1) // 2), the feature rule applied to |d|."""
-    k = (n_bins - 1) // 2 + 1  # central bin and m side bins, on |d|
+    rule = config.rule
+    k = (config.n_bins - 1) // 2 + 1  # central bin and m side bins, on |d|
     if absd.size == 0 or k <= 1:
         return np.zeros(0)
     if rule is BinRule.LOG_QUANTILE:
         cuts = np.quantile(absd, np.arange(1, k) / k, method="linear")
     elif rule is BinRule.LOG_QUANTILE_TAIL:
-        k_tail = max(1, k // 3)
-        k_bulk = k - k_tail
-        bulk = np.quantile(absd, np.arange(1, k_bulk + 1) / k_bulk * TAIL_FROM, method="linear")
+        k_bulk, k_tail = _tail_split(k, config)
+        bulk = np.quantile(absd, np.arange(1, k_bulk + 1) / k_bulk * config.tail_from, method="linear")
         tail = np.linspace(bulk[-1], absd.max(), k_tail + 1)[1:-1]
         cuts = np.concatenate([bulk, tail])
     else:
@@ -417,7 +468,7 @@ def _fit_relative(lazy: pl.LazyFrame, config: TokenizerConfig) -> tuple[dict[str
         v = lazy.select(pl.col(name).cast(pl.Float64)).collect().to_series().to_numpy()
         d, has = _deviations(np.log1p(v[order]), first, config.relative_window)
         d = d[has]  # a row without a previous row is 0 by the rule, not by observation
-        c = _relative_cuts(np.abs(d), config.n_bins, config.rule)
+        c = _relative_cuts(np.abs(d), config)
         bins = _deviation_bins(d, c)
         edges = np.concatenate(([-np.inf], -c[::-1], c, [np.inf]))
         rep = []

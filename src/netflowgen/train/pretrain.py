@@ -25,6 +25,7 @@ import torch
 
 from netflowgen.artifacts import check_replaceable, loading, read_json, read_manifest, write_manifest
 from netflowgen.model import SIZES, FlowGPT, FlowGPTConfig
+from netflowgen.series.spec import SeriesSpec
 from netflowgen.tokenize import Tokenizer
 from netflowgen.tokenize.shards import open_tokens
 from netflowgen.train.checkpoint import checkpoint_state, load_weights, save_weights
@@ -32,7 +33,7 @@ from netflowgen.train.config import PretrainConfig, TrainConfig
 from netflowgen.train.loop import dist_info, resume_changes, train_loop
 from netflowgen.train.windows import Batch, TokenWindows
 
-__all__ = ["PretrainConfig", "Run", "pretrain", "load_run", "run_step_seconds", "RUN_KIND", "next_step_loss"]
+__all__ = ["PretrainConfig", "Run", "pretrain", "load_run", "RUN_KIND", "next_step_loss"]
 
 RUN_KIND = "netflowgen.run"
 
@@ -101,9 +102,10 @@ def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool
     windows = TokenWindows(shards, model_cfg.context, cfg.val_fraction)
     if windows.n_train_targets == 0:
         raise ValueError(f"{cfg.tokens}: no node has two consecutive steps to train on")
-    data = {**{k: str(v) for k, v in asdict(cfg).items()}, "step_seconds": manifest["step_seconds"]}
+    tok.spec  # noqa: B018  (refuses tokens whose tokenizer holds no series contract, before any work)
+    data = {k: str(v) for k, v in asdict(cfg).items()}
     # Checked on every rank (the same files give the same answer), so that none is left waiting.
-    resumed = _resume_record(out, data, train, model_cfg) if resume else None
+    resumed = _resume_record(out, data, train, model_cfg, tok) if resume else None
     if info.main:
         _prepare_run_dir(out, resume, overwrite)
         if resumed:
@@ -145,7 +147,8 @@ def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool
     return result, model
 
 
-def _resume_record(out: Path, data: dict, train: TrainConfig, model_cfg: FlowGPTConfig) -> dict | None:  # type: ignore[type-arg]
+def _resume_record(out: Path, data: dict, train: TrainConfig, model_cfg: FlowGPTConfig,  # type: ignore[type-arg]
+                   tok: Tokenizer) -> dict | None:  # type: ignore[type-arg]
     """Check a resume of ``out`` against what the run recorded (see :func:`pretrain`); returns
     the new ``train_config.json`` when it changes, None when it stays as it is."""
     run_manifest = read_manifest(out, RUN_KIND)
@@ -157,6 +160,12 @@ def _resume_record(out: Path, data: dict, train: TrainConfig, model_cfg: FlowGPT
     for key, value in given.items():
         if key in known and known[key] != value:
             refused.append(f"{key}: the run has {known[key]}, this run {value}")  # stored as text
+    run_tok = _run_tokenizer(out, recorded)
+    if run_tok.series is not None:
+        try:
+            run_tok.spec.require_compatible(tok.spec, f"the run {out}", f"the tokens {data['tokens']}")
+        except ValueError as e:
+            refused.append(str(e))
     with loading(out / "model_config.json", "the model config"):
         model_was = read_json(out / "model_config.json")
     # Same options, other tokens at the same path (tokenized again): other bins, nodes or groups.
@@ -199,13 +208,14 @@ def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     out.mkdir(parents=True)
 
 
-def run_step_seconds(path: str | os.PathLike[str]) -> float:
-    """The step width (seconds) of the series a run was pre-trained on."""
-    run = Path(path)
-    try:
-        return float(read_json(run / "train_config.json")["data"]["step_seconds"])
-    except (KeyError, ValueError, TypeError) as e:
-        raise ValueError(f"{run}: train_config.json does not say the run's step width ({e})") from None
+def _run_tokenizer(run: Path, train_config: dict | None = None) -> Tokenizer:  # type: ignore[type-arg]
+    """A run's tokenizer; one of a run made before the tokenizer held the series contract takes
+    the step width its train_config.json recorded."""
+    tok = Tokenizer.load(run / "tokenizer.json")
+    if tok.series is None:
+        recorded = train_config if train_config is not None else read_json(run / "train_config.json")
+        tok.adopt_step(recorded.get("data", {}).get("step_seconds"))
+    return tok
 
 
 @dataclass
@@ -221,9 +231,9 @@ class Run:
     manifest: dict  # type: ignore[type-arg]
 
     @property
-    def step_seconds(self) -> float:
-        """The step width of the series the model was pre-trained on."""
-        return run_step_seconds(self.path)
+    def spec(self) -> SeriesSpec:
+        """The contract of the series the model was pre-trained on (its tokenizer's)."""
+        return self.tokenizer.spec
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter((self.model, self.tokenizer, self.manifest))
@@ -237,7 +247,7 @@ class Run:
         and there is no history to predict from); with ``label`` where the series has labels."""
         from netflowgen.detect.finetune import EncodedSteps, surprise_scores
 
-        steps = EncodedSteps.encode(series, self.tokenizer, self.step_seconds)
+        steps = EncodedSteps.encode(series, self.tokenizer)
         values = surprise_scores(self.model, steps, device=device)
         scored = steps.keys.with_columns(pl.Series("score", values).fill_nan(None))
         has_labels = "attack" in series.columns or "classes" in series.columns
@@ -255,4 +265,4 @@ def load_run(path: str | os.PathLike[str], device: str = "cpu") -> Run:
         model = FlowGPT(cfg)
     load_weights(model, run / "model.safetensors")
     model.to(device).eval()
-    return Run(run, model, Tokenizer.load(run / "tokenizer.json"), manifest)
+    return Run(run, model, _run_tokenizer(run), manifest)

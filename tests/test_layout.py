@@ -1,0 +1,72 @@
+"""The package's layout follows the data flow: a stage imports only stages before it.
+
+Every ``import netflowgen.X`` / ``from netflowgen.X import`` in ``src/`` (at module level or
+inside a function) is checked against the stages the importing one may use. A new upward import
+fails here; the known exceptions are listed with their reason, to be removed, not added to.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).parents[1] / "src" / "netflowgen"
+
+# Stages in the order of the data flow (DESIGN.md section 2). Each may import the shared
+# modules and any stage listed before it.
+SHARED = {"schema", "artifacts"}
+FLOW = ["read", "ingest", "dataset", "inspect", "series", "tokenize", "model", "train", "detect"]
+MAY_IMPORT: dict[str, set[str]] = {stage: SHARED | set(FLOW[: i + 1]) for i, stage in enumerate(FLOW)}
+MAY_IMPORT["read"] = {"schema", "read"}
+MAY_IMPORT["model"] = {"model"}  # the model file imports nothing of ours (STYLE.md 1)
+# Where the flow forks: live collection reads flows and builds the online series.
+MAY_IMPORT["collect"] = MAY_IMPORT["series"] | {"collect"}
+MAY_IMPORT["detect"] |= {"collect"}  # live detection listens through the collector
+
+# Upward imports that remain, each with the work that removes it.
+KNOWN = {
+    ("train", "detect"): "Run.anomaly_scores encodes steps with detect.finetune.EncodedSteps (issue 13 item 3: one "
+                         "window plan and one container below both)",
+    ("ingest", "dataset"): "ingest and dataset.coverage import each other (issue 13 item 2: one flow-dataset module "
+                           "owning layout, writer, manifest, scan and coverage)",
+}
+
+
+def _stage(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("netflowgen."):
+            found.add(_stage(node.module))
+        elif isinstance(node, ast.Import):
+            found |= {_stage(a.name) for a in node.names if a.name.startswith("netflowgen.")}
+    return found
+
+
+def test_every_stage_imports_only_the_stages_before_it() -> None:
+    checked, wrong = 0, []
+    for stage, allowed in MAY_IMPORT.items():
+        files = sorted((SRC / stage).rglob("*.py")) if (SRC / stage).is_dir() else [SRC / f"{stage}.py"]
+        assert files and all(f.is_file() for f in files), stage
+        for f in files:
+            checked += 1
+            for target in _imports(f) - allowed:
+                if (stage, target) not in KNOWN:
+                    wrong.append(f"{f.relative_to(SRC)} imports netflowgen.{target}")
+    assert checked > 40  # the walk found the package
+    assert not wrong, "imports against the flow:\n" + "\n".join(wrong)
+
+
+def test_detection_does_not_import_evaluation() -> None:
+    importers = [f.name for f in (SRC / "detect").rglob("*.py") if "evaluate" in _imports(f)]
+    assert importers == []
+
+
+def test_the_check_finds_an_upward_import(tmp_path: Path) -> None:
+    planted = tmp_path / "x.py"
+    planted.write_text("def f():\n    from netflowgen.evaluate.metrics import episodes\n")
+    assert _imports(planted) == {"evaluate"}

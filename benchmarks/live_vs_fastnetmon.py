@@ -326,7 +326,7 @@ def build_everything(args: argparse.Namespace, work: Path, log) -> tuple[Stream,
     run = api_pretrain(tokens, work / "run", train, size="tiny", context=64, overwrite=True)
     log(f"pre-trained {args.steps} steps in {time.perf_counter() - t0:.0f} s")
     det = work / "detector"
-    api_finetune(run, injected, FinetuneConfig(budget="3ep"), out=det, fit_until=cut, series_config=cfg, overwrite=True)
+    api_finetune(run, injected, FinetuneConfig(budget="3ep"), out=det, fit_until=cut, overwrite=True)  # the run holds cfg
     log("fine-tuned the default recipe (frozen backbone, surprise head) on 3 labelled episodes before the cut")
 
     fit_flows = benign.filter(pl.col("ts_end") < cut)

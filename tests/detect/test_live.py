@@ -387,3 +387,74 @@ def test_the_api_survives_garbage_huge_headers_slow_loris_and_vanishing_clients(
             live.stop()
     err = capfd.readouterr().err
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+# -- live scores equal offline scores of the same context -----------------------------------------
+
+
+def live_scores(det: Any, flows: pl.DataFrame) -> tuple[dict[tuple[str, datetime], float], pl.DataFrame]:
+    """Replay ``flows`` step by step (in the order of their start, so none is late) through the
+    online series and the online detector, as `netflowgen detect` runs them: the score of every
+    node at every step it was scored live, and the live series' rows."""
+    from netflowgen.collect.online import OnlineConfig, OnlineSeries
+    from netflowgen.detect.online import OnlineDetector
+
+    scorer = OnlineDetector(det, keep_top=10_000)
+    online = OnlineSeries(OnlineConfig(series=det.spec, history=scorer.history_rows + 1))
+    scores: dict[tuple[str, datetime], float] = {}
+    emitted = []
+    step = det.spec.step
+    steps = flows.with_columns(pl.col("ts_start").dt.truncate(f"{int(step.total_seconds())}s").alias("_s"))
+    for (start,), batch in steps.sort("ts_start").group_by(["_s"], maintain_order=True):
+        online.add(batch.drop("_s"))
+        rows = online.advance(start + step)
+        emitted.append(rows)
+        for s in rows["step"].unique().sort().to_list():
+            scorer.score(rows.filter(pl.col("step") == s), online.history())
+            _, top = scorer.snapshot()
+            scores.update({(n["node"], s): n["score"] for n in top["nodes"]})
+    return scores, pl.concat(emitted)
+
+
+def compare_live_and_offline(det: Any, flows: pl.DataFrame) -> tuple[float, float]:
+    """Largest difference between every live score and the offline score of the same (node,
+    step) read as live reads it; and the same against fine-tuning's strides."""
+    from netflowgen.collect.online import OnlineConfig
+    from netflowgen.series import build_series
+
+    live, rows = live_scores(det, flows)
+    # Offline: the same flows as one series by the live series' rules (no coverage; silences up
+    # to the idle limit bridged), each row read as live reads a node's newest step.
+    series = build_series(flows, OnlineConfig(series=det.spec).offline(), coverage=None)
+    trailing = {(r["node"], r["step"]): r["score"] for r in det.score(series, as_live=True).iter_rows(named=True)}
+    strides = {(r["node"], r["step"]): r["score"] for r in det.score(series).iter_rows(named=True)}
+    # Live alone emits the zero rows of a node's last idle steps before it is dropped (it cannot
+    # know the node will stay silent): those are the only rows offline lacks.
+    only_live = pl.DataFrame([{"node": n, "step": s} for n, s in live if (n, s) not in trailing],
+                             schema={"node": pl.String, "step": pl.Datetime("us", "UTC")})
+    if only_live.height:
+        idle = only_live.join(rows, on=["node", "step"], how="left")
+        assert (idle["flows_in"] + idle["flows_out"] == 0).all(), idle
+    common = [k for k in live if k in trailing]
+    assert len(common) >= 0.9 * len(live) > 0, (len(common), len(live))
+    return (max(abs(live[k] - trailing[k]) for k in common), max(abs(live[k] - strides[k]) for k in common))
+
+
+def test_a_live_score_equals_the_offline_score_of_the_same_context(detector: Path) -> None:
+    from netflowgen.detect.finetune import load_detector
+
+    same, _ = compare_live_and_offline(load_detector(detector), flood_flows())
+    assert same <= 1e-6, same
+
+
+@pytest.mark.shared_data
+def test_live_equals_offline_on_a_real_capture(detector: Path, shared_data: Path) -> None:
+    from netflowgen.detect.finetune import load_detector
+    from netflowgen.read import read_flows
+
+    flows = read_flows(shared_data / "iot23-34-1" / "conn.log.labeled")
+    flows = flows.filter(pl.col("ts_start") < flows["ts_start"].min() + timedelta(hours=2))  # seconds to replay
+    same, strides = compare_live_and_offline(load_detector(detector), flows)
+    assert same <= 1e-6, same
+    # Read in fine-tuning's strides, the same steps see other context: the plan matters here.
+    assert strides > 1e-4, strides

@@ -57,6 +57,7 @@ from netflowgen.detect.labels import (
     select_labels,
 )
 from netflowgen.detect.config import HEAD_INPUTS, MODES, FinetuneConfig
+from netflowgen.detect.windows import EncodedSteps, WindowBatch, WindowPlan, collate
 from netflowgen.model import FlowGPT, FlowGPTConfig
 from netflowgen.series.spec import SeriesSpec
 from netflowgen.tokenize import Tokenizer
@@ -73,6 +74,7 @@ __all__ = [
     "finetune",
     "load_detector",
     "node_relative_surprise",
+    "score_plan",
     "score_steps",
     "score_windows",
     "surprise_scores",
@@ -81,77 +83,6 @@ __all__ = [
 DETECTOR_KIND = "netflowgen.detector"
 #: Steps over which the surprise inputs also carry their recent maximum.
 RECENT = 8
-
-
-@dataclass
-class EncodedSteps:
-    """A node-series table as the model reads it, rows sorted by node and step."""
-
-    keys: pl.DataFrame  # node, step
-    traffic: np.ndarray  # (N, F) uint8
-    time: np.ndarray  # (N, 4) uint8
-    node: np.ndarray  # (N,) int64 ids
-    group: np.ndarray  # (N,) int64 ids
-    labels: np.ndarray  # (N,) uint8
-    bounds: np.ndarray  # (S, 2) [start, end) rows of consecutive steps of one node
-    step_s: np.ndarray  # (N,) int64 Unix seconds
-
-    @classmethod
-    def encode(cls, series: pl.DataFrame, tokenizer: Tokenizer, attack: tuple[str, ...] | list[str] = ()) -> EncodedSteps:
-        """Encode ``series``, which must be on the step grid of the tokenizer's series contract."""
-        tokenizer.check(series)
-        step_seconds = tokenizer.spec.step_seconds
-        series = series.sort("node", "step")
-        enc = tokenizer.encode(series)
-        step_s = series["step"].dt.epoch("s").to_numpy().astype(np.int64)
-        node_key = series["node"].rank("dense").to_numpy()
-        has_labels = "classes" in series.columns or "attack" in series.columns
-        labels = attack_labels(series, tuple(attack)) if has_labels else np.zeros(series.height, np.uint8)
-        return cls(series.select("node", "step"), enc["traffic"], enc["time"], enc["node"].astype(np.int64),
-                   enc["group"].astype(np.int64), labels, segment_bounds(node_key, step_s, step_seconds), step_s)
-
-    def __len__(self) -> int:
-        return len(self.node)
-
-
-@dataclass
-class WindowBatch:
-    traffic: torch.Tensor  # (B, T, F)
-    time: torch.Tensor  # (B, T, 4)
-    node: torch.Tensor  # (B,)
-    group: torch.Tensor  # (B,)
-    labels: torch.Tensor  # (B, T) float
-    mask: torch.Tensor  # (B, T) bool: positions whose label counts
-    first: torch.Tensor  # (B,) index of the first labelled position (after the history)
-    last: torch.Tensor  # (B,) index of the last real position
-    rows: torch.Tensor  # (B, T) row of each position, -1 for padding
-
-    def to(self, device: torch.device | str) -> WindowBatch:
-        return WindowBatch(**{k: v.to(device) for k, v in self.__dict__.items()})
-
-
-def collate(steps: EncodedSteps, begin: np.ndarray, start: np.ndarray, end: np.ndarray, length: int,
-            mask: np.ndarray | None = None) -> WindowBatch:
-    """Windows of rows [begin, end) padded to ``length``; labels count on rows [start, end) that
-    ``mask`` allows."""
-    pos = np.arange(length)
-    rows = begin[:, None] + pos[None, :]
-    real = rows < end[:, None]
-    safe = np.where(real, rows, 0)
-    counted = real & (rows >= start[:, None])
-    if mask is not None:
-        counted &= mask[safe]
-    return WindowBatch(
-        traffic=torch.from_numpy(np.where(real[..., None], steps.traffic[safe], 0).astype(np.uint8)),
-        time=torch.from_numpy(np.where(real[..., None], steps.time[safe], 0).astype(np.uint8)),
-        node=torch.from_numpy(steps.node[begin]),
-        group=torch.from_numpy(steps.group[begin]),
-        labels=torch.from_numpy(np.where(counted, steps.labels[safe], 0).astype(np.float32)),
-        mask=torch.from_numpy(counted),
-        first=torch.from_numpy((start - begin).astype(np.int64)),
-        last=torch.from_numpy((end - begin - 1).astype(np.int64)),
-        rows=torch.from_numpy(np.where(real, rows, -1)),
-    )
 
 
 class DetectorModel(nn.Module):
@@ -261,43 +192,29 @@ def _loss(pos_weight: float, window_weight: float, anchor: float = 0.0,
     return loss_of
 
 
-def _scoring_windows(bounds: np.ndarray, window: int, history: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every segment cut into strides of ``window`` rows [start, end), each read from ``begin``,
-    up to ``history`` rows earlier inside the segment: (begin, start, end) arrays.
-
-    >>> [a.tolist() for a in _scoring_windows(np.array([[0, 5], [5, 7]]), 2, 1)]
-    [[0, 1, 3, 5], [0, 2, 4, 5], [2, 4, 5, 7]]
-    """
-    strides = -(-(bounds[:, 1] - bounds[:, 0]) // window)  # per segment, rounded up
-    seg = np.repeat(np.arange(len(bounds)), strides)
-    k = np.arange(int(strides.sum())) - np.repeat(np.cumsum(strides) - strides, strides)
-    start = (bounds[seg, 0] + k * window).astype(np.int64)
-    return np.maximum(bounds[seg, 0], start - history).astype(np.int64), start, np.minimum(start + window, bounds[seg, 1]).astype(np.int64)
-
-
 @torch.no_grad()
 def score_steps(model: DetectorModel | FlowGPT, steps: EncodedSteps, window: int, history: int,
                 batch_size: int = 64, device: str | torch.device = "cpu", kind: str = "detector",
                 rows: np.ndarray | None = None) -> np.ndarray:
     """A score for every row: the detector's attack probability (``kind="detector"``) or the
     pre-trained model's surprise (``kind="surprise"``: the negative log-likelihood of the observed
-    bins of all features given the steps before, NaN on a segment's first step). With ``rows`` (a
-    mask), only the strides holding one of them are scored; the other rows are NaN."""
+    bins of all features given the steps before, NaN on a segment's first step), read in the
+    strides plan (``WindowPlan.strides``). With ``rows`` (a mask), only the strides holding one
+    of them are scored (each stride reads its own history, so their scores are those of scoring
+    everything); the other rows are NaN."""
+    plan = WindowPlan.strides(steps.bounds, window, history)
+    return score_plan(model, steps, plan if rows is None else plan.holding(rows), batch_size, device, kind)
+
+
+@torch.no_grad()
+def score_plan(model: DetectorModel | FlowGPT, steps: EncodedSteps, plan: WindowPlan, batch_size: int = 64,
+               device: str | torch.device = "cpu", kind: str = "detector") -> np.ndarray:
+    """A score for every row the plan's windows count (NaN for the others); ``kind`` as in
+    :func:`score_steps`."""
     model.eval()
     out = np.full(len(steps), np.nan, dtype=np.float64)
-    b_all, s_all, e_all = _scoring_windows(steps.bounds, window, history)
-    if rows is not None:
-        # Only the strides holding a wanted row: each stride reads its own history, so their
-        # scores are those of scoring everything; the other rows stay NaN.
-        counts = np.concatenate([[0], np.cumsum(np.asarray(rows, bool))])
-        keep = counts[e_all] > counts[s_all]
-        b_all, s_all, e_all = b_all[keep], s_all[keep], e_all[keep]
-    if len(b_all) == 0:
-        return out
-    length = history + window
-    for lo in range(0, len(b_all), batch_size):
-        sl = slice(lo, lo + batch_size)
-        b = collate(steps, b_all[sl], s_all[sl], e_all[sl], length).to(device)
+    for b in plan.batches(steps, batch_size):
+        b = b.to(device)
         if kind == "detector":
             logits, _ = model(b.traffic, b.time, b.node, b.group, b.first, b.last)
             values = torch.sigmoid(logits.float())
@@ -393,14 +310,27 @@ class Detector:
         """The window head's verdict on every ``window`` steps of every node (see score_windows)."""
         return score_windows(self.model, self.encode(series), self.manifest["window"], self.manifest["history"], device=device)
 
-    def score(self, data: pl.DataFrame | pl.LazyFrame | str | os.PathLike[str], device: str = "cpu") -> pl.DataFrame:
+    @property
+    def live_length(self) -> int:
+        """Rows a step is read with live (itself and the ones before it): ``history + window``,
+        the most context the strides give a step offline, within the model's context."""
+        return min(int(self.manifest["history"]) + int(self.manifest["window"]), self.model.backbone.cfg.context)
+
+    def score(self, data: pl.DataFrame | pl.LazyFrame | str | os.PathLike[str], device: str = "cpu",
+              as_live: bool = False) -> pl.DataFrame:
         """node, step, score, alert (and label, where the series has labels) of every row.
 
         ``data``: node series, or canonical flows (a frame with ``ts_start``, or any flow input
-        path), turned into series with the settings the detector was fitted with."""
+        path), turned into series with the settings the detector was fitted with. By default every
+        row is read in the strides of fine-tuning's windows; ``as_live`` reads each row as live
+        detection reads a node's newest step (the last of ``live_length`` rows): the very scores
+        ``netflowgen detect`` gives, at the cost of one window per row."""
         series = self.series_of(data)
         steps = self.encode(series)
-        scores = score_steps(self.model, steps, self.manifest["window"], self.manifest["history"], device=device)
+        if as_live:
+            scores = score_plan(self.model, steps, WindowPlan.trailing(steps.bounds, self.live_length), device=device)
+        else:
+            scores = score_steps(self.model, steps, self.manifest["window"], self.manifest["history"], device=device)
         return steps.keys.with_columns(
             pl.Series("score", scores), pl.Series("alert", scores >= self.threshold),
             pl.Series("label", steps.labels.astype(bool)),
@@ -463,18 +393,17 @@ def finetune(run: Path, series: pl.DataFrame | str | os.PathLike[str], cfg: Fine
     n_pos = int(steps.labels[selection.train].sum())
     n_neg = int(selection.train.sum()) - n_pos
     pos_weight = float(np.clip(n_neg / max(n_pos, 1), 1.0, 1000.0))
-    train_w = selection.windows
-    begins = np.maximum(train_w[:, 0] - cfg.history, _segment_start(steps.bounds, train_w[:, 0]))
+    train_plan = WindowPlan.labelled(steps.bounds, selection.windows, cfg.window, cfg.history)
 
     if cfg.head_init == "surprise" and cfg.head_inputs != "hidden":
-        model.start_from_surprise(_training_features(model, steps, begins, train_w, length, selection.train, cfg.seed),
+        model.start_from_surprise(_training_features(model, steps, train_plan, selection.train, cfg.seed),
                                   n_pos / max(n_pos + n_neg, 1))
     start = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad} if cfg.anchor else None
 
     def sample(step: int, rank: int) -> WindowBatch:
         rng = np.random.default_rng([cfg.seed, rank, step])
-        k = rng.integers(0, len(train_w), size=cfg.batch_size)
-        batch = collate(steps, begins[k], train_w[k, 0], train_w[k, 1], length, selection.train)
+        k = rng.integers(0, len(train_plan), size=cfg.batch_size)
+        batch = train_plan.take(k).collate(steps, selection.train)
         forget = torch.from_numpy(rng.random(cfg.batch_size) < cfg.node_dropout)
         batch.node = batch.node.masked_fill(forget, 0)
         return batch
@@ -515,13 +444,13 @@ def score_windows(model: DetectorModel, steps: EncodedSteps, window: int, histor
     """Window classification: for every run of ``window`` steps of a node (read with up to
     ``history`` steps before it), the probability that it holds an attack; with its true answer."""
     model.eval()
-    b_all, s_all, e_all = _scoring_windows(steps.bounds, window, history)
-    probs = np.zeros(len(b_all))
-    for lo in range(0, len(b_all), batch_size):
-        sl = slice(lo, lo + batch_size)
-        b = collate(steps, b_all[sl], s_all[sl], e_all[sl], history + window).to(device)
+    plan = WindowPlan.strides(steps.bounds, window, history)
+    s_all, e_all = plan.start, plan.end
+    probs = np.zeros(len(plan))
+    for lo, b in zip(range(0, len(plan), batch_size), plan.batches(steps, batch_size)):
+        b = b.to(device)
         _, logits = model(b.traffic, b.time, b.node, b.group, b.first, b.last)
-        probs[sl] = torch.sigmoid(logits.float()).cpu().numpy()
+        probs[lo:lo + batch_size] = torch.sigmoid(logits.float()).cpu().numpy()
     keys = steps.keys
     return pl.DataFrame({
         "node": keys["node"].gather(s_all) if len(s_all) else pl.Series([], dtype=pl.String),
@@ -533,24 +462,17 @@ def score_windows(model: DetectorModel, steps: EncodedSteps, window: int, histor
 
 
 @torch.no_grad()
-def _training_features(model: DetectorModel, steps: EncodedSteps, begins: np.ndarray, windows: np.ndarray, length: int,
-                       train: np.ndarray, seed: int, most: int = 2048, batch_size: int = 64) -> torch.Tensor:
+def _training_features(model: DetectorModel, steps: EncodedSteps, plan: WindowPlan, train: np.ndarray, seed: int,
+                       most: int = 2048, batch_size: int = 64) -> torch.Tensor:
     """(N, width) the step head's inputs at the labelled training steps of up to ``most`` windows."""
     model.eval()  # the head's inputs as scoring will see them (no dropout)
     rng = np.random.default_rng([seed, 17])
-    pick = np.sort(rng.choice(len(windows), size=min(most, len(windows)), replace=False))
+    pick = np.sort(rng.choice(len(plan), size=min(most, len(plan)), replace=False))
     parts = []
-    for lo in range(0, len(pick), batch_size):
-        k = pick[lo:lo + batch_size]
-        b = collate(steps, begins[k], windows[k, 0], windows[k, 1], length, train)
+    for b in plan.take(pick).batches(steps, batch_size, train):
         feats = model.step_features(b.traffic, b.time, b.node, b.group)
         parts.append(feats[b.mask].float())
     return torch.cat(parts) if parts else torch.zeros((0, model.step_head.in_features))
-
-
-def _segment_start(bounds: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    idx = np.searchsorted(bounds[:, 0], rows, side="right") - 1
-    return bounds[idx, 0]
 
 
 @contextlib.contextmanager

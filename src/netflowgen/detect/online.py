@@ -24,7 +24,8 @@ import numpy as np
 import polars as pl
 import torch
 
-from netflowgen.detect.finetune import Detector, EncodedSteps, collate
+from netflowgen.detect.finetune import Detector
+from netflowgen.detect.windows import EncodedSteps, WindowPlan
 
 __all__ = ["OnlineDetector"]
 
@@ -35,8 +36,7 @@ class OnlineDetector:
     def __init__(self, detector: Detector, drivers: int = 3, keep_alerts: int = 1000, keep_top: int = 20,
                  batch_windows: int = 2048) -> None:
         self.detector = detector
-        m = detector.manifest
-        self.length = min(int(m["history"]) + int(m["window"]), detector.model.backbone.cfg.context)
+        self.length = detector.live_length
         cfg = detector.tokenizer.config
         self.history_rows = self.length + (cfg.relative_window if cfg.relative else 0)
         """Rows of a node's history a step needs: the window, and with relative tokens the
@@ -73,20 +73,18 @@ class OnlineDetector:
         steps = EncodedSteps.encode(hist, self.detector.tokenizer)
         node_ids = steps.keys["node"].to_numpy()
         last_rows = np.r_[np.flatnonzero(node_ids[1:] != node_ids[:-1]), len(steps) - 1]
-        # The node's newest contiguous run of steps (online series have no gaps while a node is
-        # active; a node back after eviction starts afresh).
-        bounds = steps.bounds[np.isin(steps.bounds[:, 1] - 1, last_rows)]
-        end = bounds[:, 1]
-        begin = np.maximum(bounds[:, 0], end - self.length)
-        probs = np.empty(len(begin), dtype=np.float32)
+        # Each node's newest row, read as the last of a trailing window inside its newest run of
+        # steps (online series have no gaps while a node is active; a node back after eviction
+        # starts afresh): the plan `Detector.score(as_live=True)` reads every row with offline.
+        plan = WindowPlan.trailing(steps.bounds, self.length, rows=last_rows)
+        end, begin = plan.end, plan.begin
+        probs = np.empty(len(plan), dtype=np.float32)
         with torch.no_grad():
             # In chunks: the activations of 10^5 windows at once would take gigabytes (and run
             # slower: measured 2.9 s against 3.7 s for 10^4 windows on one core).
-            for lo in range(0, len(begin), self.batch_windows):
-                s = slice(lo, lo + self.batch_windows)
-                b = collate(steps, begin[s], end[s] - 1, end[s], self.length)
+            for lo, b in zip(range(0, len(plan), self.batch_windows), plan.batches(steps, self.batch_windows)):
                 logits, _ = self.detector.model(b.traffic, b.time, b.node, b.group, b.first, b.last)
-                probs[s] = torch.sigmoid(logits.float()).numpy()[np.arange(len(b.first)), end[s] - begin[s] - 1]
+                probs[lo:lo + self.batch_windows] = torch.sigmoid(logits.float()).numpy()[np.arange(len(b.first)), b.last.numpy()]
         threshold = self.detector.threshold
         alerts = []
         for i in np.flatnonzero(probs >= threshold):

@@ -25,8 +25,8 @@ MAY_IMPORT["detect"] |= {"collect"}  # live detection listens through the collec
 
 # Upward imports that remain, each with the work that removes it.
 KNOWN = {
-    ("train", "detect"): "Run.anomaly_scores encodes steps with detect.finetune.EncodedSteps (issue 13 item 3: one "
-                         "window plan and one container below both)",
+    ("train", "detect"): "Run.anomaly_scores (the Python API's zero-label score) calls detect's surprise scoring; "
+                         "it belongs in detect, with Run handing over",
     ("ingest", "dataset"): "ingest and dataset.coverage import each other (issue 13 item 2: one flow-dataset module "
                            "owning layout, writer, manifest, scan and coverage)",
 }

@@ -135,3 +135,42 @@ def test_sigterm_stops_the_cli_promptly_with_slow_clients_connected(tmp_path: Pa
         if proc.poll() is None:
             proc.kill()
     assert "Traceback" not in err.read_text()
+
+
+def test_one_route_table_serves_both_and_health_says_503_when_failing() -> None:
+    import json
+    from urllib.error import HTTPError
+    from urllib.request import urlopen
+
+    state = {"ok": True}
+    routes = {"/health": httpserve.health_route(lambda: {"uptime": 1}, lambda: state["ok"]),
+              "/metrics": httpserve.metrics_route(lambda: "x_total 1\n"),
+              "/top": httpserve.json_route(lambda: [1, 2])}
+    server = httpserve.serve_routes(("127.0.0.1", 0), routes, "test-routes", "a test")
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        ok = urlopen(base + "/health?x=1", timeout=5)
+        assert ok.status == 200 and json.loads(ok.read()) == {"healthy": True, "uptime": 1}
+        assert urlopen(base + "/metrics", timeout=5).read() == b"x_total 1\n"
+        assert json.loads(urlopen(base + "/top", timeout=5).read()) == [1, 2]
+        state["ok"] = False
+        with pytest.raises(HTTPError) as failing:
+            urlopen(base + "/health", timeout=5)
+        assert failing.value.code == 503 and json.loads(failing.value.read())["healthy"] is False
+        with pytest.raises(HTTPError) as missing:
+            urlopen(base + "/nope", timeout=5)
+        assert missing.value.code == 404 and b"/health, /metrics, /top" in missing.value.read()
+    finally:
+        server.close()
+
+
+def test_collect_and_detect_serve_through_the_one_route_table() -> None:
+    import ast
+
+    from netflowgen.collect import server
+    from netflowgen.detect import live
+
+    for module in (server, live):
+        calls = {n.func.id for n in ast.walk(ast.parse(Path(module.__file__).read_text()))
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+        assert "serve_routes" in calls and "serve" not in calls, module.__name__

@@ -30,9 +30,12 @@ import logging
 import socket
 import threading
 import time
+import json
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BoundedHTTPServer", "QuietHandler", "is_loopback", "serve"]
+__all__ = ["BoundedHTTPServer", "QuietHandler", "Route", "health_route", "is_loopback", "json_route", "metrics_route",
+           "serve", "serve_routes"]
 
 log = logging.getLogger(__name__)
 
@@ -243,3 +246,43 @@ def serve(address: tuple[str, int], handler: type[QuietHandler], name: str, what
         raise OSError(f"cannot serve {what} on http://{address[0]}:{address[1]}: {e.strerror or e}") from e
     threading.Thread(target=server.serve_forever, args=(0.1,), name=f"netflowgen-{name}", daemon=True).start()
     return server
+
+
+#: An endpoint: called for each GET of its path, it gives (status, body, content type).
+Route = Callable[[], tuple[int, bytes, str]]
+
+
+def json_route(value: Callable[[], Any]) -> Route:
+    """``value()`` as JSON, 200."""
+    return lambda: (200, json.dumps(value()).encode(), "application/json")
+
+
+def metrics_route(text: Callable[[], str]) -> Route:
+    """Prometheus text exposition, 200."""
+    return lambda: (200, text().encode(), "text/plain; version=0.0.4; charset=utf-8")
+
+
+def health_route(status: Callable[[], dict[str, Any]], healthy: Callable[[], bool]) -> Route:
+    """``status()`` as JSON with ``healthy``; 200 when healthy, 503 when not, so that a load
+    balancer or a probe that reads only the status code sees a failure."""
+    def route() -> tuple[int, bytes, str]:
+        ok = healthy()
+        return (200 if ok else 503), json.dumps({"healthy": ok, **status()}).encode(), "application/json"
+    return route
+
+
+def serve_routes(address: tuple[str, int], routes: dict[str, Route], name: str, what: str) -> BoundedHTTPServer:
+    """:func:`serve` a table of GET endpoints (path -> :data:`Route`; the query string is ignored);
+    any other path is a 404 that lists them. The one handler behind ``collect`` and ``detect``."""
+    listing = ", ".join(routes)
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            route = routes.get(self.path.split("?")[0])
+            if route is None:
+                self.send_body(404, f"not found: try {listing}\n".encode(), "text/plain")
+                return
+            status, body, kind = route()
+            self.send_body(status, body, kind, {"Cache-Control": "no-store"})
+
+    return serve(address, Handler, name, what)

@@ -64,7 +64,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from netflowgen.artifacts import MANIFEST_NAME, read_manifest, write_manifest
-from netflowgen.collect.httpserve import BoundedHTTPServer, QuietHandler, serve
+from netflowgen.collect.httpserve import BoundedHTTPServer, health_route, metrics_route, serve_routes
 from netflowgen.collect.netflow import Decoder, ExporterStats
 from netflowgen.ingest import DATASET_KIND, REJECTS_NAME
 from netflowgen.read.filter import FlowFilter, compile_filter
@@ -732,23 +732,13 @@ class Collector:
         return "\n".join(lines) + "\n"
 
     def _start_metrics(self, address: tuple[str, int]) -> None:
-        collector = self
+        def status() -> dict[str, Any]:
+            return {"status": "ok" if self.healthy() else "failing", "uptime_seconds": round(time.monotonic() - self._started_at, 3),
+                    "threads": {t.name: t.is_alive() for t in self._threads},
+                    "error": None if self._failure is None else str(self._failure)}
 
-        class Handler(QuietHandler):
-            def do_GET(self) -> None:
-                if self.path.split("?")[0] == "/metrics":
-                    body, status, kind = collector.metrics_text().encode(), 200, "text/plain; version=0.0.4; charset=utf-8"
-                elif self.path.split("?")[0] == "/health":
-                    ok = collector.healthy()
-                    health = {"status": "ok" if ok else "failing", "uptime_seconds": round(time.monotonic() - collector._started_at, 3),
-                              "threads": {t.name: t.is_alive() for t in collector._threads},
-                              "error": None if collector._failure is None else str(collector._failure)}
-                    body, status, kind = json.dumps(health).encode(), 200 if ok else 503, "application/json"
-                else:
-                    body, status, kind = b"not found: try /metrics or /health\n", 404, "text/plain"
-                self.send_body(status, body, kind)
-
-        self._http = serve(address, Handler, "metrics", "metrics")
+        self._http = serve_routes(address, {"/metrics": metrics_route(self.metrics_text), "/health": health_route(status, self.healthy)},
+                                  "metrics", "metrics")
         self.metrics_address = self._http.server_address[:2]  # type: ignore[assignment]
 
 

@@ -51,7 +51,7 @@ from typing import IO, Any, Generic, Literal, TypeVar
 import numpy as np
 import polars as pl
 
-from netflowgen.collect.httpserve import BoundedHTTPServer, QuietHandler, serve
+from netflowgen.collect.httpserve import BoundedHTTPServer, Route, health_route, json_route, metrics_route, serve_routes
 
 __all__ = ["BoundedQueue", "LiveConfig", "LiveDetector"]
 
@@ -411,33 +411,15 @@ class LiveDetector:
     # -- HTTP -----------------------------------------------------------------------------------
 
     def _start_api(self, address: tuple[str, int]) -> None:
-        live = self
         page = resources.files("netflowgen.detect").joinpath("status.html").read_bytes()
-
-        class Handler(QuietHandler):
-            def do_GET(self) -> None:
-                path = self.path.split("?")[0]
-                if path == "/":
-                    self._send(page, "text/html; charset=utf-8")
-                elif path == "/health":
-                    self._json({"healthy": live.healthy(), **live.status()})
-                elif path == "/metrics":
-                    self._send(live.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
-                elif path == "/alerts":
-                    self._json(live.scorer.snapshot()[0])
-                elif path == "/top":
-                    self._json(live.scorer.snapshot()[1])
-                elif path == "/exporters":
-                    self._json(live.exporters())
-                else:
-                    self.send_error(404, "try /, /health, /metrics, /alerts, /top or /exporters")
-
-            def _json(self, value: Any) -> None:
-                self._send(json.dumps(value).encode(), "application/json")
-
-            def _send(self, data: bytes, kind: str) -> None:
-                self.send_body(200, data, kind, {"Cache-Control": "no-store"})
-
-        self._http = serve(address, Handler, "detect-api", "the API")
+        routes: dict[str, Route] = {
+            "/": lambda: (200, page, "text/html; charset=utf-8"),
+            "/health": health_route(self.status, self.healthy),
+            "/metrics": metrics_route(self.metrics_text),
+            "/alerts": json_route(lambda: self.scorer.snapshot()[0]),
+            "/top": json_route(lambda: self.scorer.snapshot()[1]),
+            "/exporters": json_route(self.exporters),
+        }
+        self._http = serve_routes(address, routes, "detect-api", "the API")
         self.api_address = self._http.server_address[:2]  # type: ignore[assignment]
 

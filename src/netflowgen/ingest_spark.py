@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 
 from netflowgen.artifacts import atomic_directory
 from netflowgen.dataset.coverage import coverage_of_flows
-from netflowgen.ingest import REJECTS_NAME, IngestConfig, IngestSummary, InputSummary, _check_out_apart, _write_manifest, ingest
+from netflowgen.dataset.layout import REJECTS_NAME, part_files, part_path, partition
+from netflowgen.ingest import IngestConfig, IngestSummary, InputSummary, _check_out_apart, _write_manifest, ingest
 from netflowgen.read import FormatError
 from netflowgen.read.source import list_sources
 from netflowgen.read.validate import REJECT_SCHEMA
@@ -90,11 +91,11 @@ def _run_one(task: _Task, config: IngestConfig, root: str, cwd: str) -> dict[str
 
 def _merge_day(day: str, parts: list[str], root: str) -> int:
     """On an executor: a day's rows of every sub-dataset, in input order, into one part file."""
-    folder = Path(root) / day
-    folder.mkdir(parents=True, exist_ok=True)
+    path = part_path(Path(root), day.removeprefix(partition("")), 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
     schema = arrow_schema()
     rows = 0
-    with pq.ParquetWriter(folder / "part-00000.parquet", schema, compression="zstd", write_statistics=True) as writer:
+    with pq.ParquetWriter(path, schema, compression="zstd", write_statistics=True) as writer:
         for part in parts:
             table = pq.read_table(part, schema=schema)
             writer.write_table(table)
@@ -147,7 +148,7 @@ def ingest_spark(spark: SparkSession, config: IngestConfig) -> IngestSummary:
                 summary.skipped_files.update(s["skipped_files"])
                 firsts += [s["first_start"]] if s["first_start"] else []
                 lasts += [s["last_end"]] if s["last_end"] else []
-                for part in sorted(sub.glob("date=*/*.parquet")):
+                for part in part_files(sub):
                     days.setdefault(part.parent.name, []).append(str(part))
                 with open(sub / REJECTS_NAME, "rb") as f:
                     f.readline()  # the header, written once above
@@ -163,7 +164,7 @@ def ingest_spark(spark: SparkSession, config: IngestConfig) -> IngestSummary:
         # ISO times of one zone (UTC) order as text.
         summary.first_start = min(firsts) if firsts else None
         summary.last_end = max(lasts) if lasts else None
-        parts = sorted(tmp.glob("date=*/*.parquet"))
+        parts = part_files(tmp)
         coverage = coverage_of_flows(pl.scan_parquet(parts) if parts else pl.LazyFrame(schema=FLOW_SCHEMA))
         summary.observed_seconds = round(coverage.seconds, 3)
         _write_manifest(tmp, config, summary, coverage)

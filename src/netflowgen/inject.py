@@ -88,7 +88,6 @@ import enum
 import ipaddress
 import logging
 import math
-import re
 import shutil
 import time
 from collections.abc import Callable
@@ -102,7 +101,8 @@ import pyarrow.parquet as pq
 
 from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
 from netflowgen.dataset.coverage import Coverage, coverage_of_flows
-from netflowgen.ingest import DATASET_KIND, REJECTS_NAME, _PartitionWriter
+from netflowgen.dataset.layout import LAYOUT, REJECTS_NAME, PartitionWriter, part_files, part_location
+from netflowgen.ingest import DATASET_KIND
 from netflowgen.inspect import is_dataset
 from netflowgen.read import ReadOptions, iter_checked
 from netflowgen.read.filter import compile_filter
@@ -126,7 +126,6 @@ INJECTIONS_NAME = "injections.csv"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 _COMPRESSED = (".gz", ".zst", ".zstd", ".zip", ".bz2", ".xz")
-_PART = re.compile(r"part-(\d+)\.parquet$")
 
 #: progress(stage, done, total): stage "background" (part files copied, or rows read where the
 #: total is not known: total 0), then "inject" (injections written).
@@ -487,7 +486,7 @@ def _read_all(path: Path) -> tuple[pl.DataFrame, pl.DataFrame, list[str], int]:
     """Flows, rejects, formats and rows read of a (small) input."""
     if is_dataset(path):
         read_manifest(path, DATASET_KIND)
-        parts = sorted(path.glob("date=*/*.parquet"))
+        parts = part_files(path)
         flows = pl.read_parquet(parts) if parts else pl.DataFrame(schema=FLOW_SCHEMA)
         return flows.cast(FLOW_SCHEMA), pl.DataFrame(schema=REJECT_SCHEMA), ["dataset"], flows.height  # type: ignore[arg-type]
     frames, rejects, formats = [], [], []
@@ -540,7 +539,7 @@ def _time(us: int) -> datetime:
 
 def _write(config: InjectConfig, attacks: list[_Attack], tmp: Path, progress: Progress | None) -> tuple[InjectSummary, _Background]:
     summary = InjectSummary(out="", seed=config.seed, attacks=[a.info for a in attacks])
-    writer = _PartitionWriter(tmp)
+    writer = PartitionWriter(tmp)
     background = _prepare_background(Path(config.background), tmp, writer, progress, config.background_filter)
     lazy = background.scan()
     span = _span(lazy)
@@ -580,7 +579,7 @@ _INJECTION_SCHEMA = {
 }
 
 
-def _prepare_background(path: Path, tmp: Path, writer: _PartitionWriter, progress: Progress | None,
+def _prepare_background(path: Path, tmp: Path, writer: PartitionWriter, progress: Progress | None,
                         flow_filter: str | None = None) -> _Background:
     """A dataset is scanned where it is (and copied once every check passed); any other input, or
     a dataset with a filter, is read batch by batch into the output's partitions now, as
@@ -590,7 +589,7 @@ def _prepare_background(path: Path, tmp: Path, writer: _PartitionWriter, progres
         manifest = read_manifest(path, DATASET_KIND)
         rows = 0
         try:
-            for part in sorted(path.glob("date=*/*.parquet")):
+            for part in part_files(path):
                 for batch in pq.ParquetFile(part).iter_batches(batch_size=1 << 18):
                     flows = pl.from_arrow(batch)
                     writer.write(options.select(flows))  # type: ignore[arg-type]
@@ -603,10 +602,10 @@ def _prepare_background(path: Path, tmp: Path, writer: _PartitionWriter, progres
         if rejects.is_file():
             shutil.copyfile(rejects, tmp / REJECTS_NAME)
         inputs = manifest.get("summary", {}).get("inputs") or [{"source": str(path), "format": "dataset"}]
-        return _Background(sorted(tmp.glob("date=*/*.parquet")), None, None, list(inputs), manifest)
+        return _Background(part_files(tmp), None, None, list(inputs), manifest)
     if is_dataset(path):
         manifest = read_manifest(path, DATASET_KIND)
-        parts = sorted(path.glob("date=*/*.parquet"))
+        parts = part_files(path)
         rejects = path / REJECTS_NAME
         inputs = manifest.get("summary", {}).get("inputs") or [{"source": str(path), "format": "dataset"}]
         return _Background(parts, path, rejects if rejects.is_file() else None, list(inputs), manifest)
@@ -630,23 +629,22 @@ def _prepare_background(path: Path, tmp: Path, writer: _PartitionWriter, progres
                     progress("background", rows, 0)
         finally:
             writer.close()
-    return _Background(sorted(tmp.glob("date=*/*.parquet")), None, None, list(per_input.values()))
+    return _Background(part_files(tmp), None, None, list(per_input.values()))
 
 
-def _copy_background(background: _Background, tmp: Path, writer: _PartitionWriter, progress: Progress | None) -> None:
+def _copy_background(background: _Background, tmp: Path, writer: PartitionWriter, progress: Progress | None) -> None:
     """Copy the dataset's part files as they are (byte-identical); injected parts number after them."""
     assert background.copy_from is not None
     for i, part in enumerate(background.parts):
         target = tmp / part.relative_to(background.copy_from)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(part, target)
-        day = part.parent.name.removeprefix("date=")
-        match = _PART.search(part.name)
-        number = int(match.group(1)) + 1 if match else writer.parts[day] + 1
+        day, n = part_location(part)
+        number = n + 1 if n is not None else writer.parts[day] + 1
         writer.parts[day] = max(writer.parts[day], number)
         if progress:
             progress("background", i + 1, len(background.parts))
-    background.parts = sorted(tmp.glob("date=*/*.parquet"))
+    background.parts = part_files(tmp)
 
 
 def _span(lazy: pl.LazyFrame) -> tuple[int, int]:
@@ -778,7 +776,7 @@ def _median_per_step(ts_us: np.ndarray, step_us: int) -> float:
     return float(np.median(counts)) if counts.size else 0.0
 
 
-def _inject_one(config: InjectConfig, step: _Step, attacks: list[_Attack], writer: _PartitionWriter,
+def _inject_one(config: InjectConfig, step: _Step, attacks: list[_Attack], writer: PartitionWriter,
                 medians: dict[str, float], coverage: Coverage | None = None) -> Injection:
     attack = attacks[step.attack]
     flows = attack.flows
@@ -853,7 +851,7 @@ def _write_rejects(background: _Background, attacks: list[_Attack], tmp: Path) -
 
 def _tally(tmp: Path, summary: InjectSummary) -> None:
     """Counts of the finished dataset (one streaming pass over it)."""
-    lazy = pl.scan_parquet(sorted(tmp.glob("date=*/*.parquet")))
+    lazy = pl.scan_parquet(part_files(tmp))
     totals, labels = pl.collect_all([
         lazy.select(
             pl.len().alias("rows"),
@@ -884,8 +882,7 @@ def _write_manifest(tmp: Path, config: InjectConfig, summary: InjectSummary, bac
         DATASET_KIND,
         schema_version=SCHEMA_VERSION,
         columns={name: str(dtype) for name, dtype in FLOW_SCHEMA.items()},
-        layout=("date=YYYY-MM-DD/part-NNNNN.parquet, by UTC day of ts_start; rejects in " + REJECTS_NAME
-                + "; the ground truth of injected attacks in " + INJECTIONS_NAME),
+        layout=LAYOUT + "; the ground truth of injected attacks in " + INJECTIONS_NAME,
         inputs_given=[str(config.background), *map(str, config.attacks)],
         injection=config.to_dict(),
         # A background that is itself an injected dataset keeps its ground truth here (and in

@@ -17,7 +17,8 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from netflowgen.dataset.coverage import CoverageBuilder, dataset_coverage
-from netflowgen.ingest import MANIFEST_NAME, REJECTS_NAME, reason_kind
+from netflowgen.dataset.layout import REJECTS_NAME, part_files
+from netflowgen.ingest import MANIFEST_NAME, reason_kind
 from netflowgen.read import ReadOptions, iter_checked
 from netflowgen.schema import COLUMN_DOCS, FLOW_SCHEMA, Quality
 
@@ -127,7 +128,7 @@ class _Stats:
 
 
 def _dataset_batches(path: Path) -> Iterator[pl.DataFrame]:
-    for part in sorted(path.glob("date=*/*.parquet")):
+    for part in part_files(path):
         for batch in pq.ParquetFile(part).iter_batches(batch_size=1 << 18):
             yield pl.from_arrow(batch)  # type: ignore[misc]
 

@@ -40,7 +40,7 @@ from netflowgen.read import ReadOptions
 from netflowgen.series import NodeMode, SeriesSpec, parse_step
 from netflowgen.series.build import estimate_rows, iter_series_parts
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
-from netflowgen.series.write import read_series, scan_series, series_spec, write_series_parts
+from netflowgen.series.write import read_series, scan_series, series_part_files, series_spec, write_series_parts
 from netflowgen.tokenize import BinRule, Tokenizer, TokenizerConfig, fit_part
 from netflowgen.tokenize.shards import write_tokens
 from netflowgen.train.config import PretrainConfig, TrainConfig
@@ -170,7 +170,7 @@ def tokenize_cmd(
             if train.lazy().select(pl.len()).collect().item() == 0:
                 raise ValueError(f"no steps to fit the tokenizer on ({fit})")
             tok = Tokenizer.fit(train, TokenizerConfig(spec.features, bins, rule, timezone, relative=relative, tail_from=tail_from, tail_share=tail_share), spec)
-        parts = (pl.read_parquet(p) for p in sorted(series_dir.glob("part-*.parquet")))
+        parts = (pl.read_parquet(p) for p in series_part_files(series_dir))
         summary = write_tokens(parts, tok, out_dir, fit=fit, source=str(series_dir), overwrite=overwrite)
     if as_json:
         print_json(summary)

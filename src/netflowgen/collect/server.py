@@ -66,7 +66,8 @@ import pyarrow.parquet as pq
 from netflowgen.artifacts import MANIFEST_NAME, read_manifest, write_manifest
 from netflowgen.collect.httpserve import BoundedHTTPServer, health_route, metrics_route, serve_routes
 from netflowgen.collect.netflow import Decoder, ExporterStats
-from netflowgen.ingest import DATASET_KIND, REJECTS_NAME
+from netflowgen.dataset.layout import LAYOUT, REJECTS_NAME, part_files, part_path, partition
+from netflowgen.ingest import DATASET_KIND
 from netflowgen.read.filter import FlowFilter, compile_filter
 from netflowgen.read.validate import REJECT_SCHEMA, Checked
 from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, arrow_schema
@@ -476,11 +477,11 @@ class Collector:
             self._lock_file = None
             raise ValueError(f"another collector is writing to {out}") from None
         # Leftovers of a collector that was killed: temporary files are never part of the dataset.
-        for stale in out.glob("date=*/.part-*.tmp"):
+        for stale in out.glob(f"{partition('*')}/.part-*.tmp"):
             stale.unlink(missing_ok=True)
         with contextlib.suppress(FileNotFoundError):
             (out / f".{MANIFEST_NAME}.dir" / MANIFEST_NAME).unlink()
-        parts = sorted(out.glob("date=*/part-*.parquet"))
+        parts = part_files(out)
         for part in parts:
             self.totals.rows_written += pq.read_metadata(part).num_rows
             self.totals.partitions.add(part.parent.name)
@@ -555,9 +556,9 @@ class Collector:
         written = 0
         try:
             for (day,), part in parts:
-                folder = self.config.out / f"date={day}"
+                target = part_path(self.config.out, day, self._next_part)
+                folder, name = target.parent, target.name
                 folder.mkdir(exist_ok=True)
-                name = f"part-{self._next_part:05d}.parquet"
                 tmp = folder / f".{name}.tmp"
                 try:
                     pq.write_table(part.drop("_day").to_arrow().cast(schema), tmp, compression="zstd")
@@ -571,7 +572,7 @@ class Collector:
                     t = self.totals
                     t.files += 1
                     t.rows_written += part.height
-                    t.partitions.add(f"date={day}")
+                    t.partitions.add(partition(day))
                     t.first_start = lo if t.first_start is None or lo < t.first_start else t.first_start  # type: ignore[operator]
                     t.last_end = hi if t.last_end is None or hi > t.last_end else t.last_end  # type: ignore[operator]
                     self.buffered_flows -= part.height
@@ -605,7 +606,7 @@ class Collector:
             DATASET_KIND,
             schema_version=SCHEMA_VERSION,
             columns={name: str(dtype) for name, dtype in FLOW_SCHEMA.items()},
-            layout="date=YYYY-MM-DD/part-NNNNN.parquet, by UTC day of ts_start; rejects in " + REJECTS_NAME,
+            layout=LAYOUT,
             collector={"listen": f"udp://{self.address[0]}:{self.address[1]}", "started": self._started_utc,
                        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
                        "rotate_seconds": self.config.rotate.total_seconds(), "running": running},

@@ -38,6 +38,7 @@ import pyarrow as pa
 
 from netflowgen.artifacts import MANIFEST_NAME, atomic_directory
 from netflowgen.dataset.coverage import Coverage, CoverageBuilder
+from netflowgen.dataset.layout import PART_GLOB, part_files
 from netflowgen.read import ReadOptions
 from netflowgen.schema import FLOW_SCHEMA, empty_flows
 from netflowgen.series.build import SeriesSpec, _covered_steps, _series_of, node_bucket, node_view
@@ -227,7 +228,7 @@ def flows_frame(spark: SparkSession, path: str) -> DataFrame:
             raise ValueError(f"{path}: --engine spark reads a Parquet flow dataset; run `netflowgen ingest {path} --out DATASET` first")
     is_dataset = _is_local(path) and (local / MANIFEST_NAME).is_file()
     if is_dataset:
-        files = sorted(local.glob("date=*/*.parquet"))
+        files = part_files(local)
         if not files:
             return spark.createDataFrame([], _spark_schema(pl.Schema(FLOW_SCHEMA))[0])
         # The files, not the folder: the manifest and rejects.csv are not Parquet, and the
@@ -235,7 +236,7 @@ def flows_frame(spark: SparkSession, path: str) -> DataFrame:
         frame = spark.read.parquet(*[str(f) for f in files])
         return frame.select(*FLOW_SCHEMA)
     elif not _is_local(path):
-        source = path.rstrip("/") + "/date=*/*.parquet" if not path.endswith(".parquet") else path
+        source = path.rstrip("/") + "/" + PART_GLOB if not path.endswith(".parquet") else path
     else:
         source = str(local)
     frame = spark.read.parquet(source)

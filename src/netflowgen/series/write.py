@@ -15,7 +15,7 @@ from netflowgen.dataset.coverage import Coverage
 from netflowgen.series.spec import SeriesSpec
 from netflowgen.series.features import FEATURES
 
-__all__ = ["SERIES_KIND", "merge_summaries", "part_name", "write_part", "write_series_manifest", "series_spec", "write_series", "write_series_parts", "read_series", "scan_series", "series_summary"]
+__all__ = ["SERIES_KIND", "merge_summaries", "part_name", "write_part", "write_series_manifest", "series_spec", "series_part_files", "write_series", "write_series_parts", "read_series", "scan_series", "series_summary"]
 
 SERIES_KIND = "netflowgen.series"
 
@@ -92,6 +92,11 @@ def write_series_parts(parts: Iterable[pl.DataFrame], out: Path, config: SeriesS
     return summary
 
 
+def series_part_files(folder: Path) -> list[Path]:
+    """The part files of a series artifact, in order."""
+    return sorted(Path(folder).glob("part-*.parquet"))
+
+
 def part_name(n: int) -> str:
     """The file name of part ``n`` of a series artifact."""
     return f"part-{n:05d}.parquet"
@@ -125,7 +130,7 @@ def scan_series(path: str | os.PathLike[str]) -> tuple[pl.LazyFrame, dict]:  # t
     """A series artifact as a LazyFrame (sorted by node and step within each part) and its manifest."""
     folder = Path(path)
     manifest = read_manifest(folder, SERIES_KIND)
-    parts = sorted(folder.glob("part-*.parquet"))
+    parts = series_part_files(folder)
     if not parts:
         raise ValueError(f"{folder}: a series without part files (written by an older netflowgen?); build it again")
     return pl.scan_parquet(parts), manifest

@@ -32,7 +32,8 @@ import pyarrow.parquet as pq
 
 from netflowgen.artifacts import atomic_directory, write_manifest
 from netflowgen.dataset.coverage import Coverage
-from netflowgen.ingest import DATASET_KIND, REJECTS_NAME
+from netflowgen.dataset.layout import LAYOUT, REJECTS_NAME, part_path, partition
+from netflowgen.ingest import DATASET_KIND
 from netflowgen.read.validate import REJECT_SCHEMA
 from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION
 from netflowgen.simulate.attacks import AttackPlan, attack_records, plan_attacks
@@ -243,7 +244,7 @@ class _ParquetSink:
         self._thread.join()
         if self.error is not None:
             raise RuntimeError(f"writing the flows failed: {self.error}") from self.error
-        return [f"date={d}" for d in self.days]
+        return [partition(d) for d in self.days]
 
     def abort(self) -> None:
         """Stop after the table being written (the caller discards the output)."""
@@ -280,9 +281,9 @@ class _ParquetSink:
                     flush()
                     if writer is not None:
                         writer.close()
-                    folder = self.root / f"date={day}"
-                    folder.mkdir(parents=True, exist_ok=True)
-                    writer = pq.ParquetWriter(folder / "part-00000.parquet", SCHEMA, **WRITER_OPTIONS)  # type: ignore[arg-type]
+                    path = part_path(self.root, day, 0)
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    writer = pq.ParquetWriter(path, SCHEMA, **WRITER_OPTIONS)  # type: ignore[arg-type]
                     self.days.append(day)
                 pending.append(table)
                 rows += table.num_rows
@@ -389,8 +390,7 @@ def _write_manifest(folder: Path, config: SimConfig, summary: SimSummary) -> Non
         generator="netflowgen simulate",
         schema_version=SCHEMA_VERSION,
         columns={name: str(dtype) for name, dtype in FLOW_SCHEMA.items()},
-        layout=(f"date=YYYY-MM-DD/part-NNNNN.parquet, by UTC day of ts_start; ground truth in {ATTACKS_NAME}, "
-                f"nodes in {NODES_NAME}; {REJECTS_NAME} is empty"),
+        layout=f"{LAYOUT} (empty); ground truth in {ATTACKS_NAME}, nodes in {NODES_NAME}",
         records="bidirectional: one record per connection" if config.bidirectional
         else "unidirectional: one record per direction, rev_* = 0",
         config=config.to_dict(),

@@ -142,3 +142,10 @@ def test_settings_replace_pretrain_and_finetune_values_and_bad_ones_are_named(tm
     (tmp_path / "bad.toml").write_text(SUITE.format(steps=2, variants="").replace("batch_size = 4", "batch = 4"))
     with pytest.raises(ValueError, match=r"\[pretrain\] has unknown settings \['batch'\]"):
         load_suite(tmp_path / "bad.toml")
+
+
+def test_every_built_in_method_has_a_scorer_and_no_scorer_is_unlisted() -> None:
+    from netflowgen.evaluate.suite import BASELINES, METHODS, SCORERS, TUNED
+
+    assert set(SCORERS) == set(METHODS)
+    assert set(TUNED) | set(BASELINES) | {"surprise", "surprise-node"} == set(METHODS)

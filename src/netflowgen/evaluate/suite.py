@@ -594,60 +594,92 @@ def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, pr
 # --- methods -----------------------------------------------------------------------------------
 
 
-def _scores(method: str, task: TaskData, steps: Any, selection: Any, run: Path, budget: Any, seed: int,
-            suite: SuiteSpec, cache: dict[str, np.ndarray], test_rows: np.ndarray) -> np.ndarray:
-    """Every row's score (rows in node, step order), for one method: a fine-tuned FlowGPT scores
-    the test and labelled rows only (NaN elsewhere; the model is the costly part)."""
-    from netflowgen.detect.finetune import (
-        FinetuneConfig,
-        finetune,
-        surprise_scores,
-    )
+@dataclass
+class _Scoring:
+    """What a method scores one label draw of a task with (rows in node, step order)."""
 
-    series = task.series
-    f = suite.finetune
-    if suite.tuned(method):
-        variant = suite.variants.get(method, {"base": method})
-        settings = {"window": 32, "history": 16, "steps": 150, "batch_size": 32, "lr": 1e-2,
-                    **{k: v for k, v in f.items() if k in VARIANT_FIELDS}, **TUNED[variant["base"]],
-                    **{k: v for k, v in variant.items() if k != "base"}}
-        cfg = FinetuneConfig(attack=(), budget=budget, seed=seed, **settings)
-        det = finetune(run, series, cfg, selection=selection, show_progress=False,
-                       score_rows=test_rows)
-        # finetune scored every row of this very series (sorted alike) to calibrate its threshold.
-        return det.fit_scores
-    if method in ("surprise", "surprise-node"):
-        if "surprise" not in cache:
-            from netflowgen.train.pretrain import load_run
+    task: TaskData
+    steps: Any  # EncodedSteps of the task's series
+    selection: Any  # the label draw: LabelSelection
+    run: Path  # the pre-training run at the task's step
+    budget: Any
+    seed: int
+    suite: SuiteSpec
+    cache: dict[str, np.ndarray]  # scores that do not depend on the draw, per method
+    test_rows: np.ndarray
 
-            model, _, _ = load_run(run)
-            s = surprise_scores(model, steps)
-            cache["surprise"] = np.where(np.isfinite(s), s, np.nanmin(s) if np.isfinite(s).any() else 0.0)
-        if method == "surprise-node" and method not in cache:
-            from netflowgen.detect.finetune import node_relative_surprise
 
-            cache[method] = node_relative_surprise(series, cache["surprise"], task.step)
-        return cache[method]
-    if method in ("volume", "ewma", "ewma-held"):
-        if method not in cache:
-            from netflowgen.detect.baselines import VolumeConfig, VolumeDetector
-            from netflowgen.series.features import feature_names
+def _finetuned(method: str, c: _Scoring) -> np.ndarray:
+    """A fine-tuned FlowGPT (built in, or a suite's variant of one): it scores the test and
+    labelled rows only (NaN elsewhere; the model is the costly part)."""
+    from netflowgen.detect.finetune import FinetuneConfig, finetune
 
-            # volume: the operator's flows and packets; ewma: the largest z over every feature;
-            # ewma-held: the same, its state held over holes in the data up to a day.
-            features = VolumeConfig.features if method == "volume" else tuple(feature_names())
-            hold = timedelta(days=1) if method == "ewma-held" else None
-            scored = VolumeDetector(VolumeConfig(features=features, step=task.step, hold_over=hold)).score(series)
-            cache[method] = _aligned(scored, steps)
-        return cache[method]
-    if method in ("lightgbm", "lightgbm-relative"):
-        from netflowgen.detect.baselines import GBTConfig, GBTDetector
+    variant = c.suite.variants.get(method, {"base": method})
+    settings = {"window": 32, "history": 16, "steps": 150, "batch_size": 32, "lr": 1e-2,
+                **{k: v for k, v in c.suite.finetune.items() if k in VARIANT_FIELDS}, **TUNED[variant["base"]],
+                **{k: v for k, v in variant.items() if k != "base"}}
+    cfg = FinetuneConfig(attack=(), budget=c.budget, seed=c.seed, **settings)
+    det = finetune(c.run, c.task.series, cfg, selection=c.selection, show_progress=False, score_rows=c.test_rows)
+    # finetune scored every row of this very series (sorted alike) to calibrate its threshold.
+    return det.fit_scores
 
-        labelled = series.with_columns(pl.Series("_y", steps.labels.astype(bool)))
-        gbt = GBTDetector(GBTConfig(step=task.step, seed=seed, relative=method == "lightgbm-relative"))
-        gbt.fit(labelled, label_col="_y", train_rows=selection.train, valid_rows=selection.calibrate)
-        return _aligned(gbt.score(series), steps)
-    raise ValueError(f"unknown method {method!r}")
+
+def _zero_label(method: str, c: _Scoring) -> np.ndarray:
+    """The pre-trained model's surprise (``surprise``), or the same as a causal z-score against
+    the node's own recent surprise (``surprise-node``); no label is read."""
+    from netflowgen.detect.finetune import node_relative_surprise, surprise_scores
+    from netflowgen.train.pretrain import load_run
+
+    if "surprise" not in c.cache:
+        model, _, _ = load_run(c.run)
+        s = surprise_scores(model, c.steps)
+        c.cache["surprise"] = np.where(np.isfinite(s), s, np.nanmin(s) if np.isfinite(s).any() else 0.0)
+    if method == "surprise-node" and method not in c.cache:
+        c.cache[method] = node_relative_surprise(c.task.series, c.cache["surprise"], c.task.step)
+    return c.cache[method]
+
+
+def _ewma(method: str, c: _Scoring) -> np.ndarray:
+    """volume: the operator's flows and packets; ewma: the largest z over every feature;
+    ewma-held: the same, its state held over holes in the data up to a day."""
+    from netflowgen.detect.baselines import VolumeConfig, VolumeDetector
+    from netflowgen.series.features import feature_names
+
+    if method not in c.cache:
+        features = VolumeConfig.features if method == "volume" else tuple(feature_names())
+        hold = timedelta(days=1) if method == "ewma-held" else None
+        scored = VolumeDetector(VolumeConfig(features=features, step=c.task.step, hold_over=hold)).score(c.task.series)
+        c.cache[method] = _aligned(scored, c.steps)
+    return c.cache[method]
+
+
+def _lightgbm(method: str, c: _Scoring) -> np.ndarray:
+    """LightGBM on lagged features (``lightgbm-relative``: with node-relative ones), trained on
+    exactly the draw's labels."""
+    from netflowgen.detect.baselines import GBTConfig, GBTDetector
+
+    labelled = c.task.series.with_columns(pl.Series("_y", c.steps.labels.astype(bool)))
+    gbt = GBTDetector(GBTConfig(step=c.task.step, seed=c.seed, relative=method == "lightgbm-relative"))
+    gbt.fit(labelled, label_col="_y", train_rows=c.selection.train, valid_rows=c.selection.calibrate)
+    return _aligned(gbt.score(c.task.series), c.steps)
+
+
+#: How each method scores: the fine-tuned FlowGPT methods (and every variant of one) through
+#: ``_finetuned``, the others here.
+SCORERS: dict[str, Callable[[str, _Scoring], np.ndarray]] = {
+    **{m: _finetuned for m in TUNED},
+    "surprise": _zero_label, "surprise-node": _zero_label,
+    "volume": _ewma, "ewma": _ewma, "ewma-held": _ewma,
+    "lightgbm": _lightgbm, "lightgbm-relative": _lightgbm,
+}
+
+
+def _scores(method: str, c: _Scoring) -> np.ndarray:
+    """Every row's score (rows in node, step order), for one method."""
+    scorer = _finetuned if method in c.suite.variants else SCORERS.get(method)
+    if scorer is None:
+        raise ValueError(f"unknown method {method!r}")
+    return scorer(method, c)
 
 
 def _aligned(scored: pl.DataFrame, steps: Any) -> np.ndarray:
@@ -799,7 +831,7 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
                     say(f"{t.spec.name}: {method}, budget {budget_text}, seed {seed}")
                     t0 = time.perf_counter()
                     try:
-                        scores = _scores(method, t, steps, selection, run, budget, seed, suite, cache, test_rows)
+                        scores = _scores(method, _Scoring(t, steps, selection, run, budget, seed, suite, cache, test_rows))
                     except ValueError as e:
                         entry["errors"].append(f"{method}, budget {budget_text}, seed {seed}: {e}")
                         continue

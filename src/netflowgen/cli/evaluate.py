@@ -107,7 +107,9 @@ def demo_cmd(
         return
     print_suite_summary(done["results"], "demo on SYNTHETIC traffic: test PR-AUC, 95% intervals over victims",
                         done["timings"], seconds)
-    say(f"Report: {done['report'].resolve()} (open it in a browser; report.md beside it has every metric)")
+    # The path on a line of its own: it may be longer than a terminal line, and nothing else is.
+    say(f"Report: {done['report'].resolve()}")
+    say("  open it in a browser; report.md beside it has every metric")
     say(f"Simulated flows: {done['flows']}")
 
 

@@ -267,7 +267,7 @@ class Stream:
 
 
 def build_everything(args: argparse.Namespace, work: Path, log) -> tuple[Stream, Path, list[Thresholds]]:  # type: ignore[no-untyped-def]
-    from netflowgen.api import FinetuneConfig, PretrainConfig, TrainConfig  # noqa: F401
+    from netflowgen.api import FinetuneConfig, TrainConfig
     from netflowgen.api import finetune as api_finetune
     from netflowgen.api import pretrain as api_pretrain
     from netflowgen.api import tokenize_series

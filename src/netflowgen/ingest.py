@@ -17,21 +17,20 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from netflowgen.artifacts import MANIFEST_NAME, atomic_directory, recover, write_manifest, writing
 from netflowgen.dataset.coverage import Coverage, coverage_of_flows
 from netflowgen.dataset.layout import LAYOUT, REJECTS_NAME, PartitionWriter, part_files
 from netflowgen.read import ReadOptions, RejectedRow, iter_checked
 from netflowgen.read.validate import REJECT_SCHEMA
-from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, Quality, arrow_schema
+from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, Quality
 
 __all__ = ["IngestConfig", "IngestSummary", "ingest", "MANIFEST_NAME", "REJECTS_NAME", "reason_kind"]
 

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from netflowgen.series.spec import SeriesSpec
-from netflowgen.detect.finetune import DetectorModel, EncodedSteps, FinetuneConfig, collate, finetune, load_detector
+from netflowgen.detect.finetune import DetectorModel, EncodedSteps, FinetuneConfig, finetune, load_detector
+from netflowgen.detect.windows import collate
 from netflowgen.detect.labels import parse_budget
 from netflowgen.detect.online import OnlineDetector
 from netflowgen.evaluate.nextstep import _held_out_targets, evaluate_next_step
@@ -136,7 +137,6 @@ def test_next_step_evaluation_scores_every_token_feature_and_active_means_traffi
     model, tok, _ = load_run(tmp / "run")
     _, _, shards = open_tokens(tmp / "tok")
     windows = TokenWindows(shards, model.cfg.context, 0.2)
-    feats = list(tok.features)
     report = evaluate_next_step(model, windows, tok)
     for method in ("flowgpt", "persistence", "node-frequency"):
         ce = report.subsets["all"][method].cross_entropy

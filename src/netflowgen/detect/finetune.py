@@ -50,14 +50,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from netflowgen.artifacts import atomic_directory, loading, read_json, read_manifest, write_manifest
-from netflowgen.detect.labels import (
-    LabelSelection,
-    attack_labels,
-    segment_bounds,
-    select_labels,
-)
+from netflowgen.detect.labels import LabelSelection, select_labels
 from netflowgen.detect.config import HEAD_INPUTS, MODES, FinetuneConfig
-from netflowgen.detect.windows import EncodedSteps, WindowBatch, WindowPlan, collate
+from netflowgen.detect.windows import EncodedSteps, WindowBatch, WindowPlan
 from netflowgen.model import FlowGPT, FlowGPTConfig
 from netflowgen.series.spec import SeriesSpec
 from netflowgen.tokenize import Tokenizer

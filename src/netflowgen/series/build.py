@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 
 from netflowgen.artifacts import owned_prefix, sweep_stale, writing
-from netflowgen.series.features import aggregations, feature_names
+from netflowgen.series.features import aggregations
 from netflowgen.series.nodes import NodeMode, group_of, is_local, read_group_map
 from netflowgen.series.spec import SeriesSpec, parse_step, series_step, step_expr
 

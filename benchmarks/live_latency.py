@@ -135,7 +135,7 @@ def forward_pass_s(live, rows: pl.DataFrame, repeats: int = 3) -> float:  # type
     """The model's forward pass alone over the windows the scorer built for these rows."""
     import torch
 
-    from netflowgen.detect.windows import EncodedSteps, collate
+    from netflowgen.train.steps import EncodedSteps, collate
 
     scorer, det = live.scorer, live.detector
     step = rows["step"][0]

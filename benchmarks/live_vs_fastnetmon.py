@@ -12,7 +12,7 @@ Method (every choice is printed with the results):
   and ``GOOD-SSH``; its labelled SSH brute force, MITM, scans and misconfigurations are left out,
   so that an alert outside an injected episode is a false alert). Cut in time at ``--fit-share``:
   the fitting part before, the test part after.
-* **Streams** (:mod:`netflowgen.inject`, victims and times drawn by
+* **Streams** (:mod:`netflowgen.simulate.inject`, victims and times drawn by
   :mod:`netflowgen.evaluate.victims` as the suite's ``_prepare_inject_many`` does): 3 fitting
   victims get one episode each of the fitting attack types before the cut; the test victims
   (never fitting victims) get ``--episodes`` episodes each of the test attack types after it,
@@ -273,8 +273,8 @@ def build_everything(args: argparse.Namespace, work: Path, log) -> tuple[Stream,
     from netflowgen.api import tokenize_series
     from netflowgen.dataset.coverage import dataset_coverage
     from netflowgen.evaluate.victims import draw_victims, episode_times
-    from netflowgen.ingest import scan_flows
-    from netflowgen.inject import InjectConfig, Intensity, inject
+    from netflowgen.dataset.manifest import scan_flows
+    from netflowgen.simulate.inject import InjectConfig, Intensity, inject
     from netflowgen.read import read_flows
     from netflowgen.series import SeriesSpec, build_series
 

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from netflowgen.cli import app
-from tests.test_ingest import HEADER, zeek_row
+from tests.dataset.test_ingest import HEADER, zeek_row
 
 runner = CliRunner()
 

@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 from netflowgen.cli import app
 from tests.collect.packets import T0 as V5_SECS
 from tests.collect.packets import v5, v5_record
-from tests.test_inject import attack_table
+from tests.simulate.test_inject import attack_table
 
 runner = CliRunner()
 

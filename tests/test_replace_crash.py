@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 import netflowgen.artifacts as artifacts
 from netflowgen.artifacts import atomic_directory, owner_alive, recover, replace_directory, sweep_stale
 from netflowgen.cli import app
-from netflowgen.ingest import scan_flows
-from tests.test_ingest_guards import zeek
+from netflowgen.dataset.manifest import scan_flows
+from tests.dataset.test_ingest_guards import zeek
 
 runner = CliRunner()
 

@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 from typing import Any
 
-from netflowgen.ingest import IngestConfig, IngestSummary, ingest  # noqa: E402
+from netflowgen.dataset.ingest import IngestConfig, IngestSummary, ingest  # noqa: E402
 from netflowgen.read import ReadOptions, iter_record_batches, read_flows  # noqa: E402
 from netflowgen.schema import FLOW_COLUMNS, FLOW_SCHEMA  # noqa: E402
 

@@ -14,7 +14,7 @@ import pytest
 
 from netflowgen.artifacts import read_manifest
 from netflowgen.collect.server import Collector, CollectorConfig
-from netflowgen.ingest import scan_flows
+from netflowgen.dataset.manifest import scan_flows
 from tests.collect.test_server import send, v9_packets, wait_for
 
 

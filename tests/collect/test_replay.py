@@ -24,7 +24,8 @@ from netflowgen.collect.export import Exporter, ExportFormat, prepare
 from netflowgen.collect.netflow import Decoder
 from netflowgen.collect.replay import ReplayConfig, ReplayError, parse_speed, replay
 from netflowgen.collect.server import Collector, CollectorConfig
-from netflowgen.ingest import IngestConfig, ingest, scan_flows
+from netflowgen.dataset.ingest import IngestConfig, ingest
+from netflowgen.dataset.manifest import scan_flows
 from netflowgen.read import read_flows
 from tests.collect.test_softflowd import free_udp_port, udp_socket, unread_bytes
 

@@ -21,7 +21,7 @@ from netflowgen.artifacts import read_manifest
 from netflowgen.cli import app
 from netflowgen.collect import server as server_module
 from netflowgen.collect.server import Collector, CollectorConfig, parse_address
-from netflowgen.ingest import scan_flows
+from netflowgen.dataset.manifest import scan_flows
 from netflowgen.series import SeriesSpec, build_series
 from tests.collect import packets as P
 from tests.collect.packets import T0

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from netflowgen.ingest import scan_flows
+from netflowgen.dataset.manifest import scan_flows
 from netflowgen.read import read_flows
 from tests.read.tiny_capture import (
     ACK,

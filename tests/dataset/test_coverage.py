@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 
 from netflowgen.cli import app
 from netflowgen.dataset.coverage import MIN_WIDTH, STRAGGLER_SHARE, Coverage, coverage_of_flows, dataset_coverage
-from netflowgen.ingest import IngestConfig, ingest, scan_flows
+from netflowgen.dataset.ingest import IngestConfig, ingest
+from netflowgen.dataset.manifest import scan_flows
 from netflowgen.series.build import SeriesSpec, build_series
-from tests.test_ingest import HEADER, zeek_row
+from tests.dataset.test_ingest import HEADER, zeek_row
 
 runner = CliRunner()
 T0 = datetime(2024, 5, 6, 10, 0, tzinfo=UTC)

@@ -239,7 +239,7 @@ def test_surprise_is_scaled_by_each_features_own_bin_count(tmp_path: Path) -> No
 
 def test_a_head_started_from_the_surprise_ranks_steps_as_the_zero_label_score(run: tuple[Path, pl.DataFrame]) -> None:
     from netflowgen.detect.finetune import DetectorModel, score_steps
-    from netflowgen.detect.windows import collate
+    from netflowgen.train.steps import collate
 
     path, series = run
     model, tok, _ = load_run(path)

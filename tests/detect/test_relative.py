@@ -14,11 +14,11 @@ import torch
 
 from netflowgen.series.spec import SeriesSpec
 from netflowgen.detect.finetune import DetectorModel, EncodedSteps, FinetuneConfig, finetune, load_detector
-from netflowgen.detect.windows import collate
+from netflowgen.train.steps import collate
 from netflowgen.detect.labels import parse_budget
 from netflowgen.detect.online import OnlineDetector
 from netflowgen.evaluate.nextstep import _held_out_targets, evaluate_next_step
-from netflowgen.generate import sample_paths
+from netflowgen.train.generate import sample_paths
 from netflowgen.tokenize import Tokenizer, TokenizerConfig
 from netflowgen.tokenize.shards import open_tokens, write_tokens
 from netflowgen.train.loop import TrainConfig

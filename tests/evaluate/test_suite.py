@@ -81,7 +81,7 @@ def test_variants_are_checked_when_the_suite_is_read(tmp_path: Path) -> None:
 
 
 def test_a_variant_runs_beside_its_base_and_is_compared_with_scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_inject import attack_table
+    from tests.simulate.test_inject import attack_table
 
     monkeypatch.delenv("NETFLOWGEN_SHARED_DATA", raising=False)  # CI sets it; this suite names its own data
     result = runner.invoke(app, ["simulate", "--out", str(tmp_path / "data" / "sim"), "--nodes", "10", "--days", "1",

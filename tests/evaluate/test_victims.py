@@ -66,7 +66,7 @@ def test_episode_times_are_spaced_inside_the_part_and_where_the_background_was_o
 
 
 def test_plan_counts_victims_episodes_and_types_per_part_without_training(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_inject import attack_table
+    from tests.simulate.test_inject import attack_table
 
     monkeypatch.delenv("NETFLOWGEN_SHARED_DATA", raising=False)  # CI sets it; this suite names its own data
 
@@ -130,7 +130,7 @@ fit_fraction = 0.5
 
 def test_a_missing_capture_or_too_few_victims_is_a_clear_error_naming_task_and_file(tmp_path: Path,
                                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_inject import attack_table
+    from tests.simulate.test_inject import attack_table
 
     monkeypatch.delenv("NETFLOWGEN_SHARED_DATA", raising=False)  # CI sets it; this suite names its own data
 

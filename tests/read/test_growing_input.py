@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from netflowgen.cli import app
 from netflowgen.read.source import ChangedInput, list_sources
-from tests.test_ingest_guards import zeek
+from tests.dataset.test_ingest_guards import zeek
 
 runner = CliRunner()
 

@@ -190,7 +190,7 @@ def test_series_cli_writes_parts_and_summary(tmp_path: Path) -> None:
 
     from netflowgen.cli import app
     from netflowgen.series.write import read_series
-    from tests.test_ingest import HEADER, zeek_row
+    from tests.dataset.test_ingest import HEADER, zeek_row
 
     log = tmp_path / "conn.log"
     log.write_text(HEADER + "\n".join(zeek_row(1700000000.0 + 30 * i, src=f"10.0.0.{i % 3}", dst="8.8.8.8",

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from netflowgen.cli import app
 from netflowgen.series.write import read_series
-from tests.test_ingest import HEADER, zeek_row
+from tests.dataset.test_ingest import HEADER, zeek_row
 
 runner = CliRunner()
 

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from netflowgen.artifacts import MANIFEST_NAME
 from netflowgen.cli import app
 from netflowgen.dataset.coverage import dataset_coverage
-from netflowgen.ingest import IngestConfig, ingest, scan_flows
+from netflowgen.dataset.ingest import IngestConfig, ingest
+from netflowgen.dataset.manifest import scan_flows
 from netflowgen.series import SeriesSpec
 from netflowgen.series.build import build_series, iter_series_parts
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES

@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from netflowgen.ingest import scan_flows
+from netflowgen.dataset.manifest import scan_flows
 from netflowgen.simulate import AttackConfig, SimConfig
 
 #: Attacks small enough for tests: a few thousand flows each.

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from netflowgen.artifacts import read_manifest
-from netflowgen.ingest import DATASET_KIND
+from netflowgen.dataset.manifest import DATASET_KIND
 from netflowgen.read.validate import check
 from netflowgen.schema import FLOW_SCHEMA, arrow_schema
 from netflowgen.simulate import SimConfig, simulate

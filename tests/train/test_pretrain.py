@@ -78,7 +78,7 @@ def test_learns_a_periodic_pattern(learned: tuple[Path, dict]) -> None:  # type:
 
 
 def test_generate_continues_the_pattern(learned: tuple[Path, dict]) -> None:  # type: ignore[type-arg]
-    from netflowgen.generate import sample_paths
+    from netflowgen.train.generate import sample_paths
 
     tmp, _ = learned
     model, tok, _ = load_run(tmp / "run")

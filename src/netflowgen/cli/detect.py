@@ -29,7 +29,7 @@ from netflowgen.cli.common import (
 )
 from netflowgen.dataset.coverage import dataset_coverage
 from netflowgen.detect.config import FinetuneConfig
-from netflowgen.ingest import scan_flows
+from netflowgen.dataset.manifest import scan_flows
 from netflowgen.series.spec import SeriesSpec
 from netflowgen.series.write import read_series
 

@@ -93,7 +93,7 @@ def demo_cmd(
 ) -> None:
     """The whole job on built-in SYNTHETIC traffic: simulate, ingest, series, pre-train, fine-tune
     with a handful of labels, compare with the baselines, write the report."""
-    from netflowgen.demo import run_demo
+    from netflowgen.cli.demo import run_demo
     from netflowgen.report.suite import main_table
 
     terminate_as_interrupt()

@@ -33,9 +33,9 @@ from netflowgen.cli.common import (
     read_options,
     terminate_as_interrupt,
 )
-from netflowgen.ingest import IngestConfig, IngestSummary, ingest
-from netflowgen.inject import InjectConfig
-from netflowgen.inspect import Inspection, inspect_path
+from netflowgen.dataset.ingest import IngestConfig, IngestSummary, ingest
+from netflowgen.simulate.inject import InjectConfig
+from netflowgen.dataset.inspect import Inspection, inspect_path
 from netflowgen.read import RejectedRow, format_names, get_format
 from netflowgen.read.source import consumed_bytes
 from netflowgen.series import parse_step
@@ -103,7 +103,7 @@ def ingest_cmd(
 
 
 def _ingest_spark(config: IngestConfig, master: str | None) -> IngestSummary:
-    from netflowgen.ingest_spark import ingest_spark
+    from netflowgen.dataset.spark import ingest_spark
     from netflowgen.series.spark import SparkUnavailable, job_error, spark_session
 
     spark = spark_session(master)
@@ -237,7 +237,7 @@ def inject_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Place real attack flows onto benign background flows at chosen victims, times and intensities."""
-    from netflowgen.inject import INJECTIONS_NAME, Intensity, inject, parse_time
+    from netflowgen.simulate.inject import INJECTIONS_NAME, Intensity, inject, parse_time
 
     terminate_as_interrupt()
     with failing(nothing_written(out_dir)):

@@ -35,7 +35,7 @@ from netflowgen.cli.common import (
     terminate_as_interrupt,
 )
 from netflowgen.dataset.coverage import dataset_coverage
-from netflowgen.ingest import scan_flows
+from netflowgen.dataset.manifest import scan_flows
 from netflowgen.read import ReadOptions
 from netflowgen.series import NodeMode, SeriesSpec, parse_step
 from netflowgen.series.build import estimate_rows, iter_series_parts
@@ -295,7 +295,7 @@ def generate_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Sample continuations of a node's series and forecast quantiles (10%, 50%, 90%)."""
-    from netflowgen.generate import forecast_node
+    from netflowgen.train.generate import forecast_node
     from netflowgen.train.pretrain import load_run
 
     with failing(errors=INPUT_ERRORS + (KeyError,)):

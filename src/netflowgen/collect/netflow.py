@@ -67,7 +67,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-from netflowgen.ingest import reason_kind
+from netflowgen.read.validate import reason_kind
 from netflowgen.read.validate import REJECT_SCHEMA, Checked, check
 from netflowgen.schema import empty_flows
 

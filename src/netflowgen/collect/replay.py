@@ -1,6 +1,6 @@
 """Replay a flow dataset as NetFlow v5, v9 or IPFIX export over UDP (``netflowgen replay``).
 
-What ``nfreplay`` is for nfcapd files, for anything :func:`netflowgen.ingest.scan_flows` reads (a
+What ``nfreplay`` is for nfcapd files, for anything :func:`netflowgen.dataset.ingest.scan_flows` reads (a
 flow dataset as ``ingest`` or ``collect`` writes it, or any supported input file or directory).
 The flows are encoded by :mod:`netflowgen.collect.export` (one exporter, one observation domain)
 and sent from one connected UDP socket.
@@ -157,7 +157,7 @@ class ReplaySummary:
 
 def load_flows(source: Path, options: ReadOptions | None = None) -> pl.DataFrame:
     """The flows to replay (the columns the encoder needs), read into memory."""
-    from netflowgen.ingest import scan_flows
+    from netflowgen.dataset.manifest import scan_flows
 
     source = Path(source)
     if not source.exists():

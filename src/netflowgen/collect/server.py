@@ -24,7 +24,7 @@ growing pause; while writes keep failing, at most ``max_unwritten_flows`` are he
 beyond are dropped, counted (``dropped_unwritten``). If they still cannot be written when it
 stops, :meth:`Collector.stop` says how many were not.
 
-The output directory is a flow dataset that :func:`netflowgen.ingest.scan_flows`, ``netflowgen
+The output directory is a flow dataset that :func:`netflowgen.dataset.ingest.scan_flows`, ``netflowgen
 series`` and ``netflowgen inspect`` read while it grows::
 
     OUT/date=YYYY-MM-DD/part-NNNNN.parquet   canonical flows (each file written under a hidden
@@ -62,14 +62,14 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from netflowgen.artifacts import MANIFEST_NAME, read_manifest, write_manifest
+from netflowgen.artifacts import MANIFEST_NAME, read_manifest
 from netflowgen.collect.httpserve import BoundedHTTPServer, health_route, metrics_route, serve_routes
 from netflowgen.collect.netflow import Decoder, ExporterStats
-from netflowgen.dataset.layout import LAYOUT, REJECTS_NAME, part_files, part_path, partition
-from netflowgen.ingest import DATASET_KIND
+from netflowgen.dataset.layout import REJECTS_NAME, part_files, part_path, partition
+from netflowgen.dataset.manifest import DATASET_KIND, write_dataset_manifest
 from netflowgen.read.filter import FlowFilter, compile_filter
 from netflowgen.read.validate import REJECT_SCHEMA, Checked
-from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, arrow_schema
+from netflowgen.schema import arrow_schema
 
 __all__ = ["Collector", "CollectorConfig", "parse_address"]
 
@@ -600,12 +600,8 @@ class Collector:
         tmp_dir.mkdir(exist_ok=True)
         summary = self.summary()
         summary["running"] = running
-        write_manifest(
+        write_dataset_manifest(
             tmp_dir,
-            DATASET_KIND,
-            schema_version=SCHEMA_VERSION,
-            columns={name: str(dtype) for name, dtype in FLOW_SCHEMA.items()},
-            layout=LAYOUT,
             collector={"listen": f"udp://{self.address[0]}:{self.address[1]}", "started": self._started_utc,
                        "updated": datetime.now(UTC).isoformat(timespec="seconds"),
                        "rotate_seconds": self.config.rotate.total_seconds(), "running": running},

@@ -245,7 +245,7 @@ def dataset_coverage(path: str | Path, flows: pl.LazyFrame | None = None) -> Cov
         if stored:
             return Coverage.from_dict(stored)
     if flows is None:
-        from netflowgen.ingest import scan_flows
+        from netflowgen.dataset.manifest import scan_flows
 
         flows = scan_flows(folder)
     return coverage_of_flows(flows)

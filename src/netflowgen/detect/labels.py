@@ -25,9 +25,8 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 
-from netflowgen.series.spec import segment_bounds
+from netflowgen.series.spec import attack_labels, segment_bounds
 
 __all__ = ["Budget", "LabelSelection", "attack_labels", "parse_budget", "segment_bounds", "select_labels"]
 
@@ -71,16 +70,6 @@ def parse_budget(text: str | float) -> Budget:
     if value < 1 or value != int(value):
         raise ValueError(f"a step budget is a whole number >= 1: {text!r}")
     return Budget(value, "steps")
-
-
-def attack_labels(series: pl.DataFrame, attack: tuple[str, ...] | list[str]) -> np.ndarray:
-    """1 where a step holds a flow of one of the ``attack`` classes (case-insensitive), from the
-    series' ``classes`` column; without classes given, the series' own ``attack`` flag."""
-    if not attack:
-        return series["attack"].cast(pl.UInt8).to_numpy()
-    wanted = [a.lower() for a in attack]
-    hit = series.select(pl.col("classes").list.eval(pl.element().str.to_lowercase().is_in(wanted)).list.any())
-    return hit.to_series().fill_null(False).cast(pl.UInt8).to_numpy()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ import polars as pl
 import torch
 
 from netflowgen.detect.finetune import Detector
-from netflowgen.detect.windows import EncodedSteps, WindowPlan
+from netflowgen.train.steps import EncodedSteps, WindowPlan
 
 __all__ = ["OnlineDetector"]
 

@@ -348,7 +348,7 @@ class _Data:
         self.lengths: dict[str, timedelta] = {}
 
     def path(self, name: str) -> Path:
-        from netflowgen.ingest import IngestConfig, ingest
+        from netflowgen.dataset.ingest import IngestConfig, ingest
         from netflowgen.read import ReadOptions
 
         out = self.root / name
@@ -363,7 +363,7 @@ class _Data:
 
     def get(self, name: str) -> pl.DataFrame:
         if name not in self.flows:
-            from netflowgen.ingest import scan_flows
+            from netflowgen.dataset.manifest import scan_flows
 
             flows = scan_flows(self.path(name)).collect()
             # 1970 clocks are valid rows of an odd capture, not a time to split or pre-train on.
@@ -373,7 +373,7 @@ class _Data:
     def attack_length(self, path: str) -> timedelta:
         """How long an attack capture lasts, first start to last end."""
         if path not in self.lengths:
-            from netflowgen.ingest import scan_flows
+            from netflowgen.dataset.manifest import scan_flows
 
             lo, hi = scan_flows(self.suite.resolve(path)).select(pl.col("ts_start").min(), pl.col("ts_end").max()).collect().row(0)
             self.lengths[path] = hi - lo
@@ -455,7 +455,7 @@ def prepare_task(task: TaskSpec, data: _Data, work: Path, progress: Callable[[st
 
 
 def _attack_type(path: str) -> str:
-    from netflowgen.inject import attack_type_of
+    from netflowgen.simulate.inject import attack_type_of
 
     return attack_type_of(path)
 
@@ -467,8 +467,8 @@ def _prepare_inject_many(task: TaskSpec, data: _Data, work: Path, step: timedelt
     from netflowgen.dataset.coverage import dataset_coverage
     from netflowgen.evaluate.splits import Split
     from netflowgen.evaluate.victims import draw_victims, episode_times
-    from netflowgen.ingest import scan_flows
-    from netflowgen.inject import InjectConfig, Intensity, inject
+    from netflowgen.dataset.manifest import scan_flows
+    from netflowgen.simulate.inject import InjectConfig, Intensity, inject
 
     rng = np.random.default_rng(task.split_seed)
     train_types, test_types = [_attack_type(a) for a in task.train_attacks], [_attack_type(a) for a in task.test_attacks]
@@ -542,7 +542,7 @@ def _prepare_inject_many(task: TaskSpec, data: _Data, work: Path, step: timedelt
 
 def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, progress: Callable[[str], None]) -> TaskData:
     from netflowgen.evaluate.splits import Split
-    from netflowgen.inject import InjectConfig, Intensity, inject
+    from netflowgen.simulate.inject import InjectConfig, Intensity, inject
 
     rng = np.random.default_rng(task.split_seed)
     order = rng.permutation(len(task.backgrounds))
@@ -572,7 +572,7 @@ def _prepare_inject(task: TaskSpec, data: _Data, work: Path, step: timedelta, pr
                                       seed=task.split_seed * 1000 + i, label=task.label,
                                       local_prefixes=data.prefixes(bg), overwrite=True), out)
         del summary
-        from netflowgen.ingest import scan_flows
+        from netflowgen.dataset.manifest import scan_flows
 
         injected = scan_flows(out).collect()
         cfg = SeriesSpec(step=step, local_prefixes=data.prefixes(bg), attack=attack)

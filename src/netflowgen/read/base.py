@@ -33,7 +33,7 @@ class ReadOptions:
     """nfdump filter expression (``proto tcp and dst port 80``): only the flows it matches are read.
 
     Checked here, so that a bad expression fails before anything is read or written. It applies
-    in :func:`netflowgen.read.read_flow_table`, :func:`netflowgen.ingest.scan_flows` and ingest;
+    in :func:`netflowgen.read.read_flow_table`, :func:`netflowgen.dataset.ingest.scan_flows` and ingest;
     :func:`netflowgen.read.iter_checked` yields rows as read (see :mod:`netflowgen.read.filter`).
     """
 

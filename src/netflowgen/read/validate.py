@@ -24,7 +24,7 @@ from netflowgen.schema import (
     Quality,
 )
 
-__all__ = ["Checked", "REJECT_SCHEMA", "check", "normalize_ips", "empty_rejects"]
+__all__ = ["Checked", "REJECT_SCHEMA", "check", "empty_rejects", "normalize_ips", "reason_kind"]
 
 #: The rejects file: where a row came from, why it was set aside, and its text.
 REJECT_SCHEMA: dict[str, pl.DataType] = {
@@ -185,3 +185,20 @@ def _canonical(df: pl.DataFrame, source_file: str) -> pl.DataFrame:
         pl.col("source_row"),
     )
     return out.cast(FLOW_SCHEMA)  # type: ignore[arg-type]
+
+
+def reason_kind(reason: str) -> str:
+    """The reason without the row's own values, for counting.
+
+    >>> reason_kind("src_ip is not an IP address: 00:11:22:33:44:55")
+    'src_ip is not an IP address'
+    >>> reason_kind("expected 23 fields, found 2")
+    'wrong number of fields'
+    >>> reason_kind("ts: cannot parse 17724420O0.25")
+    'ts: cannot parse'
+    """
+    if reason.startswith("expected ") and " fields" in reason:
+        return "wrong number of fields"
+    if ": cannot parse" in reason:
+        return reason[: reason.index(": cannot parse") + len(": cannot parse")]
+    return reason.split(":", 1)[0]

@@ -33,7 +33,7 @@ import polars as pl
 from netflowgen.series.features import feature_names
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES, NodeMode
 
-__all__ = ["SeriesSpec", "parse_step", "floor_step", "step_expr", "series_step", "segment_bounds", "segment_ids"]
+__all__ = ["SeriesSpec", "attack_labels", "parse_step", "floor_step", "step_expr", "series_step", "segment_bounds", "segment_ids"]
 
 
 def parse_step(text: str) -> timedelta:
@@ -290,3 +290,13 @@ def segment_ids(step: timedelta, hold: timedelta | None = None) -> pl.Expr:
     diff = pl.col("step").dt.epoch("us") - pl.col("step").shift(1).dt.epoch("us")
     new = (~same_node | ((diff > step_us) if hold else (diff != step_us))).fill_null(True)
     return new.cast(pl.UInt32).cum_sum().alias("_seg")
+
+
+def attack_labels(series: pl.DataFrame, attack: tuple[str, ...] | list[str]) -> np.ndarray:
+    """1 where a step holds a flow of one of the ``attack`` classes (case-insensitive), from the
+    series' ``classes`` column; without classes given, the series' own ``attack`` flag."""
+    if not attack:
+        return series["attack"].cast(pl.UInt8).to_numpy()
+    wanted = [a.lower() for a in attack]
+    hit = series.select(pl.col("classes").list.eval(pl.element().str.to_lowercase().is_in(wanted)).list.any())
+    return hit.to_series().fill_null(False).cast(pl.UInt8).to_numpy()

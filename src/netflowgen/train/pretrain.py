@@ -245,7 +245,7 @@ class Run:
         """Zero-label anomaly score of every (node, step) of ``series``: how surprising the observed
         step is to the model, in nats summed over features (null where a node's segment starts
         and there is no history to predict from); with ``label`` where the series has labels."""
-        from netflowgen.detect.finetune import EncodedSteps, surprise_scores
+        from netflowgen.train.steps import EncodedSteps, surprise_scores
 
         steps = EncodedSteps.encode(series, self.tokenizer)
         values = surprise_scores(self.model, steps, device=device)

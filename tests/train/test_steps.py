@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from netflowgen.detect.windows import WindowPlan
+from netflowgen.train.steps import WindowPlan
 
 
 def random_bounds(rng: np.random.Generator) -> np.ndarray:

@@ -99,15 +99,14 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
-from netflowgen.artifacts import atomic_directory, read_manifest, write_manifest
+from netflowgen.artifacts import atomic_directory, read_manifest
 from netflowgen.dataset.coverage import Coverage, coverage_of_flows
-from netflowgen.dataset.layout import LAYOUT, REJECTS_NAME, PartitionWriter, part_files, part_location
-from netflowgen.ingest import DATASET_KIND
-from netflowgen.inspect import is_dataset
+from netflowgen.dataset.layout import REJECTS_NAME, PartitionWriter, part_files, part_location
+from netflowgen.dataset.manifest import DATASET_KIND, is_dataset, write_dataset_manifest
 from netflowgen.read import ReadOptions, iter_checked
 from netflowgen.read.filter import compile_filter
 from netflowgen.read.validate import REJECT_SCHEMA
-from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, Quality
+from netflowgen.schema import FLOW_SCHEMA, Quality
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES, is_local
 
 __all__ = [
@@ -877,12 +876,9 @@ def _tally(tmp: Path, summary: InjectSummary) -> None:
 
 
 def _write_manifest(tmp: Path, config: InjectConfig, summary: InjectSummary, background: _Background) -> None:
-    write_manifest(
+    write_dataset_manifest(
         tmp,
-        DATASET_KIND,
-        schema_version=SCHEMA_VERSION,
-        columns={name: str(dtype) for name, dtype in FLOW_SCHEMA.items()},
-        layout=LAYOUT + "; the ground truth of injected attacks in " + INJECTIONS_NAME,
+        layout_note="; the ground truth of injected attacks in " + INJECTIONS_NAME,
         inputs_given=[str(config.background), *map(str, config.attacks)],
         injection=config.to_dict(),
         # A background that is itself an injected dataset keeps its ground truth here (and in

@@ -16,13 +16,15 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 
+from netflowgen.artifacts import MANIFEST_NAME
 from netflowgen.dataset.coverage import CoverageBuilder, dataset_coverage
 from netflowgen.dataset.layout import REJECTS_NAME, part_files
-from netflowgen.ingest import MANIFEST_NAME, reason_kind
+from netflowgen.dataset.manifest import is_dataset
 from netflowgen.read import ReadOptions, iter_checked
+from netflowgen.read.validate import reason_kind
 from netflowgen.schema import COLUMN_DOCS, FLOW_SCHEMA, Quality
 
-__all__ = ["Inspection", "inspect_path", "is_dataset"]
+__all__ = ["Inspection", "inspect_path"]
 
 _PROTO_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 47: "GRE", 50: "ESP", 132: "SCTP"}
 
@@ -57,11 +59,6 @@ class Inspection:
 
     def to_dict(self) -> dict:  # type: ignore[type-arg]
         return asdict(self)
-
-
-def is_dataset(path: Path) -> bool:
-    """Whether ``path`` is a dataset written by ``netflowgen ingest``."""
-    return path.is_dir() and (path / MANIFEST_NAME).is_file()
 
 
 class _Stats:

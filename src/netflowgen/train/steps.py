@@ -28,11 +28,11 @@ import numpy as np
 import polars as pl
 import torch
 
-from netflowgen.detect.labels import attack_labels
-from netflowgen.series.spec import segment_bounds
+from netflowgen.model import FlowGPT
+from netflowgen.series.spec import attack_labels, segment_bounds
 from netflowgen.tokenize import Tokenizer
 
-__all__ = ["EncodedSteps", "WindowBatch", "WindowPlan", "collate"]
+__all__ = ["EncodedSteps", "WindowBatch", "WindowPlan", "collate", "score_plan", "score_steps", "surprise_scores"]
 
 
 @dataclass
@@ -180,3 +180,54 @@ class WindowPlan:
         """The windows in batches of ``batch_size``, in plan order."""
         for lo in range(0, len(self), batch_size):
             yield self.take(slice(lo, lo + batch_size)).collate(steps, mask)  # type: ignore[arg-type]
+
+
+@torch.no_grad()
+def score_steps(model: torch.nn.Module, steps: EncodedSteps, window: int, history: int,
+                batch_size: int = 64, device: str | torch.device = "cpu", kind: str = "detector",
+                rows: np.ndarray | None = None) -> np.ndarray:
+    """A score for every row: the detector's attack probability (``kind="detector"``) or the
+    pre-trained model's surprise (``kind="surprise"``: the negative log-likelihood of the observed
+    bins of all features given the steps before, NaN on a segment's first step), read in the
+    strides plan (``WindowPlan.strides``). With ``rows`` (a mask), only the strides holding one
+    of them are scored (each stride reads its own history, so their scores are those of scoring
+    everything); the other rows are NaN."""
+    plan = WindowPlan.strides(steps.bounds, window, history)
+    return score_plan(model, steps, plan if rows is None else plan.holding(rows), batch_size, device, kind)
+
+
+@torch.no_grad()
+def score_plan(model: torch.nn.Module, steps: EncodedSteps, plan: WindowPlan, batch_size: int = 64,
+               device: str | torch.device = "cpu", kind: str = "detector") -> np.ndarray:
+    """A score for every row the plan's windows count (NaN for the others); ``kind`` as in
+    :func:`score_steps`."""
+    model.eval()
+    out = np.full(len(steps), np.nan, dtype=np.float64)
+    for b in plan.batches(steps, batch_size):
+        b = b.to(device)
+        if kind == "detector":
+            logits, _ = model(b.traffic, b.time, b.node, b.group, b.first, b.last)
+            values = torch.sigmoid(logits.float())
+        else:
+            values = _surprise(model, b)  # type: ignore[arg-type]
+        rows, keep = b.rows.cpu().numpy(), b.mask.cpu().numpy()
+        out[rows[keep]] = values.cpu().numpy()[keep]
+    return out
+
+
+def _surprise(model: FlowGPT, b: WindowBatch) -> torch.Tensor:
+    """(B, T) NLL of each position's bins predicted from the previous position (NaN at 0)."""
+    logits = model(b.traffic, b.time, b.node, b.group).logits  # (B, T, sum bins)
+    targets = b.traffic[:, 1:].long()  # the bins at positions 1.., predicted at 0..
+    nll = model.feature_nll(logits[:, :-1], targets).sum(-1)  # (B, T-1)
+    first = torch.full_like(nll[:, :1], float("nan"))
+    return torch.cat([first, nll], dim=1)
+
+
+def surprise_scores(model: FlowGPT, steps: EncodedSteps, context: int | None = None, batch_size: int = 64,
+                    device: str | torch.device = "cpu", rows: np.ndarray | None = None) -> np.ndarray:
+    """Zero-label anomaly score of every row: how surprising the observed step is to the
+    pre-trained model, in nats summed over features (NaN where a node's segment starts)."""
+    ctx = context or model.cfg.context
+    history = ctx // 2
+    return score_steps(model, steps, ctx - history, history, batch_size, device, kind="surprise", rows=rows)

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from netflowgen.cli import app
-from netflowgen.ingest import MANIFEST_NAME
+from netflowgen.artifacts import MANIFEST_NAME
 
 runner = CliRunner()
 

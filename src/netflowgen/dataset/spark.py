@@ -1,6 +1,6 @@
 """``netflowgen ingest --engine spark``: many input files spread over Spark executors.
 
-Each executor runs the single-machine :func:`~netflowgen.ingest.ingest` on one input file (its
+Each executor runs the single-machine :func:`~netflowgen.dataset.ingest.ingest` on one input file (its
 readers, validation, filter and rejects) into a sub-dataset of the output's temporary folder.
 The driver lists the files exactly as the single-machine ingest does (the same order, the same
 names, the same files skipped), then merges: each day's rows concatenated in that order into
@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from netflowgen.artifacts import atomic_directory
 from netflowgen.dataset.coverage import coverage_of_flows
 from netflowgen.dataset.layout import REJECTS_NAME, part_files, part_path, partition
-from netflowgen.ingest import IngestConfig, IngestSummary, InputSummary, _check_out_apart, _write_manifest, ingest
+from netflowgen.dataset.ingest import IngestConfig, IngestSummary, InputSummary, _check_out_apart, _write_manifest, ingest
 from netflowgen.read import FormatError
 from netflowgen.read.source import list_sources
 from netflowgen.read.validate import REJECT_SCHEMA

@@ -16,7 +16,9 @@ import polars as pl
 import pytest
 
 from netflowgen import IngestConfig, ingest
-from netflowgen.ingest import MANIFEST_NAME, REJECTS_NAME, scan_flows
+from netflowgen.artifacts import MANIFEST_NAME
+from netflowgen.dataset.layout import REJECTS_NAME
+from netflowgen.dataset.manifest import scan_flows
 from netflowgen.read import ReadOptions, RejectedRow
 
 HEADER = """#separator \\x09

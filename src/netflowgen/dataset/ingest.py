@@ -25,18 +25,17 @@ from pathlib import Path
 
 import polars as pl
 
-from netflowgen.artifacts import MANIFEST_NAME, atomic_directory, recover, write_manifest, writing
+from netflowgen.artifacts import atomic_directory, writing
 from netflowgen.dataset.coverage import Coverage, coverage_of_flows
-from netflowgen.dataset.layout import LAYOUT, REJECTS_NAME, PartitionWriter, part_files
+from netflowgen.dataset.layout import REJECTS_NAME, PartitionWriter, part_files
+from netflowgen.dataset.manifest import write_dataset_manifest
 from netflowgen.read import ReadOptions, RejectedRow, iter_checked
-from netflowgen.read.validate import REJECT_SCHEMA
-from netflowgen.schema import FLOW_SCHEMA, SCHEMA_VERSION, Quality
+from netflowgen.read.validate import REJECT_SCHEMA, reason_kind
+from netflowgen.schema import FLOW_SCHEMA, Quality
 
-__all__ = ["IngestConfig", "IngestSummary", "ingest", "MANIFEST_NAME", "REJECTS_NAME", "reason_kind"]
+__all__ = ["IngestConfig", "IngestSummary", "ingest"]
 
 log = logging.getLogger(__name__)
-
-DATASET_KIND = "netflowgen.flows"
 
 
 @dataclass(frozen=True)
@@ -97,23 +96,6 @@ class IngestSummary:
         if not timing:
             d.pop("seconds")
         return d
-
-
-def reason_kind(reason: str) -> str:
-    """The reason without the row's own values, for counting.
-
-    >>> reason_kind("src_ip is not an IP address: 00:11:22:33:44:55")
-    'src_ip is not an IP address'
-    >>> reason_kind("expected 23 fields, found 2")
-    'wrong number of fields'
-    >>> reason_kind("ts: cannot parse 17724420O0.25")
-    'ts: cannot parse'
-    """
-    if reason.startswith("expected ") and " fields" in reason:
-        return "wrong number of fields"
-    if ": cannot parse" in reason:
-        return reason[: reason.index(": cannot parse") + len(": cannot parse")]
-    return reason.split(":", 1)[0]
 
 
 def ingest(config: IngestConfig, progress: Callable[[int, int], None] | None = None) -> IngestSummary:
@@ -220,35 +202,11 @@ def _tally(flows: pl.DataFrame, labels: Counter[str], quality: Counter[str], sum
 
 
 def _write_manifest(tmp: Path, config: IngestConfig, summary: IngestSummary, coverage: Coverage) -> None:
-    write_manifest(
+    write_dataset_manifest(
         tmp,
-        DATASET_KIND,
-        schema_version=SCHEMA_VERSION,
-        columns={name: str(dtype) for name, dtype in FLOW_SCHEMA.items()},
-        layout=LAYOUT,
         read_options={k: (str(v) if v is not None else None) for k, v in asdict(config.read).items()},
         inputs_given=[str(p) for p in config.inputs],
         # Timing is left out so that the same inputs give the same dataset, byte for byte.
         summary=summary.to_dict(timing=False),
         coverage=coverage.to_dict(),
     )
-
-
-def scan_flows(path: str | os.PathLike[str], options: ReadOptions | None = None) -> pl.LazyFrame:
-    """Canonical flows as a LazyFrame: scanned from an ingested dataset (streams, any size), or
-    read on the fly from any supported input (held in memory: ingest large inputs first).
-    ``options.filter`` selects flows in both cases (inside the scan, for a dataset)."""
-    from netflowgen.read import read_flow_table
-
-    p = Path(path)
-    if not p.exists():
-        recover(p)  # a killed `ingest --overwrite` may have left the complete dataset aside
-    if p.is_dir() and (p / MANIFEST_NAME).is_file():
-        parts = part_files(p)
-        if not parts:
-            from netflowgen.schema import empty_flows
-
-            return empty_flows().lazy()
-        return (options or ReadOptions()).select(pl.scan_parquet(parts))
-    # Every option (format, mapping, time zone, block size, filter) applies, as in `ingest`.
-    return read_flow_table(p, options or ReadOptions()).lazy()

@@ -16,8 +16,9 @@ import pytest
 from typer.testing import CliRunner
 
 from netflowgen.cli import app
-from netflowgen.ingest import IngestConfig, ingest, scan_flows
-from netflowgen.inject import (
+from netflowgen.dataset.ingest import IngestConfig, ingest
+from netflowgen.dataset.manifest import scan_flows
+from netflowgen.simulate.inject import (
     INJECTIONS_NAME,
     InjectConfig,
     Intensity,

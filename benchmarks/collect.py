@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -44,6 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from harness import machine
 
 REPO = Path(__file__).resolve().parents[1]
 T0 = 1_709_294_400  # 2024-03-01 12:00:00 UTC
@@ -282,8 +283,7 @@ def main() -> None:
         "results": results,
         "settings": {"flows": args.flows, "rcvbuf": args.rcvbuf, "backlog_bytes": args.backlog_bytes, "steps": args.steps,
                      "records_per_datagram": RECORDS_PER_DATAGRAM},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_1min": os.getloadavg()[0],
-                    "nfcapd": subprocess.run(["nfcapd", "-V"], capture_output=True, text=True, check=False).stdout.strip()},
+        "machine": {**machine(), "nfcapd": subprocess.run(["nfcapd", "-V"], capture_output=True, text=True, check=False).stdout.strip()},
         "trials": [asdict(t) for t in trials],
     }
     if args.json:

@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -48,6 +46,8 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from harness import machine
 
 GOAL_P99_S = 1.0
 START = datetime(2024, 3, 4, 0, 0, tzinfo=UTC)
@@ -259,7 +259,7 @@ def main() -> None:
     if verdict:
         say(verdict)
     if args.json:
-        print(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        print(json.dumps({"machine": machine(),
                           "goal_p99_s": GOAL_P99_S, "verdict": verdict, "results": results}, indent=2))
 
 

@@ -38,7 +38,8 @@ from rich.progress import Progress
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import netflowgen_command, run_measured, write_pcap
+from harness import netflowgen_command, run_measured
+from synthetic import write_pcap
 
 from netflowgen.simulate import SimConfig, scale_to_flows, simulate
 

@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ingest import netflowgen_command, run_measured
+from harness import machine, netflowgen_command, run_measured
 
 from netflowgen.simulate import SimConfig, expected_flows, iter_chunks, scale_to_flows
 from netflowgen.simulate.records import SCHEMA
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     config = scale_to_flows(SimConfig(nodes=args.nodes, hours=args.hours, seed=args.seed), args.flows)
     work = Path(tempfile.mkdtemp(prefix="nfg-simulate-bench-", dir=args.workdir))
     result: dict[str, object] = {
-        "machine": {"cpus": os.cpu_count()},
+        "machine": machine(),
         "flows_asked": args.flows,
         "flows_expected": round(sum(expected_flows(config))),
         "config": {"nodes": args.nodes, "hours": args.hours, "flows_per_node_hour": config.flows_per_node_hour,

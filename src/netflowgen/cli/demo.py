@@ -32,17 +32,17 @@ def demo_config(quick: bool = False) -> Any:
 def demo_suite(flows: Path, quick: bool = False) -> Any:
     """Two tasks on the simulated flows: DDoS at unseen nodes in later time, and attack types held
     out of fitting (NTP reflection and ICMP floods seen only in the test part)."""
-    from netflowgen.evaluate.suite import DatasetSpec, SuiteSpec, TaskSpec
+    from netflowgen.evaluate.spec import DatasetSpec, LabelledTask, SuiteSpec
 
     tasks = (
-        TaskSpec(name="ddos-unseen-nodes", kind="labeled", dataset="sim", attack=("DDoS",), step="60s",
-                 fit_fraction=0.5, test_node_fraction=0.5,
-                 description="Every DDoS scenario; fitting on the first half of the time and half the nodes, "
-                             "test on the second half at the other nodes."),
-        TaskSpec(name="unseen-attack-types", kind="labeled", dataset="sim", step="60s", fit_fraction=0.5,
-                 attack=("syn-flood", "dns-reflection", "ntp-reflection", "icmp-flood"),
-                 test_only=("ntp-reflection", "icmp-flood"),
-                 description="SYN floods and DNS reflection in fitting; NTP reflection and ICMP floods only in the test part."),
+        LabelledTask(name="ddos-unseen-nodes", dataset="sim", attack=("DDoS",), step="60s",
+                     fit_fraction=0.5, test_node_fraction=0.5,
+                     description="Every DDoS scenario; fitting on the first half of the time and half the nodes, "
+                                 "test on the second half at the other nodes."),
+        LabelledTask(name="unseen-attack-types", dataset="sim", step="60s", fit_fraction=0.5,
+                     attack=("syn-flood", "dns-reflection", "ntp-reflection", "icmp-flood"),
+                     test_only=("ntp-reflection", "icmp-flood"),
+                     description="SYN floods and DNS reflection in fitting; NTP reflection and ICMP floods only in the test part."),
     )
     return SuiteSpec(
         # Inputs resolve against ``data``: the flows are named by their folder, relative to it.

@@ -59,15 +59,7 @@ import numpy as np
 import polars as pl
 
 # The decoder's layouts: one definition of the headers, the v5 record and the element ids.
-from netflowgen.collect.netflow import (
-    _IPFIX_HEADER,
-    _SET_HEADER,
-    _V5_HEADER,
-    _V5_MAX_COUNT,
-    _V9_HEADER,
-    ELEMENTS,
-    V5_TEMPLATE,
-)
+from netflowgen.collect.wire import ELEMENTS, IPFIX_HEADER, SET_HEADER, V5_HEADER, V5_MAX_COUNT, V5_TEMPLATE, V9_HEADER
 
 __all__ = ["DEFAULT_MAX_DATAGRAM", "Datagram", "ExportFormat", "Exporter", "Prepared", "prepare"]
 
@@ -296,7 +288,7 @@ class Exporter:
             raise ValueError(f"observation domain {self.domain} out of range 0..{limit} for {self.fmt.value}")
         if self.template_every < 1 or self.template_seconds < 1:
             raise ValueError("template_every and template_seconds must be at least 1")
-        self._header = {ExportFormat.V5: _V5_HEADER, ExportFormat.V9: _V9_HEADER, ExportFormat.IPFIX: _IPFIX_HEADER}[self.fmt]
+        self._header = {ExportFormat.V5: V5_HEADER, ExportFormat.V9: V9_HEADER, ExportFormat.IPFIX: IPFIX_HEADER}[self.fmt]
         self._layouts = {family: _dtype(_fields(self.fmt, family)) for family in (4, 6)}
         self._templates = self._template_set()
         smallest = self._header.size + len(self._templates) + 4 + max(d.itemsize for d, _ in self._layouts.values())
@@ -310,7 +302,7 @@ class Exporter:
         for family in (4, 6):
             fields = _fields(self.fmt, family)
             body += struct.pack("!HH", TEMPLATE_IDS[family], len(fields)) + b"".join(struct.pack("!HH", e, n) for e, n in fields)
-        return _SET_HEADER.pack(0 if self.fmt is ExportFormat.V9 else 2, 4 + len(body)) + body
+        return SET_HEADER.pack(0 if self.fmt is ExportFormat.V9 else 2, 4 + len(body)) + body
 
     def _records(self, p: Prepared, family: int, rows: np.ndarray) -> bytes:
         """The records of ``rows`` (all of one family) as bytes, in one vectorised fill."""
@@ -371,7 +363,7 @@ class Exporter:
                 f = int(family[i])
                 n[f] += 1
                 total = header + (len(self._templates) if with_templates else 0) + set_bytes(n[4], 4) + set_bytes(n[6], 6)
-                if total <= self.max_datagram and not (v5 and n[4] > _V5_MAX_COUNT):
+                if total <= self.max_datagram and not (v5 and n[4] > V5_MAX_COUNT):
                     continue
                 n[f] -= 1
             # Records first..i-1 make one datagram.
@@ -382,7 +374,7 @@ class Exporter:
                 body = raw[g][taken[g] * size[g]:(taken[g] + n[g]) * size[g]]
                 if not v5:
                     body += b"\0" * (-len(body) % 4 if pad else 0)
-                    body = _SET_HEADER.pack(TEMPLATE_IDS[g], 4 + len(body)) + body
+                    body = SET_HEADER.pack(TEMPLATE_IDS[g], 4 + len(body)) + body
                 sets += body
                 taken[g] += n[g]
             count = i - first
@@ -404,11 +396,11 @@ class Exporter:
     def _header_bytes(self, export_s: int, records: int, with_templates: bool, body: int) -> bytes:
         """The header of the next datagram; sequence numbers count what was sent before it."""
         if self.fmt is ExportFormat.IPFIX:
-            return _IPFIX_HEADER.pack(10, _IPFIX_HEADER.size + body, export_s & _U32_MAX, self.records & _U32_MAX, self.domain)
+            return IPFIX_HEADER.pack(10, IPFIX_HEADER.size + body, export_s & _U32_MAX, self.records & _U32_MAX, self.domain)
         uptime = (export_s * 1000 - (self.boot_ms or 0)) & _U32_MAX
         if self.fmt is ExportFormat.V5:
-            return _V5_HEADER.pack(5, records, uptime, export_s & _U32_MAX, 0, self.records & _U32_MAX,
+            return V5_HEADER.pack(5, records, uptime, export_s & _U32_MAX, 0, self.records & _U32_MAX,
                                    self.domain >> 8, self.domain & 0xFF, 0)
         # v9 counts every record of the packet, the two template records included.
         count = records + (len(TEMPLATE_IDS) if with_templates else 0)
-        return _V9_HEADER.pack(9, count, uptime, export_s & _U32_MAX, self.datagrams & _U32_MAX, self.domain)
+        return V9_HEADER.pack(9, count, uptime, export_s & _U32_MAX, self.datagrams & _U32_MAX, self.domain)

@@ -3,11 +3,9 @@
 A :class:`Decoder` is fed one datagram at a time (:meth:`Decoder.feed`) and hands out the flows of
 everything fed since the last call as one validated batch (:meth:`Decoder.take`). Feeding only
 walks the packet and set headers and copies each data set's bytes aside; the records are decoded
-in bulk when taken: one numpy structured dtype per template (big-endian fields at their offsets),
-one ``np.frombuffer`` over all the template's records, vectorized column arithmetic, and the same
-validation as files (:func:`netflowgen.read.validate.check`). Only IPFIX templates with
-variable-length fields are walked record by record (their fixed fields are packed into the bulk
-layout).
+in bulk when taken (``wire.py``: templates, their numpy layouts and the bulk decoding), and
+validated as files are (:func:`netflowgen.read.validate.check`). This module keeps the state an
+exporter builds up and counts everything it cannot decode.
 
 State is kept per exporter (the datagram's source address, without the port: a router keeps its
 address across restarts, not its port) and per observation domain (v9 source id, IPFIX
@@ -59,16 +57,33 @@ or counted under a reason (:class:`ExporterStats`):
 
 from __future__ import annotations
 
-import struct
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 import polars as pl
 
-from netflowgen.read.validate import reason_kind
-from netflowgen.read.validate import REJECT_SCHEMA, Checked, check
+from netflowgen.collect.wire import (
+    ELEMENTS,
+    IPFIX_HEADER,
+    MAX_MS,
+    SET_HEADER,
+    U16,
+    U32,
+    V5_HEADER,
+    V5_MAX_COUNT,
+    V5_RECORD,
+    V5_TEMPLATE,
+    V9_HEADER,
+    VARIABLE,
+    PendingSet,
+    Template,
+    U16x2,
+    U16x3,
+    build_template,
+    decode_records,
+)
+from netflowgen.read.validate import REJECT_SCHEMA, Checked, check, reason_kind
 from netflowgen.schema import empty_flows
 
 __all__ = ["ELEMENTS", "OTHER", "SEQUENCE_UNITS", "Decoder", "ExporterStats", "Template"]
@@ -78,152 +93,6 @@ OTHER = "other"
 
 #: What a sequence gap counts, per export version.
 SEQUENCE_UNITS = {5: "records", 9: "packets", 10: "records"}
-
-#: IANA information elements the canonical table uses: id -> (name, allowed lengths).
-ELEMENTS: dict[int, tuple[str, tuple[int, ...]]] = {
-    1: ("octetDeltaCount", (1, 2, 3, 4, 5, 6, 7, 8)),
-    2: ("packetDeltaCount", (1, 2, 3, 4, 5, 6, 7, 8)),
-    4: ("protocolIdentifier", (1,)),
-    6: ("tcpControlBits", (1, 2)),
-    7: ("sourceTransportPort", (2,)),
-    8: ("sourceIPv4Address", (4,)),
-    11: ("destinationTransportPort", (2,)),
-    12: ("destinationIPv4Address", (4,)),
-    21: ("flowEndSysUpTime", (4,)),
-    22: ("flowStartSysUpTime", (4,)),
-    23: ("postOctetDeltaCount", (1, 2, 3, 4, 5, 6, 7, 8)),
-    24: ("postPacketDeltaCount", (1, 2, 3, 4, 5, 6, 7, 8)),
-    27: ("sourceIPv6Address", (16,)),
-    28: ("destinationIPv6Address", (16,)),
-    85: ("octetTotalCount", (1, 2, 3, 4, 5, 6, 7, 8)),
-    86: ("packetTotalCount", (1, 2, 3, 4, 5, 6, 7, 8)),
-    150: ("flowStartSeconds", (4,)),
-    151: ("flowEndSeconds", (4,)),
-    152: ("flowStartMilliseconds", (8,)),
-    153: ("flowEndMilliseconds", (8,)),
-    154: ("flowStartMicroseconds", (8,)),
-    155: ("flowEndMicroseconds", (8,)),
-    156: ("flowStartNanoseconds", (8,)),
-    157: ("flowEndNanoseconds", (8,)),
-    160: ("systemInitTimeMilliseconds", (8,)),
-}
-
-_BYTES_IDS = (1, 85, 23)
-_PACKETS_IDS = (2, 86, 24)
-_VARIABLE = 0xFFFF
-_NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
-#: Absolute times are clipped here before scaling (beyond 2100: validation rejects them as absurd).
-_MAX_MS = 4_102_444_800_000 + 1
-
-_V5_HEADER = struct.Struct("!HHIIIIBBH")  # version, count, uptime, secs, nsecs, sequence, engine type, id, sampling
-_V9_HEADER = struct.Struct("!HHIIII")  # version, count, uptime, secs, sequence, source id
-_IPFIX_HEADER = struct.Struct("!HHIII")  # version, length, export time, sequence, domain
-_SET_HEADER = struct.Struct("!HH")
-_U16 = struct.Struct("!H")
-_U16x2 = struct.Struct("!HH")
-_U16x3 = struct.Struct("!HHH")
-_U32 = struct.Struct("!I")
-
-_V5_RECORD = 48
-_V5_MAX_COUNT = 30
-
-
-# --- templates ---------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class Template:
-    """One template as an exporter defined it, and the bulk layout its records decode with.
-
-    ``fields`` are (element, length) pairs: the element is the IANA id, or ``(enterprise, id)``
-    for enterprise-specific ones. ``dtype`` holds only the mapped fields, at their offsets in a
-    record of ``length`` bytes (``None`` when the template has variable-length fields: records are
-    then packed field by field into ``dtype``).
-    """
-
-    version: int
-    template_id: int
-    fields: tuple[tuple[int | tuple[int, int], int], ...]
-    options: bool = False
-    scope_count: int = 0
-    length: int | None = None
-    dtype: np.dtype = field(default_factory=lambda: np.dtype([]))
-    columns: dict[int, str] = field(default_factory=dict)
-    """mapped element id -> field name in ``dtype`` (its first occurrence)."""
-    unknown_fields: int = 0
-    problem: str | None = None
-    """Why its records cannot become flows (given to validation as their reason), if so."""
-    min_length: int = 0
-
-    @property
-    def variable(self) -> bool:
-        return self.length is None
-
-
-def _build_template(version: int, template_id: int, fields: list[tuple[int | tuple[int, int], int]],
-                    options: bool = False, scope_count: int = 0) -> Template:
-    names: list[str] = []
-    formats: list[object] = []
-    columns: dict[int, str] = {}
-    unknown = 0
-    problems: list[str] = []
-    offset: int | None = 0
-    fixed_offsets: list[int] = []  # where each mapped field lies in a fixed-length record
-    packed = 0  # ... and in the packed layout of templates with variable-length fields
-    packed_offsets: list[int] = []
-    min_length = 0
-    for i, (element, length) in enumerate(fields):
-        min_length += 1 if length == _VARIABLE else length
-        known = isinstance(element, int) and element in ELEMENTS
-        if not known:
-            unknown += 1
-        elif element not in columns:
-            name, allowed = ELEMENTS[element]  # type: ignore[index]
-            if length not in allowed:
-                # A mapped element of a length it cannot have: the records are garbage for it.
-                problems.append(f"{name} ({element}) has length {length}, expected {'/'.join(map(str, allowed))}")
-            else:
-                columns[element] = f"f{i}"  # type: ignore[index]
-                names.append(f"f{i}")
-                # Addresses and odd-sized counters as raw bytes; the rest as big-endian integers.
-                formats.append(f">u{length}" if length in (1, 2, 4, 8) and element not in (8, 12) else ("u1", (length,)))
-                fixed_offsets.append(offset or 0)
-                packed_offsets.append(packed)
-                packed += length
-        if length == _VARIABLE:
-            offset = None
-        elif offset is not None:
-            offset += length
-    if offset is None:
-        # Packed records hold at least one byte, so that a template without mapped fields still
-        # has records to count.
-        dtype = np.dtype({"names": names, "formats": formats, "offsets": packed_offsets, "itemsize": max(packed, 1)})
-    else:
-        dtype = np.dtype({"names": names, "formats": formats, "offsets": fixed_offsets, "itemsize": offset})
-    tpl = Template(version, template_id, tuple(fields), options, scope_count, offset, dtype, columns, unknown,
-                   min_length=min_length)
-    if not options:
-        if 8 not in columns and 27 not in columns:
-            problems.append("no source address (IANA 8 or 27)")
-        if 12 not in columns and 28 not in columns:
-            problems.append("no destination address (IANA 12 or 28)")
-        if problems:
-            tpl.problem = f"template {template_id}: " + "; ".join(problems)
-    return tpl
-
-
-def _v5_template() -> Template:
-    # The fixed v5 record as the IANA elements it carries (nexthop 15, interfaces 10/14, tos 5,
-    # AS 16/17, masks 9/13), so that v5 takes the same bulk path as the templates.
-    fields: list[tuple[int | tuple[int, int], int]] = [
-        (8, 4), (12, 4), (15, 4), (10, 2), (14, 2), (2, 4), (1, 4), (22, 4), (21, 4), (7, 2), (11, 2),
-        (210, 1), (6, 1), (4, 1), (5, 1), (16, 2), (17, 2), (9, 1), (13, 1), (210, 2),
-    ]
-    return _build_template(5, 0, fields)
-
-
-V5_TEMPLATE = _v5_template()
-
 
 # --- counters ----------------------------------------------------------------------------------
 
@@ -321,15 +190,6 @@ class _Domain:
     """IPFIX systemInitTimeMilliseconds from its options records; -1 unknown."""
 
 
-class _Set(NamedTuple):
-    data: bytes
-    count: int
-    export_us: int
-    uptime_ms: int  # -1: IPFIX (no uptime in the header)
-    init_ms: int  # IPFIX systemInitTimeMilliseconds known at the time; -1 unknown
-    first_row: int
-
-
 # Conventions per version: name -> expected sequence number from (previous stream state, this
 # packet's record count, this packet's flow record count). The first is the standard one.
 _CONVENTIONS = {
@@ -382,7 +242,7 @@ class Decoder:
         self._held: Counter[str] = Counter()  # templates held per address (its stats' gauge follows)
         self.field_count = 0
         self._domains: OrderedDict[tuple[str, int, int], _Domain] = OrderedDict()
-        self._pending: dict[str, dict[Template, list[_Set]]] = {}
+        self._pending: dict[str, dict[Template, list[PendingSet]]] = {}
         self.pending_records = 0
         """flow records fed and not yet taken."""
 
@@ -484,7 +344,7 @@ class Decoder:
         try:
             if len(mv) < 4:
                 raise _Bad("too short")
-            version = _U16.unpack_from(mv, 0)[0]
+            version = U16.unpack_from(mv, 0)[0]
             if version == 5:
                 self._v5(mv, exporter, st)
             elif version == 9:
@@ -500,39 +360,39 @@ class Decoder:
         st.versions[version] += 1
 
     def _v5(self, mv: memoryview, exporter: str, st: ExporterStats) -> None:
-        if len(mv) < _V5_HEADER.size:
+        if len(mv) < V5_HEADER.size:
             raise _Bad("truncated header")
-        _, count, uptime, secs, nsecs, seq, engine_type, engine_id, _ = _V5_HEADER.unpack_from(mv, 0)
-        if count == 0 or count > _V5_MAX_COUNT:
+        _, count, uptime, secs, nsecs, seq, engine_type, engine_id, _ = V5_HEADER.unpack_from(mv, 0)
+        if count == 0 or count > V5_MAX_COUNT:
             raise _Bad("bad count")
-        end = _V5_HEADER.size + count * _V5_RECORD
+        end = V5_HEADER.size + count * V5_RECORD
         if len(mv) < end:
             raise _Bad("truncated")
         if len(mv) > end:
             raise _Bad("wrong length")
         export_us = secs * 1_000_000 + nsecs // 1000
         dom = self._domain(exporter, 5, (engine_type << 8) | engine_id)
-        self._add_set(exporter, V5_TEMPLATE, mv[_V5_HEADER.size:end], count, export_us, uptime, -1, st)
+        self._add_set(exporter, V5_TEMPLATE, mv[V5_HEADER.size:end], count, export_us, uptime, -1, st)
         self._sequence(dom, 5, seq, count, count, st)
 
     def _v9(self, mv: memoryview, exporter: str, st: ExporterStats) -> None:
-        if len(mv) < _V9_HEADER.size:
+        if len(mv) < V9_HEADER.size:
             raise _Bad("truncated header")
-        _, _, uptime, secs, seq, domain = _V9_HEADER.unpack_from(mv, 0)
+        _, _, uptime, secs, seq, domain = V9_HEADER.unpack_from(mv, 0)
         dom = self._domain(exporter, 9, domain)
-        records, flows = self._sets(mv, _V9_HEADER.size, len(mv), exporter, 9, dom, secs * 1_000_000, uptime, st)
+        records, flows = self._sets(mv, V9_HEADER.size, len(mv), exporter, 9, dom, secs * 1_000_000, uptime, st)
         self._sequence(dom, 9, seq, records, flows, st)
 
     def _ipfix(self, mv: memoryview, exporter: str, st: ExporterStats) -> None:
-        if len(mv) < _IPFIX_HEADER.size:
+        if len(mv) < IPFIX_HEADER.size:
             raise _Bad("truncated header")
-        _, length, export_secs, seq, domain = _IPFIX_HEADER.unpack_from(mv, 0)
+        _, length, export_secs, seq, domain = IPFIX_HEADER.unpack_from(mv, 0)
         if length > len(mv):
             raise _Bad("truncated")
         if length != len(mv):
             raise _Bad("wrong length")
         dom = self._domain(exporter, 10, domain)
-        records, flows = self._sets(mv, _IPFIX_HEADER.size, length, exporter, 10, dom, export_secs * 1_000_000, -1, st)
+        records, flows = self._sets(mv, IPFIX_HEADER.size, length, exporter, 10, dom, export_secs * 1_000_000, -1, st)
         self._sequence(dom, 10, seq, records, flows, st)
 
     def _sets(self, mv: memoryview, pos: int, end: int, exporter: str, version: int, dom: _Domain,
@@ -543,7 +403,7 @@ class Decoder:
         template_set, options_set = (0, 1) if version == 9 else (2, 3)
         # v9 datagrams may end in a few bytes of padding; anything shorter than a set header is that.
         while end - pos >= 4:
-            set_id, length = _SET_HEADER.unpack_from(mv, pos)
+            set_id, length = SET_HEADER.unpack_from(mv, pos)
             st.sets += 1
             if length < 4 or pos + length > end:
                 st.set_errors["bad set length"] += 1
@@ -586,18 +446,18 @@ class Decoder:
             if body[pos] == 0 and body[pos + 1] == 0 and bytes(body[pos:]).count(0) == end - pos:
                 break  # zero padding at the end of the set
             if options and version == 9:
-                tid, scope_len, option_len = _U16x3.unpack_from(body, pos)
+                tid, scope_len, option_len = U16x3.unpack_from(body, pos)
                 pos += 6
                 if scope_len % 4 or option_len % 4 or pos + scope_len + option_len > end:
                     raise _Bad("bad template")
                 n_fields, n_scope = (scope_len + option_len) // 4, scope_len // 4
             elif options:
-                tid, n_fields, n_scope = _U16x3.unpack_from(body, pos)
+                tid, n_fields, n_scope = U16x3.unpack_from(body, pos)
                 pos += 6
                 if n_scope == 0 or n_scope > n_fields:
                     raise _Bad("bad template")
             else:
-                tid, n_fields = _U16x2.unpack_from(body, pos)
+                tid, n_fields = U16x2.unpack_from(body, pos)
                 pos += 4
                 n_scope = 0
             if tid < 256:
@@ -613,17 +473,17 @@ class Decoder:
             for _ in range(n_fields):
                 if pos + 4 > end:
                     raise _Bad("bad template")
-                element, length = _U16x2.unpack_from(body, pos)
+                element, length = U16x2.unpack_from(body, pos)
                 pos += 4
                 if version == 10 and element & 0x8000:
                     if pos + 4 > end:
                         raise _Bad("bad template")
-                    element = (_U32.unpack_from(body, pos)[0], element & 0x7FFF)  # type: ignore[assignment]
+                    element = (U32.unpack_from(body, pos)[0], element & 0x7FFF)  # type: ignore[assignment]
                     pos += 4
-                if length == 0 or (length == _VARIABLE and version == 9):
+                if length == 0 or (length == VARIABLE and version == 9):
                     raise _Bad("bad template")
                 fields.append((element, length))
-            parsed.append(_build_template(version, tid, fields, options, n_scope))
+            parsed.append(build_template(version, tid, fields, options, n_scope))
         for item in parsed:
             if isinstance(item, int):
                 if self._drop_template(exporter, dom, item) is not None:
@@ -664,7 +524,7 @@ class Decoder:
             if version == 10 and 160 in tpl.columns:
                 values = np.frombuffer(bytes(data), tpl.dtype)[tpl.columns[160]]
                 # Clipped like absolute times: a clock past 2100 makes the records' times absurd.
-                dom.init_ms = min(int(values[-1]), _MAX_MS)
+                dom.init_ms = min(int(values[-1]), MAX_MS)
             return n
         init = dom.init_ms if version == 10 else -1
         self._add_set(exporter, tpl, data, n, export_us, uptime, init, st)
@@ -682,7 +542,7 @@ class Decoder:
         while end - pos >= tpl.min_length:
             record = bytearray()
             for i, (_, length) in enumerate(tpl.fields):
-                if length == _VARIABLE:
+                if length == VARIABLE:
                     if pos + 1 > end:
                         raise _Bad("truncated record")
                     length = body[pos]
@@ -690,7 +550,7 @@ class Decoder:
                     if length == 255:
                         if pos + 2 > end:
                             raise _Bad("truncated record")
-                        length = _U16.unpack_from(body, pos)[0]
+                        length = U16.unpack_from(body, pos)[0]
                         pos += 2
                     if pos + length > end:
                         raise _Bad("truncated record")
@@ -711,7 +571,7 @@ class Decoder:
                  uptime: int, init_ms: int, st: ExporterStats) -> None:
         first = st.records + 1  # record numbers per address
         by_template = self._pending.setdefault(exporter, {})
-        by_template.setdefault(tpl, []).append(_Set(bytes(data), n, export_us, uptime, init_ms, first))
+        by_template.setdefault(tpl, []).append(PendingSet(bytes(data), n, export_us, uptime, init_ms, first))
         st.records += n
         self.pending_records += n
 
@@ -748,7 +608,7 @@ class Decoder:
         rejects: list[pl.DataFrame] = []
         for exporter, by_template in pending.items():
             st = self._stats(exporter)
-            candidates = pl.concat([_candidates(tpl, sets) for tpl, sets in by_template.items()], how="vertical")
+            candidates = pl.concat([decode_records(tpl, sets) for tpl, sets in by_template.items()], how="vertical")
             checked = check(candidates.sort("source_row"), f"udp://{exporter}")
             flows.append(checked.flows)
             rejects.append(checked.rejects)
@@ -764,164 +624,3 @@ class Decoder:
         return Checked(pl.concat(flows, how="vertical"), pl.concat(rejects, how="vertical"))
 
 
-# --- bulk decoding -----------------------------------------------------------------------------
-
-
-def _uint(arr: np.ndarray, name: str) -> np.ndarray:
-    """A mapped integer field as uint64 (odd-sized fields arrive as raw bytes)."""
-    values = arr[name]
-    if values.ndim == 1:
-        return values.astype(np.uint64)
-    out = np.zeros(len(values), np.uint64)
-    for i in range(values.shape[1]):
-        out = (out << np.uint64(8)) | values[:, i].astype(np.uint64)
-    return out
-
-
-def _first(arr: np.ndarray, tpl: Template, ids: tuple[int, ...]) -> np.ndarray | None:
-    for element in ids:
-        if element in tpl.columns:
-            return _uint(arr, tpl.columns[element])
-    return None
-
-
-def _ntp_us(values: np.ndarray) -> np.ndarray:
-    """NTP timestamps (seconds since 1900 << 32 | fraction) -> Unix microseconds."""
-    seconds = (values >> np.uint64(32)).astype(np.int64) - _NTP_EPOCH_OFFSET
-    fraction = ((values & np.uint64(0xFFFFFFFF)) * np.uint64(1_000_000)) >> np.uint64(32)
-    return seconds * 1_000_000 + fraction.astype(np.int64)
-
-
-def _times(arr: np.ndarray, tpl: Template, ctx: dict[str, np.ndarray], start: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(microseconds, known mask, reason where the time cannot be computed) of the flow starts or ends."""
-    c = tpl.columns
-    ms_id, us_id, ns_id, s_id, rel_id = (152, 154, 156, 150, 22) if start else (153, 155, 157, 151, 21)
-    n = len(arr)
-    if ms_id in c:
-        return np.minimum(_uint(arr, c[ms_id]), _MAX_MS).astype(np.int64) * 1000, np.ones(n, bool), None
-    if us_id in c:
-        return _ntp_us(_uint(arr, c[us_id])), np.ones(n, bool), None
-    if ns_id in c:
-        return _ntp_us(_uint(arr, c[ns_id])), np.ones(n, bool), None
-    if s_id in c:
-        return _uint(arr, c[s_id]).astype(np.int64) * 1_000_000, np.ones(n, bool), None
-    if rel_id in c:
-        rel = _uint(arr, c[rel_id]).astype(np.int64)
-        if tpl.version == 10:
-            init = _uint(arr, c[160]).astype(np.int64) if 160 in c else ctx["init_ms"]
-            known = init >= 0
-            # sysUpTime milliseconds wrap after 49.7 days: the number of wraps that puts the time
-            # nearest the export time (never negative: an init time after the export is no wrap).
-            wraps = np.maximum(np.round((ctx["export_us"] // 1000 - init - rel) / 2**32), 0).astype(np.int64)
-            us = np.minimum(init + rel + wraps * 2**32, _MAX_MS) * 1000
-            reason = None if known.all() else np.where(
-                known, None, "flowStartSysUpTime/flowEndSysUpTime without systemInitTimeMilliseconds (no options record received yet)")
-            return us, known, reason
-        # v5/v9: relative to the header's uptime at its export time; the difference is signed 32-bit.
-        ago = (ctx["uptime_ms"] - rel) & 0xFFFFFFFF
-        ago = np.where(ago >= 1 << 31, ago - (1 << 32), ago)
-        return ctx["export_us"] - ago * 1000, np.ones(n, bool), None
-    return np.zeros(n, np.int64), np.zeros(n, bool), None
-
-
-_HALVES: pl.Series | None = None
-_HEX16: pl.Series | None = None
-
-
-def _ipv4_text(octets: np.ndarray) -> pl.Series:
-    """(n, 4) uint8 -> dotted text, vectorized: the two halves (``a.b``, ``c.d``) are looked up in
-    a table of the 65,536 possible ones and joined (3x faster than formatting four octets)."""
-    global _HALVES
-    if _HALVES is None:
-        _HALVES = pl.Series([f"{i >> 8}.{i & 255}" for i in range(65536)])
-    high = (octets[:, 0].astype(np.uint32) << 8) | octets[:, 1]
-    low = (octets[:, 2].astype(np.uint32) << 8) | octets[:, 3]
-    frame = pl.DataFrame({"h": _HALVES.gather(high), "l": _HALVES.gather(low)})
-    return frame.select(pl.concat_str(["h", "l"], separator=".")).to_series()
-
-
-def _ipv6_text(raw: np.ndarray) -> pl.Series:
-    """(n, 16) uint8 -> IPv6 text with every group written (``2001:db8:0:0:0:0:0:1``), vectorized
-    through a lookup table of the 65,536 groups; validation writes it in compressed form."""
-    global _HEX16
-    if _HEX16 is None:
-        _HEX16 = pl.Series([format(i, "x") for i in range(65536)])
-    groups = raw.astype(np.uint32).reshape(-1, 8, 2)
-    groups = (groups[:, :, 0] << 8) | groups[:, :, 1]
-    frame = pl.DataFrame({f"g{i}": _HEX16.gather(groups[:, i]) for i in range(8)})
-    return frame.select(pl.concat_str([pl.col(f"g{i}") for i in range(8)], separator=":")).to_series()
-
-
-def _addresses(arr: np.ndarray, tpl: Template, v4: int, v6: int) -> pl.Series:
-    c = tpl.columns
-    n = len(arr)
-    text4 = _ipv4_text(arr[c[v4]]) if v4 in c else None
-    text6 = _ipv6_text(arr[c[v6]]) if v6 in c else None
-    if text4 is not None and text6 is not None:
-        # Templates with both families fill the unused one with zeros.
-        use6 = pl.Series((arr[c[v4]] == 0).all(axis=1) & (arr[c[v6]] != 0).any(axis=1))
-        return pl.select(pl.when(use6).then(text6).otherwise(text4)).to_series()
-    if text4 is not None:
-        return text4
-    if text6 is not None:
-        return text6
-    return pl.Series([None] * n, dtype=pl.String)
-
-
-def _candidates(tpl: Template, sets: list[_Set]) -> pl.DataFrame:
-    """All pending records of one template -> candidate canonical rows (see ``validate.check``)."""
-    arr = np.frombuffer(b"".join(s.data for s in sets), tpl.dtype)
-    counts = np.fromiter((s.count for s in sets), np.int64, len(sets))
-    n = int(counts.sum())
-
-    def per_record(values: list[int]) -> np.ndarray:
-        return np.repeat(np.asarray(values, np.int64), counts)
-
-    ctx = {
-        "export_us": per_record([s.export_us for s in sets]),
-        "uptime_ms": per_record([s.uptime_ms for s in sets]),
-        "init_ms": per_record([s.init_ms for s in sets]),
-    }
-    # Record numbers: each set's first row, plus the record's index within its set.
-    starts = np.cumsum(counts) - counts
-    source_row = per_record([s.first_row for s in sets]) + np.arange(n, dtype=np.int64) - np.repeat(starts, counts)
-
-    start_us, start_known, start_reason = _times(arr, tpl, ctx, True)
-    end_us, end_known, end_reason = _times(arr, tpl, ctx, False)
-    # Without any start time the export time stands in (the flow ended before it was exported).
-    start_us = np.where(start_known, start_us, np.where(end_known, end_us, ctx["export_us"]))
-
-    def optional(ids: tuple[int, ...]) -> pl.Series:
-        values = _first(arr, tpl, ids)
-        if values is None:
-            return pl.Series([None] * n, dtype=pl.Int64)
-        # Counters beyond 2**63 are absurd; as Int64 they turn negative and validation rejects them.
-        return pl.Series(values.view(np.int64))
-
-    reason = pl.Series([tpl.problem] * n, dtype=pl.String) if tpl.problem else pl.Series([None] * n, dtype=pl.String)
-    for r in (start_reason, end_reason):
-        if r is not None:
-            reason = pl.select(pl.coalesce(reason, pl.Series(r.tolist(), dtype=pl.String))).to_series()
-    frame = pl.DataFrame({
-        "_start": start_us,
-        "_end": end_us,
-        "_end_known": end_known,
-        "src_ip": _addresses(arr, tpl, 8, 27),
-        "dst_ip": _addresses(arr, tpl, 12, 28),
-        "src_port": optional((7,)),
-        "dst_port": optional((11,)),
-        "proto": optional((4,)),
-        "fwd_packets": optional(_PACKETS_IDS),
-        "fwd_bytes": optional(_BYTES_IDS),
-        "tcp_flags": optional((6,)),
-        "source_row": source_row,
-        "reject": reason,
-    })
-    as_time = [pl.from_epoch(pl.col(name), time_unit="us").dt.replace_time_zone("UTC") for name in ("_start", "_end")]
-    return frame.select(
-        as_time[0].alias("ts_start"),
-        pl.when(pl.col("_end_known")).then(as_time[1]).alias("ts_end"),
-        "src_ip", "dst_ip", "src_port", "dst_port", "proto", "fwd_packets", "fwd_bytes",
-        pl.lit(0, pl.Int64).alias("rev_packets"), pl.lit(0, pl.Int64).alias("rev_bytes"),
-        "tcp_flags", "source_row", "reject",
-    )

@@ -4,7 +4,7 @@ run per step width, and what the run learnt, per dataset.
 * Every dataset of the suite goes in, also those no task uses (the real-data suite lists every
   capture in ``../shared/data``): unlabelled volume is what pre-training is for.
 * Labels are dropped; flows at or after any task's test cut of that dataset are left out, so the
-  test parts stay unseen; 1970 clocks are left out (``_Data.get``).
+  test parts stay unseen; 1970 clocks are left out (``SuiteData.get``).
 * Node series zero-fill only inside each dataset's coverage.
 * A private address is named ``dataset/address`` (``qualify_nodes``), here and in the tasks: the
   captures' many 192.168.1.1 are different hosts.

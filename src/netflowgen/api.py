@@ -13,6 +13,24 @@ tokenizer is fitted, and the tokenizer carries it into the run and every detecto
     alerts = det.score(flows).filter("alert")
 
 The README's "Python" section runs this end to end, and a test runs the README's example.
+The first steps, on the built-in Zeek sample (run as a doctest)::
+
+>>> from datetime import timedelta
+>>> from importlib import resources
+>>> import netflowgen as nfg
+>>> flows = nfg.read_flows(resources.files("netflowgen") / "samples" / "zeek" / "conn.log")
+>>> flows.height  # its two broken rows are rejected (a warning says so), not read
+964
+>>> spec = nfg.SeriesSpec(step=timedelta(minutes=5))
+>>> series = nfg.build_series(flows, spec)
+>>> series.height, series["node"].n_unique(), series["step"].dt.minute().unique().sort().to_list()[:3]
+(75, 5, [0, 5, 10])
+>>> nfg.SeriesSpec.from_dict(spec.to_dict()) == spec  # the contract every artifact carries, as JSON
+True
+>>> spec.check(series.with_columns(series["step"] + timedelta(minutes=1)))  # every entry point checks
+Traceback (most recent call last):
+...
+ValueError: the series' steps are not on the 300 s grid of the model; build the series with --step 300s
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import re
 import shutil
 import struct
@@ -153,3 +154,37 @@ def test_real_nfcapd_file(shared_data: Path) -> None:
     first = flows.filter(pl.col("source_row") == 1).row(0, named=True)
     assert first["ts_start"].isoformat() == "2018-01-12T15:37:30.942000+00:00"
     assert (first["src_ip"], first["dst_ip"], first["src_port"], first["dst_port"]) == ("147.32.80.119", "147.32.82.62", 52324, 902)
+
+
+def test_a_file_nfdump_loops_on_is_an_error_not_a_hang(nfcapd_file: Path, tmp_path: Path) -> None:
+    """Found by benchmarks/fuzz.py: an appendix record of size 0 in a block that claims 2**32
+    records makes nfdump 1.7.1 print "Error process appendix record type: 3" for ever, on its
+    error output, with nothing on standard output. The reader stops it and names the file."""
+    data = bytearray(nfcapd_file.read_bytes())
+    appendix = struct.unpack_from("<Q", data, 24)[0]  # fileHeaderV2_t.offAppendix
+    struct.pack_into("<I", data, appendix, 0xFFFFFFFF)  # the block's record count
+    struct.pack_into("<HH", data, appendix + 12, 3, 0)  # its first record: type 3, size 0
+    looping = tmp_path / "looping.nfcapd"
+    looping.write_bytes(bytes(data))
+    with pytest.raises(subprocess.TimeoutExpired):  # the file really makes nfdump loop
+        subprocess.run(["nfdump", "-I", "-r", str(looping)], capture_output=True, timeout=2)
+    with pytest.raises(FormatError, match=r"looping.nfcapd: nfdump repeats 'Error process appendix record type: 3' "
+                                          r"without end \(over 1 MiB of error output\): the file is damaged"):
+        read_all(looping)
+
+
+def test_nfdump_looping_after_some_records_keeps_them_and_says_where(nfcapd_file: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same loop while the records stream: the records read stay, one reject says why the
+    rest is missing (a stand-in nfdump prints the real records, then loops on its error output)."""
+    real = shutil.which("nfdump")
+    fake = tmp_path / "bin" / "nfdump"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\ncase "$1" in -I) exec {real} "$@";; esac\n{real} "$@"\n'
+                    'while :; do echo "Error process appendix record type: 7" >&2; done\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    flows, rejects = read_all(nfcapd_file)
+    assert flows.height == nfdump_info(nfcapd_file)["Flows"] > 0
+    assert rejects.height == 1 and rejects["source_row"][0] == flows.height + 1
+    assert "nfdump repeats 'Error process appendix record type: 7' without end" in rejects["reason"][0]

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from netflowgen.read import FormatError, ReadOptions, detect_format, iter_checked, parquet, read_flows
-from netflowgen.read.source import open_sources
+from netflowgen.read.source import DamagedInput, open_sources
 from netflowgen.schema import FLOW_SCHEMA, Quality, arrow_schema
 
 UTC = timezone.utc
@@ -211,3 +211,52 @@ def test_detected_by_magic(tmp_path: Path) -> None:
     canonical().write_parquet(path)
     (source,) = open_sources(path)
     assert detect_format(source).name == "parquet"
+
+
+# --- damaged files (the crashes benchmarks/fuzz.py found: each an error naming the file now) -----
+
+
+def test_a_column_name_that_is_not_utf8_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "names.parquet"
+    canonical().write_parquet(path)
+    data = path.read_bytes()
+    assert data.count(b"label_detail") == 3  # the footer's schema and column metadata
+    path.write_bytes(data.replace(b"label_detail", b"\xdfabel_detail"))
+    with pytest.raises(FormatError, match=r"names.parquet: not a readable Parquet file: 'utf-8' codec can't decode"):
+        read(path)
+
+
+def test_a_string_that_is_not_utf8_is_damage_not_a_panic(tmp_path: Path) -> None:
+    # Parquet stores strings as bytes and checks nothing; Polars panics (a BaseException) on
+    # one that is not UTF-8. Written here through Arrow buffers, as a damaged file holds it.
+    table = canonical().to_arrow().cast(arrow_schema())
+    offsets = pa.array([0, 6, 12, 18], pa.int32()).buffers()[1]
+    bad = pa.Array.from_buffers(pa.string(), 3, [None, offsets, pa.py_buffer(b"benignbenign\xff\xfenign")])
+    with pytest.raises(pa.ArrowInvalid, match="Invalid UTF8"):
+        bad.validate(full=True)
+    path = tmp_path / "strings.parquet"
+    pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", bad), path)
+    with pytest.raises(DamagedInput, match=r"strings.parquet: damaged Parquet data after row 0 \(.*Invalid UTF8"):
+        read(path)
+
+
+def test_damage_anywhere_in_a_file_is_an_error_naming_it_or_rows_that_add_up(tmp_path: Path) -> None:
+    """Every 7th byte of a two-row-group file overwritten in turn: each read ends in an error
+    that names the file, or in rows where every row is a flow or a reject (never a raw pyarrow
+    error, a panic or a lost row)."""
+    path = tmp_path / "part.parquet"
+    pq.write_table(canonical().to_arrow().cast(arrow_schema()), path, row_group_size=2)
+    data = path.read_bytes()
+    outcomes = {"error": 0, "read": 0}
+    for at in range(4, len(data) - 8, 7):
+        damaged = tmp_path / "damaged.parquet"
+        damaged.write_bytes(data[:at] + bytes([data[at] ^ 0xA5]) + data[at + 1:])
+        try:
+            flows, rejects, _ = read(damaged)
+        except (FormatError, DamagedInput) as e:
+            assert "damaged.parquet" in str(e)
+            outcomes["error"] += 1
+        else:
+            assert flows.height + rejects.height == 3
+            outcomes["read"] += 1
+    assert outcomes["error"] > 10 and outcomes["read"] > 10, outcomes  # both outcomes were exercised

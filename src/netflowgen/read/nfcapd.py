@@ -22,10 +22,14 @@ it has no packets of its own.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
+import threading
+import time
 from collections.abc import Iterator, Sequence
+from typing import IO
 
 import numpy as np
 import polars as pl
@@ -153,12 +157,54 @@ def _damage(name: str, stderr: str, next_record: int) -> pl.DataFrame:
     )
 
 
-def declared_flows(path: str) -> int | None:
+#: Error output past which nfdump is taken to loop on a damaged file: nfdump 1.7.1 prints "Error
+#: process appendix record type: N" forever on some (found by benchmarks/fuzz.py), and its
+#: standard output stays silent, so a reader waiting on it would wait forever.
+MAX_ERROR_OUTPUT = 1 << 20
+
+
+class _LoopWatch:
+    """Kills ``proc`` from a thread once its error output (the file ``err``) passes
+    :data:`MAX_ERROR_OUTPUT`; ``looped`` says whether it did."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], err: IO[bytes]) -> None:
+        self.proc, self.err, self.looped = proc, err, False
+        self._thread = threading.Thread(target=self._watch, name="nfdump-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while self.proc.poll() is None:
+            if os.fstat(self.err.fileno()).st_size > MAX_ERROR_OUTPUT:
+                self.looped = True
+                self.proc.kill()
+                return
+            time.sleep(0.05)
+
+    def message(self) -> str:
+        self.err.seek(0)
+        first = self.err.read(200).decode("utf-8", "replace").strip().splitlines()[:1]
+        return (f"nfdump repeats {first[0] if first else 'an error'!r} without end (over "
+                f"{MAX_ERROR_OUTPUT >> 20} MiB of error output): the file is damaged")
+
+    def join(self) -> None:
+        self._thread.join()
+
+
+def declared_flows(path: str, name: str | None = None) -> int | None:
     """The flow count an nfcapd file's statistics record states (``nfdump -I``), None if it
-    states none (a file still being written holds zeros)."""
-    done = subprocess.run([require_program("nfdump"), "-I", "-r", path], capture_output=True,
-                          stdin=subprocess.DEVNULL, check=False)
-    for line in done.stdout.decode("utf-8", "replace").splitlines():
+    states none (a file still being written holds zeros). ``name``: the file as errors name it
+    (default ``path``)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([require_program("nfdump"), "-I", "-r", path], stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL)
+        watch = _LoopWatch(proc, err)
+        proc.wait()
+        watch.join()
+        if watch.looped:
+            raise FormatError(f"{name or path}: {watch.message()}")
+        out.seek(0)
+        text = out.read().decode("utf-8", "replace")
+    for line in text.splitlines():
         key, _, value = line.partition(":")
         if key.strip() == "Flows" and value.strip().isdigit():
             return int(value) or None
@@ -182,6 +228,7 @@ def read_nfdump(
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL)
         assert proc.stdout is not None
+        watch = _LoopWatch(proc, err)
         offset = 0
         records = 0
         try:
@@ -201,8 +248,16 @@ def read_nfdump(
                 proc.kill()
                 proc.wait()
             proc.stdout.close()
+            watch.join()
+        looped = watch.message() if watch.looped else None
         err.seek(0)
-        stderr = err.read().decode("utf-8", "replace")
+        stderr = err.read(MAX_ERROR_OUTPUT).decode("utf-8", "replace")
+    if looped is not None:
+        if records == 0:
+            raise FormatError(f"{name}: {looped}")
+        log.warning("%s: nfdump stopped after %d records: %s", name, records, looped)
+        yield Checked(empty_flows(), _damage(name, looped, records + 1))
+        return
     if returncode != 0:
         raise FormatError(f"{name}: nfdump failed (exit status {returncode}): {stderr.strip() or 'no message'}")
     if stderr.strip():
@@ -222,7 +277,7 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
     if not source.head(len(NFCAPD_MAGIC)).startswith(NFCAPD_MAGIC):
         raise FormatError(f"{source.name}: not an nfcapd file (it does not start with the nfdump magic 0xA50C)")
     with source.local_path() as path:
-        yield from read_nfdump(["-r", str(path)], source.name, options, declared_flows(str(path)))
+        yield from read_nfdump(["-r", str(path)], source.name, options, declared_flows(str(path), source.name))
 
 
 FORMAT = FlowFormat(

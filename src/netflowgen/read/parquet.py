@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from netflowgen.read import cicflowmeter, nprobe
 from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
 from netflowgen.read.fields import first_reason
-from netflowgen.read.source import Source
+from netflowgen.read.source import DamagedInput, Source
 from netflowgen.read.text import attach_raw
 from netflowgen.read.validate import Checked, check
 from netflowgen.schema import FLOW_COLUMNS, FLOW_SCHEMA
@@ -211,17 +211,36 @@ def _plan(schema: pa.Schema, source_name: str, options: ReadOptions) -> _Plan:
     )
 
 
+# What pyarrow raises for a damaged file: ArrowInvalid and ArrowNotImplementedError (both
+# ArrowException) for impossible metadata or data, OSError for pages it cannot decode or
+# decompress, UnicodeDecodeError for a column name that is not UTF-8 (found by benchmarks/fuzz.py).
+_DAMAGE = (pa.ArrowException, OSError, UnicodeDecodeError)
+
+
 def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
     with source.local_path() as path:
         try:
             pf = pq.ParquetFile(path)
-        except (pa.ArrowInvalid, OSError) as e:
+        except _DAMAGE as e:
             raise FormatError(f"{source.name}: not a readable Parquet file: {e}") from e
         with pf:
             plan = _plan(pf.schema_arrow, source.name, options)
             row = 0
-            for batch in pf.iter_batches(batch_size=_BATCH_ROWS, columns=plan.columns):
-                frame = pl.from_arrow(batch)
+            batches = pf.iter_batches(batch_size=_BATCH_ROWS, columns=plan.columns)
+            while True:
+                try:
+                    batch = next(batches, None)
+                    if batch is None:
+                        break
+                    # Parquet does not check that strings are UTF-8; Polars assumes they are and
+                    # panics on one that is not. Validated here, a bad string is damage like any other.
+                    batch.validate(full=True)
+                except _DAMAGE as e:
+                    raise DamagedInput(f"{source.name}: damaged Parquet data after row {row:,} ({e}); "
+                                       "the rows after it cannot be read or counted") from e
+                # Without the schema's and fields' metadata, which Polars also panics on when a
+                # key is not UTF-8 (and which the reader does not use).
+                frame = pl.from_arrow(pa.RecordBatch.from_arrays(batch.columns, names=batch.schema.names))
                 assert isinstance(frame, pl.DataFrame)
                 frame = frame.with_columns(pl.int_range(row + 1, row + 1 + frame.height, dtype=pl.Int64).alias(_ROW))
                 row += frame.height

@@ -169,9 +169,9 @@ PRETRAIN = textwrap.dedent("""
     from pathlib import Path
     from tests.train.test_pretrain import small_train
     from netflowgen.train.pretrain import PretrainConfig, pretrain
-    tokens, out, resume = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3] == "resume"
+    tokens, out, how = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
     pretrain(PretrainConfig(tokens, "tiny", context=16, dropout=0.1), small_train(steps=40, checkpoint_every=10, eval_every=10),
-             out, resume=resume, show_progress=False)
+             out, resume=how == "resume", overwrite=how == "overwrite", show_progress=False)
 """)
 
 
@@ -201,3 +201,61 @@ def test_a_checkpoint_save_killed_between_its_renames_is_resumed_exactly(tmp_pat
     metrics = lambda run: [{k: v for k, v in json.loads(x).items() if k not in ("steps_per_s", "tokens_per_s", "data_share")}  # noqa: E731
                            for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert metrics(tmp_path / "full") == metrics(tmp_path / "cut")
+
+
+def _pretrain_dies(tokens: Path, out: Path, how: str, kind: str = "rename", crash: str = "-", nth: int = 0) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    args = [kind, crash, str(nth), tokens, out, how]
+    return subprocess.run([sys.executable, "-c", DIES_AT + PRETRAIN, *map(str, args)], capture_output=True, text=True,
+                          env=env, timeout=300)
+
+
+def test_pretrain_killed_before_its_run_directory_is_in_place_leaves_nothing(tmp_path: Path) -> None:
+    """Found by benchmarks/chaos.py: a kill between creating the run directory and writing its
+    manifest left a directory that neither --resume nor --overwrite would take. The directory
+    now appears whole (configs, tokenizer and manifest), by one rename."""
+    from tests.train.test_pretrain import periodic_tokens
+
+    tokens = periodic_tokens(tmp_path)
+    out = tmp_path / "run"
+    killed = _pretrain_dies(tokens, out, "fresh", "rename", ".run.tmp-", nth=1)
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    assert not out.exists() and [n.split("-")[0] for n in hidden(tmp_path)] == [".run.tmp"]
+    again = _pretrain_dies(tokens, out, "fresh")  # the same command, without --overwrite
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert hidden(tmp_path) == [] and json.loads((out / "netflowgen.json").read_text())["status"] == "complete"
+
+
+def test_pretrain_overwrite_killed_while_removing_the_old_run_leaves_the_new_one(tmp_path: Path) -> None:
+    """The other window chaos.py found: --overwrite removed the old run in place, and a kill
+    during that removal left a directory without a manifest. The old run is now moved aside
+    first; a kill while removing it leaves the new run, which the next command takes."""
+    from tests.train.test_pretrain import periodic_tokens
+
+    tokens = periodic_tokens(tmp_path)
+    out = tmp_path / "run"
+    assert _pretrain_dies(tokens, out, "fresh").returncode == 0
+    killed = _pretrain_dies(tokens, out, "overwrite", "rmtree", ".run.old-", nth=1)
+    assert killed.returncode == 9, killed.stderr[-2000:]
+    assert json.loads((out / "netflowgen.json").read_text())["status"] == "running"
+    again = _pretrain_dies(tokens, out, "overwrite")
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert hidden(tmp_path) == [] and json.loads((out / "netflowgen.json").read_text())["status"] == "complete"
+
+
+def test_write_json_replaces_whole_files_and_a_damaged_suite_key_means_retrain(tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """chaos.py killed `benchmark` while it wrote suite_pretrain.json in place; every rerun then
+    failed on the cut JSON. JSON is now written to a temporary name and renamed, and a key that
+    cannot be read is a run to train again, not an error."""
+    from netflowgen.evaluate.corpus import _read_key
+
+    path = tmp_path / "suite_pretrain.json"
+    artifacts.write_json(path, {"pretrain": {"steps": 10}})
+    monkeypatch.setattr(artifacts.json, "dumps", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.raises(KeyboardInterrupt):
+        artifacts.write_json(path, {"pretrain": {"steps": 20}})
+    monkeypatch.undo()
+    assert _read_key(path) == {"pretrain": {"steps": 10}} and hidden(tmp_path) == []
+    path.write_text('{"pretrain": {"st')
+    assert _read_key(path) is None

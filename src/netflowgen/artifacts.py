@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["MANIFEST_NAME", "DamagedArtifact", "atomic_directory", "check_replaceable", "loading", "owned_prefix", "owner_alive", "read_json",
-           "read_manifest", "recover", "replace_directory", "sweep_stale", "write_failure", "write_manifest", "writing"]
+           "read_manifest", "recover", "replace_directory", "sweep_stale", "write_failure", "write_json", "write_manifest", "writing"]
 
 log = logging.getLogger(__name__)
 
@@ -237,12 +237,22 @@ def writing(path: Path | str, also_reads: bool = False) -> Iterator[None]:
         raise failure from e
 
 
+def write_json(path: Path, content: Any, indent: int | None = 1) -> None:
+    """Write ``content`` as JSON to ``path`` through a temporary file renamed over it: a reader,
+    or the next run after a kill, sees the old file or the new one, never part of one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_text(json.dumps(content, indent=indent, default=str) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def write_manifest(folder: Path, kind: str, **content: Any) -> None:
     """Write ``netflowgen.json``: the artifact's kind, versions and whatever describes it."""
     from netflowgen import __version__
 
-    manifest = {"kind": kind, "netflowgen_version": __version__, **content}
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest, indent=2, default=str) + "\n")
+    write_json(folder / MANIFEST_NAME, {"kind": kind, "netflowgen_version": __version__, **content}, indent=2)
 
 
 class DamagedArtifact(ValueError):

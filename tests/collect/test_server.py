@@ -172,6 +172,27 @@ def test_restart_continues_the_dataset(tmp_path: Path, collectors: list[Collecto
         Collector(CollectorConfig(out=other, listen=("127.0.0.1", 0))).start()
 
 
+
+def test_a_collector_killed_before_its_first_manifest_can_be_restarted(tmp_path: Path, collectors: list[Collector]) -> None:
+    """Found by benchmarks/chaos.py: killed between opening its folder and writing the first
+    manifest, a collector left only its lock and an empty rejects file, and a restart refused
+    the folder as not its own. Those start files alone are a collector's folder; anything else
+    beside them is still refused."""
+    out = tmp_path / "flows"
+    out.mkdir()
+    (out / ".collect.lock").touch()
+    (out / "rejects.csv").write_text("source_file,source_row,reason,raw\n")
+    c = start(collectors, out)
+    send(c.address, v9_packets(1, 2))
+    wait_for(lambda: c.summary()["flows"] == 2, "the flows")
+    assert c.stop()["rows_written"] == 2 == scan_flows(out).collect().height
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "rejects.csv").write_text("source_file,source_row,reason,raw\n")
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not written by `netflowgen collect`"):
+        Collector(CollectorConfig(out=other, listen=("127.0.0.1", 0))).start()
+
 def _scrape(url: str) -> dict[str, float]:
     samples: dict[str, float] = {}
     with urllib.request.urlopen(url, timeout=5) as response:

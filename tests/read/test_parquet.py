@@ -260,3 +260,25 @@ def test_damage_anywhere_in_a_file_is_an_error_naming_it_or_rows_that_add_up(tmp
             assert flows.height + rejects.height == 3
             outcomes["read"] += 1
     assert outcomes["error"] > 10 and outcomes["read"] > 10, outcomes  # both outcomes were exercised
+
+
+def test_a_column_of_a_type_no_field_has_is_refused(tmp_path: Path) -> None:
+    # Found by benchmarks/fuzz.py: a damaged logical type made TCP_FLAGS a duration, which the
+    # text parsers cannot take.
+    path = tmp_path / "nf.parquet"
+    pq.write_table(pa.table({**NF_V3, "TCP_FLAGS": pa.array([1, 2, 3], pa.duration("ms"))}), path)
+    with pytest.raises(FormatError, match=r"nf.parquet: Parquet column 'TCP_FLAGS' holds Duration\(time_unit='ms'\), "
+                                          "not a number, text or time"):
+        read(path)
+
+
+def test_rows_the_metadata_states_but_no_batch_holds_are_damage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Found by benchmarks/fuzz.py: a flipped bit in row-group metadata made pyarrow read 0 of a
+    # file's 5 rows without an error. Stood in for here by a reader that yields one batch less.
+    path = tmp_path / "part.parquet"
+    pq.write_table(canonical().to_arrow().cast(arrow_schema()), path, row_group_size=2)
+    real = pq.ParquetFile.iter_batches
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", lambda self, **kw: iter(list(real(self, **kw))[:-1]))
+    monkeypatch.setattr(parquet, "_BATCH_ROWS", 2)
+    with pytest.raises(DamagedInput, match="part.parquet: the file states 3 rows but 2 could be read: its metadata is damaged"):
+        read(path)

@@ -274,6 +274,8 @@ def test_not_a_zeek_log_is_a_format_error(tmp_path):
         (b"#fields\tts\tuid", b"#fields\tts\tts", "Zeek #fields names repeated or reserved: ts"),
         (b"#fields\tts\tuid", b"#fields\tts\tsource_row", "Zeek #fields names repeated or reserved: source_row"),
         (b"\ttunnel_parents\n", b"\ttunnel_parents   label   label\n", "Zeek #fields names repeated or reserved: label"),
+        # Found by benchmarks/fuzz.py: an empty name crashed the reader.
+        (b"#fields\tts\tuid", b"#fields\t\tuid", "Zeek #fields has an empty name at position 1 of"),
     ],
 )
 def test_unusable_header_is_a_format_error(tmp_path, old, new, message):

@@ -463,7 +463,11 @@ class Collector:
         if out.exists():
             if not out.is_dir():
                 raise ValueError(f"{out} exists and is not a directory")
-            if any(out.iterdir()):
+            names = {p.name for p in out.iterdir()}
+            # A collector killed between opening the folder and its first manifest leaves only
+            # the files it opens with: that folder is its, and holds no flow.
+            started = names <= {_LOCK_NAME, REJECTS_NAME, f".{MANIFEST_NAME}.dir"}
+            if names and not started:
                 manifest = read_manifest(out, DATASET_KIND) if (out / MANIFEST_NAME).is_file() else None
                 if manifest is None or "collector" not in manifest:
                     raise ValueError(f"{out} is not empty and was not written by `netflowgen collect`; choose another --out")

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from netflowgen.artifacts import write_json
 from netflowgen.series.build import SeriesSpec, build_series
 
 __all__ = ["corpus_series", "pretrain_for", "corpus_report", "qualify_nodes"]
@@ -100,7 +101,7 @@ def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetim
                                "timezone": ds.timezone, "filter": ds.filter} for name, ds in sorted(suite.datasets.items())},
            "cuts": {k: v.isoformat() for k, v in sorted(cuts.items())}}
     made_by = run / "suite_pretrain.json"
-    if (run / "model.safetensors").is_file() and made_by.is_file() and json.loads(made_by.read_text()) == key:
+    if (run / "model.safetensors").is_file() and made_by.is_file() and _read_key(made_by) == key:
         return run
     corpus = pl.concat([series for series, _ in corpus_series(step, suite, data, cuts).values()]).sort("node", "step")
     # Two captures can hold the same address at overlapping times: keep one row per (node, step).
@@ -122,9 +123,17 @@ def pretrain_for(step: timedelta, suite: Any, data: Any, cuts: dict[str, datetim
                         eval_batches=20, seed=0, max_seconds=float(p["minutes"]) * 60 if "minutes" in p else None)
     pretrain(PretrainConfig(tokens, p.get("size", "tiny"), int(p.get("context", 64))), train, run,
              overwrite=True, show_progress=show_progress)
-    (run / "suite_corpus.json").write_text(json.dumps(share) + "\n")
-    made_by.write_text(json.dumps(key, indent=1) + "\n")
+    write_json(run / "suite_corpus.json", share, indent=None)
+    write_json(made_by, key)
     return run
+
+
+def _read_key(path: Path) -> Any:
+    """What made a suite's run, or None where the file cannot be read (the run is trained anew)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def _corpus_share(corpus: pl.DataFrame, fraction: float) -> pl.DataFrame:

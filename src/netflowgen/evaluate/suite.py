@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from netflowgen.artifacts import write_json
 from netflowgen.evaluate.spec import BASELINES, BUILTIN_BASES, METHODS, TUNED, VARIANT_FIELDS, SuiteSpec, load_suite
 from netflowgen.evaluate.tasks import SuiteData, TaskData, prepare_task
 from netflowgen.series.spec import floor_step
@@ -199,7 +200,9 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
         tasks.append(t)
         folder = out / "tasks" / spec.name
         folder.mkdir(parents=True, exist_ok=True)
-        t.series.write_parquet(folder / "series.parquet")  # for the report's timeline
+        tmp = folder / ".series.parquet.tmp"
+        t.series.write_parquet(tmp)  # for the report's timeline; renamed whole into place
+        os.replace(tmp, folder / "series.parquet")
     timings["ingest, inject and node series"] = time.perf_counter() - stage
     # Pre-training per step width, before every dataset's earliest test cut.
     cuts: dict[str, datetime] = {}
@@ -232,7 +235,7 @@ def run_suite(suite: SuiteSpec, out: Path, *, progress: Callable[[str], None] | 
             break
     results["seconds"] = round(time.perf_counter() - started, 1)
     results["timings"] = {k: round(v, 1) for k, v in timings.items()}
-    _write_json(out / RESULTS_NAME, results)
+    write_json(out / RESULTS_NAME, results)
     return results
 
 
@@ -432,10 +435,4 @@ def _save_test_scores(path: Path, test_scores: dict[tuple[str, str], list[np.nda
                "step": test["step"].dt.epoch("s").to_numpy(), "label": labels.astype(bool)}
     tmp = path.with_name(f".{path.stem}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
     os.replace(tmp, path)

@@ -84,6 +84,10 @@ def _field_names(directives: dict[str, str], sep: str, source_name: str) -> tupl
     if names and len(names[-1].split()) > 1:
         tail_names = names[-1].split()
         names = names[:-1] + [_TAIL]
+    empty = [i + 1 for i, name in enumerate(names) if not name.strip()]
+    if empty:
+        # Found by benchmarks/fuzz.py: an empty name (two separators in a row) named no column.
+        raise FormatError(f"{source_name}: Zeek #fields has an empty name at position {empty[0]} of {len(names)}")
     taken = Counter([*names, *(tail_names or []), "source_row", "_parts"])
     repeated = sorted(name for name, count in taken.items() if count > 1)
     if repeated:

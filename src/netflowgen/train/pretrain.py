@@ -13,9 +13,9 @@ A run directory describes itself; loading it needs nothing else::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from netflowgen.artifacts import check_replaceable, loading, read_json, read_manifest, write_manifest
+from netflowgen.artifacts import atomic_directory, loading, read_json, read_manifest, recover, write_json, write_manifest
 from netflowgen.model import SIZES, FlowGPT, FlowGPTConfig
 from netflowgen.series.spec import SeriesSpec
 from netflowgen.tokenize import Tokenizer
@@ -107,14 +107,18 @@ def pretrain(cfg: PretrainConfig, train: TrainConfig, out: Path, *, resume: bool
     # Checked on every rank (the same files give the same answer), so that none is left waiting.
     resumed = _resume_record(out, data, train, model_cfg, tok) if resume else None
     if info.main:
-        _prepare_run_dir(out, resume, overwrite)
-        if resumed:
-            _write_json(out / "train_config.json", resumed)
-        if not resume:
-            (out / "model_config.json").write_text(json.dumps(model_cfg.to_dict(), indent=1) + "\n")
-            tok.save(out / "tokenizer.json")
-            _write_json(out / "train_config.json", {"train": asdict(train), "data": data})
-            write_manifest(out, RUN_KIND, status="running", size=cfg.size, tokens=str(Path(cfg.tokens).resolve()))
+        if resume:
+            read_manifest(out, RUN_KIND)
+            if resumed:
+                write_json(out / "train_config.json", resumed)
+        else:
+            # The run directory appears whole, with its manifest: a kill before leaves nothing at
+            # ``out``, and --overwrite keeps the old run until the new one is in place.
+            with _new_run_dir(out, overwrite) as tmp:
+                write_json(tmp / "model_config.json", model_cfg.to_dict())
+                tok.save(tmp / "tokenizer.json")
+                write_json(tmp / "train_config.json", {"train": asdict(train), "data": data})
+                write_manifest(tmp, RUN_KIND, status="running", size=cfg.size, tokens=str(Path(cfg.tokens).resolve()))
     if info.world > 1:
         torch.distributed.barrier()
     torch.manual_seed(train.seed)  # same initial weights on every rank
@@ -187,25 +191,12 @@ def _resume_record(out: Path, data: dict, train: TrainConfig, model_cfg: FlowGPT
     return new if new != recorded else None
 
 
-def _write_json(path: Path, content: object) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(content, indent=1) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _prepare_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    if resume:
-        read_manifest(out, RUN_KIND)
-        return
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out} exists; pass --resume to continue it or --overwrite to replace it")
-        check_replaceable(out)
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+def _new_run_dir(out: Path, overwrite: bool) -> contextlib.AbstractContextManager[Path]:
+    """A temporary directory that becomes the run directory ``out`` (see ``atomic_directory``)."""
+    recover(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass --resume to continue it or --overwrite to replace it")
+    return atomic_directory(out, overwrite)
 
 
 def _run_tokenizer(run: Path, train_config: dict | None = None) -> Tokenizer:  # type: ignore[type-arg]

@@ -132,6 +132,28 @@ def test_zip_member_crc_mismatch(fixtures: Path, tmp_path: Path) -> None:
         read_all(archive)
 
 
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("method", 99, "That compression method is not supported"),  # local and central header byte 8
+    ("flags", 0x41, "strong encryption"),  # general purpose flags: encrypted, strong encryption
+    ("version", 255, "zip file version 25.5"),  # version needed to extract
+])
+def test_a_zip_header_zipfile_cannot_read_is_damage(fixtures: Path, tmp_path: Path, field: str, value: int,
+                                                    message: str) -> None:
+    """Found by benchmarks/fuzz.py: zipfile raises NotImplementedError for flags it does not
+    support, which a damaged header holds at random; it was a traceback."""
+    archive = tmp_path / "flows.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("conn.log", zeek_log(fixtures, 30))
+    data = bytearray(archive.read_bytes())
+    central = data.find(b"PK\x01\x02")
+    offsets = {"method": (8, central + 10), "flags": (6, central + 8), "version": (4, central + 6)}[field]
+    for at in offsets:
+        data[at] = value
+    archive.write_bytes(bytes(data))
+    with pytest.raises(DamagedInput, match=rf"flows\.zip.*: not a readable zip archive: {message}"):
+        read_all(archive)
+
 def test_damaged_file_in_a_directory_is_an_error_naming_it(fixtures: Path, tmp_path: Path) -> None:
     """The documented rule: a damaged compressed file fails the read, in a directory too (the rows
     after the damage cannot be counted), with the file's name, not a traceback."""

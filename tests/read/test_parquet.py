@@ -282,3 +282,16 @@ def test_rows_the_metadata_states_but_no_batch_holds_are_damage(tmp_path: Path, 
     monkeypatch.setattr(parquet, "_BATCH_ROWS", 2)
     with pytest.raises(DamagedInput, match="part.parquet: the file states 3 rows but 2 could be read: its metadata is damaged"):
         read(path)
+
+
+def test_a_time_polars_cannot_write_is_a_reject_not_a_panic(tmp_path: Path) -> None:
+    # Found by benchmarks/fuzz.py: a canonical row with ts_end in the year 300,000 was rejected,
+    # and writing its raw text made Polars panic. The raw text now says what the value is.
+    far = pl.Series([9 * 10**18, None, 9 * 10**18], dtype=pl.Int64).cast(pl.Datetime("us", "UTC"))
+    path = tmp_path / "far.parquet"
+    canonical(ts_end=[t(2024, 5, 1, 12, 0, 5), t(2024, 5, 1, 12, 0, 6), t(2024, 5, 1, 12, 0, 7)]).with_columns(
+        pl.when(pl.col("src_port") == 40001).then(pl.col("ts_end")).otherwise(far).alias("ts_end")).write_parquet(path)
+    flows, rejects, _ = read(path)
+    assert flows.height == 1 and rejects.height == 2
+    assert set(rejects["reason"]) == {"ts_end after 2100 (absurd clock or duration)"}
+    assert all("9000000000000000000 us since 1970 (out of range)" in raw for raw in rejects["raw"])

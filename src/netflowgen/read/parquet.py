@@ -95,6 +95,10 @@ def _canonical_candidates(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+#: Years 1 and 9999, in seconds from 1970: the times Polars can write as text.
+_FIRST_S, _LAST_S = -62_135_596_800, 253_402_300_799
+
+
 def _as_text(frame: pl.DataFrame, timezone: str, source_name: str) -> pl.DataFrame:
     """Every column as text, for the text field parsers; zoned times in ``timezone``."""
     exprs = []
@@ -107,10 +111,18 @@ def _as_text(frame: pl.DataFrame, timezone: str, source_name: str) -> pl.DataFra
         if name == _ROW:
             exprs.append(pl.col(name).alias("source_row"))
         elif isinstance(dtype, pl.Datetime):
-            value = pl.col(name)
+            # Polars panics formatting a time beyond years 1-9999 (found by benchmarks/fuzz.py):
+            # those become a text the time parser rejects, with the raw value in the reject.
+            per_s = {"ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}[dtype.time_unit or "us"]
+            raw = pl.col(name).cast(pl.Int64)
+            shown = raw.is_between(max(_FIRST_S * per_s, -(2**63)), min(_LAST_S * per_s, 2**63 - 1))
+            value = pl.when(shown).then(pl.col(name))
             if dtype.time_zone is not None:
                 value = value.dt.convert_time_zone(timezone).dt.replace_time_zone(None)
-            exprs.append(value.dt.to_string("%Y-%m-%d %H:%M:%S%.f").alias(name))
+            text = value.dt.to_string("%Y-%m-%d %H:%M:%S%.f")
+            exprs.append(pl.when(shown | raw.is_null()).then(text)
+                         .otherwise(pl.format("{} {} since 1970 (out of range)", raw, pl.lit(dtype.time_unit)))
+                         .alias(name))
         else:
             exprs.append(pl.col(name).cast(pl.String).alias(name))
     return frame.select(exprs)

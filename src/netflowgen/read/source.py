@@ -134,6 +134,9 @@ class DamagedInput(ValueError):
 # bz2 an OSError, xz an LZMAError, all three an EOFError when cut short; zip a BadZipFile for a
 # CRC mismatch; zstandard a ZstdError (a cut zstd stream is caught by _ZstdRaw itself).
 _DAMAGE = (OSError, EOFError, zlib.error, zipfile.BadZipFile, lzma.LZMAError, zstandard.ZstdError)
+# zipfile raises NotImplementedError for what it cannot read (another compression method,
+# encryption, a newer version): in a damaged header these flags are random (benchmarks/fuzz.py).
+_ZIP_DAMAGE = (*_DAMAGE, NotImplementedError)
 
 _CHECK_HINT = {
     "gzip": "gzip -t",
@@ -255,7 +258,7 @@ class Source:
             try:
                 archive = zipfile.ZipFile(_counting(self.path))
                 return archive.open(self.member or "")  # type: ignore[return-value]
-            except _DAMAGE as e:
+            except _ZIP_DAMAGE as e:
                 raise DamagedInput(f"{self.name}: not a readable zip archive: {e}") from e
         if self.compression == "gzip":
             return gzip.GzipFile(fileobj=_counting(self.path), mode="rb")  # type: ignore[return-value]
@@ -308,7 +311,7 @@ def _sources_of_file(path: Path) -> list[Source]:
                     if not i.is_dir() and not Path(i.filename).name.startswith(".")
                     and not i.filename.startswith("__MACOSX/")
                 ]
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
+        except _ZIP_DAMAGE as e:
             raise DamagedInput(f"{path}: not a readable zip archive: {e}") from e
         return [Source(path, f"{path}:{m}", "zip", m) for m in sorted(members)]
     return [Source(path, str(path), compression)]

@@ -252,7 +252,9 @@ def test_write_json_replaces_whole_files_and_a_damaged_suite_key_means_retrain(t
 
     path = tmp_path / "suite_pretrain.json"
     artifacts.write_json(path, {"pretrain": {"steps": 10}})
-    monkeypatch.setattr(artifacts.json, "dumps", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    # Interrupted after the new content is written, before it replaces the old: a write in
+    # place would already have changed the file.
+    monkeypatch.setattr(artifacts.os, "replace", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
     with pytest.raises(KeyboardInterrupt):
         artifacts.write_json(path, {"pretrain": {"steps": 20}})
     monkeypatch.undo()

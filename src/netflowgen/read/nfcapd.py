@@ -27,7 +27,6 @@ import shutil
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from typing import IO
 
@@ -169,16 +168,17 @@ class _LoopWatch:
 
     def __init__(self, proc: subprocess.Popen[bytes], err: IO[bytes]) -> None:
         self.proc, self.err, self.looped = proc, err, False
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="nfdump-watch", daemon=True)
         self._thread.start()
 
     def _watch(self) -> None:
-        while self.proc.poll() is None:
+        # Woken by join() the moment nfdump has ended: a file read costs no polling delay.
+        while not self._done.wait(0.05):
             if os.fstat(self.err.fileno()).st_size > MAX_ERROR_OUTPUT:
                 self.looped = True
                 self.proc.kill()
                 return
-            time.sleep(0.05)
 
     def message(self) -> str:
         self.err.seek(0)
@@ -187,6 +187,8 @@ class _LoopWatch:
                 f"{MAX_ERROR_OUTPUT >> 20} MiB of error output): the file is damaged")
 
     def join(self) -> None:
+        """Stop watching (call once nfdump has ended)."""
+        self._done.set()
         self._thread.join()
 
 

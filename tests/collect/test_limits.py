@@ -94,6 +94,35 @@ def test_a_template_with_an_absurd_field_count_is_refused_and_counted() -> None:
     assert st.templates == 1
 
 
+def test_max_fields_holds_even_below_the_largest_template() -> None:
+    # Found by benchmarks/fuzz.py (10^6 datagrams): max_fields=40 was raised to the default
+    # max_template_fields (1,024), so two domains held 41 fields. A template larger than the
+    # whole budget is refused; one that fits pushes the least recently used domain out.
+    decoder = Decoder(max_fields=40)
+    assert decoder.max_template_fields == 40
+    wide = [(210, 1)] * 26
+    decoder.feed(P.ipfix([P.template_set(10, [(256, wide)])], domain=1), EXPORTER)
+    decoder.feed(P.ipfix([P.template_set(10, [(256, [(210, 1)] * 14 + [(8, 4)])])], domain=2), EXPORTER)
+    assert decoder.field_count == 15 and decoder.evictions["domain"] == 1  # 26 + 15 > 40
+    decoder.feed(P.ipfix([P.template_set(10, [(257, [(210, 1)] * 41)])], domain=3), EXPORTER)
+    assert decoder.stats[EXPORTER].set_errors == {"template too large": 1}
+    assert decoder.field_count <= 40
+
+
+def test_a_redefinition_with_more_fields_makes_room() -> None:
+    # The other way past max_fields: a template redefined with more fields replaced the old one
+    # without evicting anything.
+    decoder = Decoder(max_fields=40)
+    decoder.feed(P.ipfix([P.template_set(10, [(256, [(210, 1)] * 20)])], domain=1), EXPORTER)
+    decoder.feed(P.ipfix([P.template_set(10, [(256, [(210, 1)] * 10)])], domain=2), EXPORTER)
+    assert decoder.field_count == 30
+    decoder.feed(P.ipfix([P.template_set(10, [(256, [(210, 1)] * 25)])], domain=2), EXPORTER)  # redefined
+    assert decoder.stats[EXPORTER].template_redefinitions == 1
+    assert decoder.field_count == 25 <= 40
+    assert decoder.evictions["domain"] == 1  # domain 1, the least recently used, went
+    assert [key[2] for key in decoder.templates] == [2]
+
+
 def test_per_address_counters_keep_the_busiest_and_fold_the_rest_into_other() -> None:
     decoder = Decoder(max_exporters=8)
     for _ in range(50):

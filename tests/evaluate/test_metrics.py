@@ -180,12 +180,32 @@ def test_pr_auc_of_a_perfect_a_constant_and_a_random_scorer() -> None:
 
 
 def test_calibrate_f1_picks_the_best_and_breaks_ties_upwards() -> None:
-    # thresholds 0.8: F1 2/3; 0.4: 1/2; 0.35: 4/5; 0.1: 2/3
-    assert calibrate_threshold([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.35
-    # 0.9: tp 1 fp 0 -> 2/3; 0.8: 1/2; 0.7: 2/5; 0.6: tp 2 fp 2 -> 2/3: the higher one wins
-    assert calibrate_threshold(np.array([0.6, 0.7, 0.8, 0.9]), np.array([True, False, False, True])) == 0.9
-    # ties in scores are one candidate
+    # alerting from 0.8: F1 2/3; 0.4: 1/2; 0.35: 4/5; 0.1: 2/3. The threshold is mid-way to 0.1.
+    assert calibrate_threshold([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.225)
+    # 0.9: tp 1 fp 0 -> 2/3; 0.8: 1/2; 0.7: 2/5; 0.6: tp 2 fp 2 -> 2/3: the fewer alerts win
+    assert calibrate_threshold(np.array([0.6, 0.7, 0.8, 0.9]), np.array([True, False, False, True])) == pytest.approx(0.85)
+    # ties in scores are one candidate; with every step alerting there is no gap below
     assert calibrate_threshold(pl.Series([0.5, 0.5, 0.2, 0.2]), pl.Series([True, False, True, False])) == 0.2
+
+
+def test_calibrate_leaves_a_margin_below_the_weakest_validation_attack() -> None:
+    # A few labelled episodes scoring from 0.98, benign steps at most 0.48 (issue 14's run): an
+    # unseen attack scoring 0.8 alerts, and no benign step does.
+    rng = np.random.default_rng(0)
+    benign = rng.uniform(0.1, 0.48, 500)
+    scores = np.r_[benign, 0.48, [0.981, 0.99, 0.995]]
+    labels = np.r_[np.zeros(501, bool), np.ones(3, bool)]
+    t = calibrate_threshold(scores, labels)
+    assert t == pytest.approx((0.48 + 0.981) / 2)
+    assert 0.8 >= t and (scores[~labels] < t).all() and (scores[labels] >= t).all()
+    # the validation decisions are those of the best F1 whatever the threshold in the gap
+    assert calibrate_threshold(scores, labels, rule="fpr", max_fpr=0.0) == pytest.approx(t)
+
+
+def test_calibrate_adjacent_floats_keep_the_alerting_score() -> None:
+    high = 0.5
+    low = float(np.nextafter(high, 0))
+    assert calibrate_threshold([low, high], [False, True]) == high
 
 
 def test_calibrate_fpr_lowest_threshold_within_the_rate() -> None:
@@ -193,8 +213,9 @@ def test_calibrate_fpr_lowest_threshold_within_the_rate() -> None:
     scores = [*neg, 0.75, 0.95]
     labels = [False] * 10 + [True, True]
     # at 0.75 two negatives (0.8, 0.9) alert: 2/10 <= 0.2; at 0.7 three
-    assert calibrate_threshold(scores, labels, rule="fpr", max_fpr=0.2) == 0.75
-    assert calibrate_threshold(scores, labels, rule=ThresholdRule.FPR, max_fpr=0.0) == 0.95
+    # the threshold is mid-way to the next lower score
+    assert calibrate_threshold(scores, labels, rule="fpr", max_fpr=0.2) == pytest.approx(0.725)
+    assert calibrate_threshold(scores, labels, rule=ThresholdRule.FPR, max_fpr=0.0) == pytest.approx(0.925)
     assert calibrate_threshold(scores, labels, rule="fpr", max_fpr=1.0) == 0.0
     # every candidate above the rate: just above the highest score, nothing alerts
     assert calibrate_threshold([0.3, 0.3], [False, False], rule="fpr", max_fpr=0.1) == np.nextafter(0.3, 1)

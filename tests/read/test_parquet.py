@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -237,6 +238,26 @@ def test_a_string_that_is_not_utf8_is_damage_not_a_panic(tmp_path: Path) -> None
     path = tmp_path / "strings.parquet"
     pq.write_table(table.set_column(table.schema.get_field_index("label"), "label", bad), path)
     with pytest.raises(DamagedInput, match=r"strings.parquet: damaged Parquet data after row 0 \(.*Invalid UTF8"):
+        read(path)
+
+
+@pytest.mark.parametrize(("zone", "message"), [
+    (b"]TC", r"zones.parquet: column 'ts_start' has an unknown time zone '\]TC'"),
+    (b"\xabTC", r"zones.parquet: column 'ts_start' has a time zone that is not UTF-8 text"),
+])
+def test_a_damaged_time_zone_is_refused_naming_the_column(tmp_path: Path, zone: bytes, message: str) -> None:
+    # Found by benchmarks/fuzz.py (10^5 inputs): one byte of the Arrow schema that Parquet
+    # carries in its footer made Polars raise a bare ComputeError, or panic on non-UTF-8 text.
+    path = tmp_path / "zones.parquet"
+    canonical().write_parquet(path)
+    data = path.read_bytes()
+    stored = pq.read_metadata(path).metadata[b"ARROW:schema"]
+    schema = base64.b64decode(stored)
+    assert schema.count(b"UTC") == 1  # one string, shared by ts_start and ts_end
+    damaged = base64.b64encode(schema.replace(b"UTC", zone))
+    assert len(damaged) == len(stored) and data.count(stored) == 1
+    path.write_bytes(data.replace(stored, damaged))
+    with pytest.raises(FormatError, match=message):
         read(path)
 
 

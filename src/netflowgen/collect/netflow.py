@@ -228,9 +228,11 @@ class Decoder:
         """Templates one (exporter, version, domain) holds at most (its least recently used goes)."""
         self.max_domains = max_domains
         """(exporter, version, domain) tracked at most (the least recently used goes, whole)."""
-        self.max_fields = max(max_fields, max_template_fields)
+        self.max_fields = max_fields
         """Fields of all templates held, at most."""
-        self.max_template_fields = max_template_fields
+        # No larger than max_fields: a template that could never be held is refused instead
+        # (the limit used to be raised to max_template_fields, silently).
+        self.max_template_fields = min(max_template_fields, max_fields)
         """Fields one template may have; a longer one is refused ("template too large")."""
         self.max_exporters = max_exporters
         """Addresses with their own counters in :attr:`stats`; the rest are folded into ``"other"``."""
@@ -495,12 +497,13 @@ class Decoder:
             if old is not None and old.fields == item.fields and old.options == item.options and old.scope_count == item.scope_count:
                 dom.templates.move_to_end(tid)
                 continue  # a refresh: exporters resend their templates periodically
-            if old is None:
-                # Template ids and domains come from the network: what they hold is bounded.
-                self._make_room(exporter, dom, len(item.fields))
-            else:
+            if old is not None:
                 self._drop_template(exporter, dom, tid)
                 st.template_redefinitions += 1
+            # Template ids and domains come from the network: what they hold is bounded. A
+            # redefinition with more fields needs room too (benchmarks/fuzz.py found one that did
+            # not make it, and held a field more than max_fields).
+            self._make_room(exporter, dom, len(item.fields))
             self._held_change(exporter, 1)
             st.unknown_fields += item.unknown_fields
             dom.templates[tid] = item

@@ -234,6 +234,26 @@ def _plan(schema: pa.Schema, source_name: str, options: ReadOptions) -> _Plan:
 _DAMAGE = (pa.ArrowException, OSError, UnicodeDecodeError)
 
 
+def _check_time_zones(schema: pa.Schema, source_name: str) -> None:
+    """Every time zone in the schema one Polars knows (found by benchmarks/fuzz.py: a damaged
+    zone name made Polars raise a bare ComputeError, or panic when it was not UTF-8)."""
+    for i, fld in enumerate(schema):
+        if not pa.types.is_timestamp(fld.type):
+            continue
+        try:
+            zone = fld.type.tz
+        except UnicodeDecodeError:
+            raise FormatError(f"{source_name}: column {fld.name!r} has a time zone that is not UTF-8 text: "
+                              "the file's schema is damaged") from None
+        if zone is None:
+            continue
+        try:
+            pl.Series([0]).cast(pl.Datetime("us", zone))
+        except pl.exceptions.ComputeError:
+            raise FormatError(f"{source_name}: column {fld.name!r} has an unknown time zone {zone!r}: "
+                              "the file's schema is damaged, or it names a zone this system does not know") from None
+
+
 def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
     with source.local_path() as path:
         try:
@@ -241,6 +261,7 @@ def _read(source: Source, options: ReadOptions) -> Iterator[Checked]:
         except _DAMAGE as e:
             raise FormatError(f"{source.name}: not a readable Parquet file: {e}") from e
         with pf:
+            _check_time_zones(pf.schema_arrow, source.name)
             plan = _plan(pf.schema_arrow, source.name, options)
             row = 0
             batches = pf.iter_batches(batch_size=_BATCH_ROWS, columns=plan.columns)

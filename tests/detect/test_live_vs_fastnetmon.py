@@ -100,6 +100,36 @@ def test_fastnetmon_accepts_the_config(bench, tmp_path: Path) -> None:  # type: 
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_the_detector_is_trained_on_the_unidirectional_records_the_collector_decodes(bench) -> None:  # type: ignore[no-untyped-def]
+    rows = flows([(1, "10.0.0.1", "10.0.0.2", 5000, 3, 300, 2, 1200),  # bidirectional: two records
+                  (2, "10.0.0.3", "10.0.0.2", 5001, 1, 60, 0, 0),      # one-way
+                  (3, "10.0.0.4", "10.0.0.2", 5002, 0, 0, 4, 400)])    # only the reverse counted
+    rows = rows.with_columns(ts_start=pl.col("ts_end"), label=pl.lit("Normal"))
+    out = bench.as_exported(rows)
+    assert out.columns == rows.columns
+    got = out.select("src_ip", "dst_ip", "src_port", "dst_port", "fwd_packets", "fwd_bytes", "rev_packets", "rev_bytes").rows()
+    assert got == [("10.0.0.1", "10.0.0.2", 5000, 443, 3, 300, 0, 0), ("10.0.0.2", "10.0.0.1", 443, 5000, 2, 1200, 0, 0),
+                   ("10.0.0.3", "10.0.0.2", 5001, 443, 1, 60, 0, 0), ("10.0.0.2", "10.0.0.4", 443, 5002, 4, 400, 0, 0)]
+    assert out["label"].to_list() == ["Normal"] * 4
+    # what the exporter sends, so the FastNetMon tuning reads the same records from either form
+    assert bench._records(out).sort("src_ip", "dst_ip").equals(bench._records(rows).sort("src_ip", "dst_ip"))
+    assert bench.as_exported(out).equals(out)  # already unidirectional: unchanged
+
+
+def test_the_background_goes_through_netflow_as_the_live_detector_receives_it(bench) -> None:  # type: ignore[no-untyped-def]
+    rows = flows([(1, "10.0.0.1", "10.0.0.2", 5000, 3, 300, 2, 1200), (2, "10.0.0.3", "10.0.0.2", 5001, 1, 60, 0, 0)])
+    rows = rows.with_columns(ts_start=pl.col("ts_end") - timedelta(milliseconds=1500), tcp_flags=pl.lit(None, pl.UInt8),
+                             label=pl.lit("Normal")).with_columns(pl.col(c).cast(pl.UInt64) for c in
+                                                                   ("fwd_packets", "fwd_bytes", "rev_packets", "rev_bytes"))
+    out = bench.as_collected(rows)
+    got = out.select("src_ip", "dst_ip", "src_port", "dst_port", "fwd_packets", "fwd_bytes", "rev_packets").rows()
+    assert sorted(got) == [("10.0.0.1", "10.0.0.2", 5000, 443, 3, 300, 0), ("10.0.0.2", "10.0.0.1", 443, 5000, 2, 1200, 0),
+                           ("10.0.0.3", "10.0.0.2", 5001, 443, 1, 60, 0)]
+    assert out["tcp_flags"].to_list() == [0, 0, 0]  # unknown flags travel as 0, as the collector writes them
+    assert out["label"].null_count() == 3  # NetFlow carries no label
+    assert (out["ts_end"] - out["ts_start"]).dt.total_milliseconds().to_list() == [1500] * 3
+
+
 def test_scoring_counts_detections_delays_and_false_alerts_on_the_stream_clock(bench) -> None:  # type: ignore[no-untyped-def]
     truth = pl.DataFrame({"victim": ["a", "b"], "intensity": ["16x", "0.25x"], "attack_type": ["syn", "snmp"],
                           "start": [T0 + timedelta(seconds=100), T0 + timedelta(seconds=400)],

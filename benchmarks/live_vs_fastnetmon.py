@@ -37,7 +37,9 @@ Method (every choice is printed with the results):
 * **netflowgen**: a tiny FlowGPT pre-trained (``--steps``) on the fitting part's unlabelled
   background, fine-tuned with the default recipe (``FinetuneConfig()``: frozen backbone,
   surprise head) on a budget of 3 episodes, labelling only steps before the cut; then the CLI
-  ``netflowgen detect`` with its default grace (1 step).
+  ``netflowgen detect`` with its default grace (1 step; ``--grace`` to change it: a step is
+  scored once the flows' clock has passed its end by the grace, so an alert comes a step plus
+  the grace after the step's start at the earliest).
 * **Scoring**, on the stream clock, the same for both: an episode is detected when its victim
   gets an alert between its onset (first injected flow) minus one step and its end plus
   ``--window`` seconds; the delay is from the onset to the first such alert. Any other alert in
@@ -475,7 +477,7 @@ def run_live(stream: Stream, detector: Path, thresholds: list[Thresholds], fastn
                            stdout=fnm_log, stderr=subprocess.STDOUT, cwd=fnm_dir)
     alerts = work / "alerts.jsonl"
     det = subprocess.Popen([sys.executable, "-m", "netflowgen.cli", "detect", str(detector), "--listen", "127.0.0.1:0",
-                            "--alerts", str(alerts), "--out", str(work / "received"), "--queue-steps", "30", "--json"],
+                            "--alerts", str(alerts), "--out", str(work / "received"), "--queue-steps", "30", "--grace", str(args.grace), "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     relay = None
     watcher = None
@@ -649,6 +651,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--episodes", type=int, default=3, help="episodes per test victim")
     ap.add_argument("--spacing", type=float, default=300.0, help="seconds between a victim's episodes at least")
     ap.add_argument("--min-active", type=int, default=20, help="active steps a victim needs in its part")
+    ap.add_argument("--grace", type=float, default=1.0,
+                    help="netflowgen detect --grace: steps a step stays open for late flows (default 1, the command's)")
     ap.add_argument("--window", type=float, default=60.0, help="seconds after an episode's end an alert still detects it")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -685,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     # netflowgen, the step it flags.
     report = {
         "parameters": {"background": "westermo bottom router, benign flows", "step_s": args.step, "speed": args.speed,
-                       "margin": args.margin, "pretrain_steps": args.steps, "seed": args.seed, "window_s": args.window,
+                       "margin": args.margin, "grace_steps": args.grace, "pretrain_steps": args.steps, "seed": args.seed, "window_s": args.window,
                        "test_minutes": (end - cut) / 60, "hosts_in_test": stream.hosts_in_test, "host_hours": host_hours,
                        "fit_attacks": list(FIT_ATTACKS), "test_attacks": list(TEST_ATTACKS), "intensities": list(INTENSITIES),
                        "victims": stream.victims},

@@ -41,7 +41,7 @@ from collections.abc import Iterator
 
 import polars as pl
 
-from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
+from netflowgen.read.base import FlowFormat, FormatError, ReadOptions, check_unique_names
 from netflowgen.read.fields import (
     Parsed,
     first_reason,
@@ -97,9 +97,7 @@ def _header(source: Source) -> tuple[str, list[str]]:
     delimiter, names = found
     # A trailing delimiter gives an unnamed column; duplicates cannot be mapped by name.
     names = [n or f"_unnamed{i}" for i, n in enumerate(names)]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise FormatError(f"{source.name}: the Argus header names {', '.join(duplicates)} more than once")
+    check_unique_names(source.name, names, "Argus header")
     return delimiter, names
 
 

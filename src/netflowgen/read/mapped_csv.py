@@ -69,7 +69,7 @@ from typing import Any
 
 import polars as pl
 
-from netflowgen.read.base import FlowFormat, FormatError, ReadOptions
+from netflowgen.read.base import FlowFormat, FormatError, ReadOptions, check_unique_names
 from netflowgen.read.fields import (
     Parsed,
     first_reason,
@@ -313,9 +313,7 @@ def _field_names(source: Source, mapping: CsvMapping) -> list[str]:
     if not line.strip():
         raise FormatError(f"{source.name}: no header line (line {mapping.skip_lines + 1} is empty)")
     names = [n.strip().strip('"') or f"_unnamed{i}" for i, n in enumerate(line.split(mapping.delimiter))]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise FormatError(f"{source.name}: the header names {', '.join(duplicates)} more than once")
+    check_unique_names(source.name, names)
     return names
 
 

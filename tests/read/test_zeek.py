@@ -413,3 +413,25 @@ def test_stratosphere_001_relative_clock(shared_data):
     assert sum(float(r["ts"]) < 946_684_800 for r in rows) == 992
     assert flows.filter(pl.col("quality") & Quality.EPOCH_CLOCK > 0).height == 992
     assert flows["ts_start"].dt.epoch("us").min() == min(_micros(r["ts"]) for r in rows) == 15_230_937
+
+
+def test_a_byte_order_mark_before_a_header_line_is_a_reject_not_a_lost_line(tmp_path: Path) -> None:
+    # Found by benchmarks/fuzz.py (10^5 inputs): a mark in front of "#types" ended the header
+    # there, and the line, first of the data, lost its mark to Arrow and was skipped as a comment.
+    lines = (ZEEK / "iot23_conn.log.labeled").read_bytes().split(b"\n")
+    at = next(i for i, line in enumerate(lines) if line.startswith(b"#types"))
+    lines[at] = "\ufeff".encode() + lines[at]
+    path = tmp_path / "conn.log.labeled"
+    path.write_bytes(b"\n".join(lines))
+    flows, rejects = [], []
+    for _source, _fmt, checked in iter_checked(path, ReadOptions()):
+        flows.append(checked.flows)
+        rejects.append(checked.rejects)
+    rejects_df = pl.concat(rejects)
+    marked = rejects_df.filter(pl.col("source_row") == at + 1)
+    assert marked["reason"].to_list() == ["byte order mark (U+FEFF) at the start of a line other than the file's first"]
+    assert marked["raw"][0].startswith("\ufeff#types")  # the line as the file holds it
+    data_lines = [i + 1 for i, line in enumerate(lines) if line and not line.startswith(b"#")]  # the marked one too
+    assert at + 1 in data_lines
+    assert sorted(pl.concat(flows)["source_row"].to_list() + rejects_df["source_row"].to_list()) == data_lines
+

@@ -20,7 +20,8 @@ observation domain id, v5 engine type/id):
   sequence state and IPFIX init time), templates and template fields held in all
   (``max_templates``, ``max_fields``: the least recently used *other* domain goes first, so that
   one sender churning domains or template ids evicts its own state, not a quiet exporter's), fields
-  in one template (``max_template_fields``; a longer one is refused, "template too large"), and
+  in one template (``max_template_fields``, at most ``max_fields``; a longer one is refused,
+  "template too large"), and
   per-address counters (``max_exporters``: when a new address comes and the table is full, the
   address with the fewest datagrams is folded into the ``"other"`` entry, so that the sums below
   still hold over all entries and the busiest exporters keep their own counters). A forgotten

@@ -237,7 +237,7 @@ _DAMAGE = (pa.ArrowException, OSError, UnicodeDecodeError)
 def _check_time_zones(schema: pa.Schema, source_name: str) -> None:
     """Every time zone in the schema one Polars knows (found by benchmarks/fuzz.py: a damaged
     zone name made Polars raise a bare ComputeError, or panic when it was not UTF-8)."""
-    for i, fld in enumerate(schema):
+    for fld in schema:
         if not pa.types.is_timestamp(fld.type):
             continue
         try:

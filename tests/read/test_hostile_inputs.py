@@ -137,6 +137,8 @@ def test_zip_member_crc_mismatch(fixtures: Path, tmp_path: Path) -> None:
     ("method", 99, "That compression method is not supported"),  # local and central header byte 8
     ("flags", 0x41, "strong encryption"),  # general purpose flags: encrypted, strong encryption
     ("version", 255, "zip file version 25.5"),  # version needed to extract
+    # Found at 10^5 inputs: the encrypted flag alone, a RuntimeError from zipfile
+    ("flags", 0x01, "File 'conn.log' is encrypted, password required for extraction"),
 ])
 def test_a_zip_header_zipfile_cannot_read_is_damage(fixtures: Path, tmp_path: Path, field: str, value: int,
                                                     message: str) -> None:
@@ -153,6 +155,15 @@ def test_a_zip_header_zipfile_cannot_read_is_damage(fixtures: Path, tmp_path: Pa
     archive.write_bytes(bytes(data))
     with pytest.raises(DamagedInput, match=rf"flows\.zip.*: not a readable zip archive: {message}"):
         read_all(archive)
+
+def test_a_zip_member_with_an_empty_name_is_damage(tmp_path: Path) -> None:
+    # Found by benchmarks/fuzz.py at 10^5 inputs: zipfile's is_dir() raised IndexError on it.
+    archive = tmp_path / "flows.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr(zipfile.ZipInfo(""), b"ts\n")
+    with pytest.raises(DamagedInput, match=r"flows\.zip: not a readable zip archive: a member has an empty name"):
+        read_all(archive)
+
 
 def test_damaged_file_in_a_directory_is_an_error_naming_it(fixtures: Path, tmp_path: Path) -> None:
     """The documented rule: a damaged compressed file fails the read, in a directory too (the rows

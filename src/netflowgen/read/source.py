@@ -258,6 +258,9 @@ class Source:
             try:
                 archive = zipfile.ZipFile(_counting(self.path))
                 return archive.open(self.member or "")  # type: ignore[return-value]
+            except RuntimeError as e:  # zipfile's word for an encrypted member (found by benchmarks/fuzz.py)
+                raise DamagedInput(f"{self.name}: not a readable zip archive: {e} (netflowgen reads "
+                                   "unencrypted archives: extract it first)") from e
             except _ZIP_DAMAGE as e:
                 raise DamagedInput(f"{self.name}: not a readable zip archive: {e}") from e
         if self.compression == "gzip":
@@ -305,6 +308,9 @@ def _sources_of_file(path: Path) -> list[Source]:
     if compression == "zip":
         try:
             with zipfile.ZipFile(path) as archive:
+                if any(not i.filename for i in archive.infolist()):
+                    # zipfile's is_dir() fails on it (found by benchmarks/fuzz.py: a damaged name length)
+                    raise DamagedInput(f"{path}: not a readable zip archive: a member has an empty name")
                 members = [
                     i.filename
                     for i in archive.infolist()

@@ -196,8 +196,9 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
 
 def write_failure(path: Path | str, error: BaseException) -> OSError:
     """The OSError to report for a write of ``path`` that failed with ``error``, naming the file
-    and the cause: Polars reports a full disk as a ComputeError ending in "(os error 28)", and
-    numpy's ``np.save`` as a short write ("N requested and M written") without an errno.
+    and the cause: Polars reports a full disk as a ComputeError ending in "(os error 28)" or, when
+    a Parquet footer did not fit, as a thrift transport error with no errno; numpy's ``np.save``
+    as a short write ("N requested and M written"), with no errno either.
 
     >>> str(write_failure("/d/x.parquet", RuntimeError("underlying IO error: No space left on device (os error 28)")))
     '[Errno 28] /d/x.parquet: cannot write (No space left on device)'
@@ -208,14 +209,28 @@ def write_failure(path: Path | str, error: BaseException) -> OSError:
     if code is None and found:
         code = int(found[1])
     short = re.search(r"(\d+) requested and (\d+) written", text)
-    if code is None and short:
-        with contextlib.suppress(OSError):
-            # What was left to write did not fit: the disk (or the quota) is full.
-            if shutil.disk_usage(Path(path).parent).free < int(short[1]) - int(short[2]):
-                code = errno.ENOSPC
+    if code is None and short and _free_below(path, int(short[1]) - int(short[2])):
+        # What was left to write did not fit: the disk (or the quota) is full.
+        code = errno.ENOSPC
+    if code is None and "Invalid thrift: transport error" in text and _free_below(path, _FOOTER_ROOM):
+        # Polars' Parquet writer reports a footer that did not fit as a thrift transport error,
+        # errno lost. A reader meets the same words in a cut input file, hence the free space.
+        code = errno.ENOSPC
     if code is not None:
         return OSError(code, f"{path}: cannot write ({os.strerror(code)})")
     return OSError(f"{path}: cannot write ({type(error).__name__}: {text[:300]})")
+
+
+#: Free bytes under which a Parquet footer that failed to write is taken to have met a full disk.
+_FOOTER_ROOM = 1 << 20
+
+
+def _free_below(path: Path | str, need: int) -> bool:
+    """Whether the disk that ``path`` is written to has fewer than ``need`` bytes free."""
+    try:
+        return shutil.disk_usage(Path(path).parent).free < need
+    except OSError:
+        return False
 
 
 #: Errors that only a write meets: a full disk or quota, a file too large, a read-only disk.

@@ -39,7 +39,9 @@ Method (every choice is printed with the results):
   surprise head) on a budget of 3 episodes, labelling only steps before the cut; then the CLI
   ``netflowgen detect`` with its default grace (1 step; ``--grace`` to change it: a step is
   scored once the flows' clock has passed its end by the grace, so an alert comes a step plus
-  the grace after the step's start at the earliest).
+  the grace after the step's start at the earliest) and ``--clock-rate`` the replay's speed (the
+  flows' clock runs that fast, so while the export is quiet the wall clock moves it on at that
+  rate, as live export's wall clock does at 1x).
 * **Scoring**, on the stream clock, the same for both: an episode is detected when its victim
   gets an alert between its onset (first injected flow) minus one step and its end plus
   ``--window`` seconds; the delay is from the onset to the first such alert. Any other alert in
@@ -477,7 +479,8 @@ def run_live(stream: Stream, detector: Path, thresholds: list[Thresholds], fastn
                            stdout=fnm_log, stderr=subprocess.STDOUT, cwd=fnm_dir)
     alerts = work / "alerts.jsonl"
     det = subprocess.Popen([sys.executable, "-m", "netflowgen.cli", "detect", str(detector), "--listen", "127.0.0.1:0",
-                            "--alerts", str(alerts), "--out", str(work / "received"), "--queue-steps", "30", "--grace", str(args.grace), "--json"],
+                            "--alerts", str(alerts), "--out", str(work / "received"), "--queue-steps", "30", "--grace", str(args.grace),
+                            "--clock-rate", str(args.speed), "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     relay = None
     watcher = None

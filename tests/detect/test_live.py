@@ -312,10 +312,45 @@ def test_a_flood_of_long_flows_exported_at_their_end_alerts_when_late_flows_are_
         assert min(steps) <= onset + timedelta(seconds=150) + timedelta(minutes=1), (min(steps), onset)
 
 
+@pytest.mark.parametrize("rate", [0.0, 600.0])
+def test_a_quiet_export_gets_its_last_step_scored_by_the_wall_clock_and_silence_makes_no_step(
+        detector: Path, tmp_path: Path, rate: float) -> None:
+    """After the last flows, export falls quiet. By flow ends alone, the last two steps wait (a
+    step closes one grace step after its end); with the wall clock (here 600 flow seconds a
+    second) both are scored while the export is quiet, and the watermark stops where the last
+    flows' step closes: silence adds no step of zeros."""
+    flows = flood_flows()
+    minutes = NORMAL_MINUTES + FLOOD_MINUTES
+    live = LiveDetector(LiveConfig(detector, listen=("127.0.0.1", 0), alerts=tmp_path / "alerts.jsonl", queue_steps=30,
+                                   clock_rate=rate))
+    live.start()
+    try:
+        live.feed(flows)
+        if rate:
+            wait_for("the last step scored", lambda: live.status()["steps_scored"] == minutes)
+        else:
+            wait_for("the steps flow ends close scored", lambda: live.status()["steps_scored"] == minutes - 2)
+        time.sleep(0.5)  # 300 more flow seconds of quiet at 600x
+        status = live.status()
+    finally:
+        summary = live.stop()
+    last_step = START + timedelta(minutes=minutes - 1)
+    if rate:
+        assert status["watermark"] == (last_step + timedelta(minutes=2)).isoformat(), status  # its end + one grace step
+        assert status["steps_scored"] == minutes and status["clock_closed_steps"] == 2, status
+    else:
+        assert status["watermark"] == flows["ts_end"].max().isoformat(), status
+        assert status["steps_scored"] == minutes - 2 and status["clock_closed_steps"] == 0, status
+    # Stopping scores whatever is still open: the same steps in the end.
+    assert summary["steps_scored"] == minutes and summary["score_errors"] == 0, summary
+
+
 def test_a_full_scoring_queue_drops_the_oldest_steps_and_counts_them(detector: Path, tmp_path: Path) -> None:
     """Scoring is held up on the first step while 9 more close at once: a queue of 2 keeps the
     newest 2 and drops 7, counted in /health, /metrics and the summary; nothing else is lost."""
-    live = LiveDetector(LiveConfig(detector, listen=("127.0.0.1", 0), alerts=tmp_path / "alerts.jsonl", queue_steps=2))
+    # Time moves by flow ends only: the wall clock would close a step while the first is held up.
+    live = LiveDetector(LiveConfig(detector, listen=("127.0.0.1", 0), alerts=tmp_path / "alerts.jsonl", queue_steps=2,
+                                   clock_rate=0))
     entered, release = threading.Event(), threading.Event()
     score = live.scorer.score
 

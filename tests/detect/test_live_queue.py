@@ -4,6 +4,7 @@ LiveConfig refuses bounds that cannot work."""
 
 from __future__ import annotations
 
+import queue
 import threading
 from pathlib import Path
 
@@ -44,6 +45,16 @@ def test_get_waits_for_an_item_and_close_wakes_it() -> None:
         q.put("b")
 
 
+def test_get_with_a_timeout_raises_empty_and_still_returns_an_item_put_later() -> None:
+    q: BoundedQueue[str] = BoundedQueue(1)
+    with pytest.raises(queue.Empty):
+        q.get(timeout=0.01)
+    threading.Timer(0.05, q.put, ["a"]).start()
+    assert q.get(timeout=5) == "a"
+    q.close()
+    assert q.get(timeout=0.01) is None  # closed and empty: None, not a timeout
+
+
 def test_bad_bounds_are_refused_with_what_to_do() -> None:
     with pytest.raises(ValueError, match="capacity"):
         BoundedQueue(0)
@@ -55,3 +66,5 @@ def test_bad_bounds_are_refused_with_what_to_do() -> None:
         LiveConfig(Path("det"), queue_steps=0)
     with pytest.raises(ValueError):
         LiveConfig(Path("det"), filter="proto tcp and (")
+    with pytest.raises(ValueError, match="clock_rate"):
+        LiveConfig(Path("det"), clock_rate=-1)

@@ -172,6 +172,9 @@ def detect_cmd(
     late: Annotated[str, typer.Option(help="A flow that arrives after its step closed: fold (counted into the first open step, as exporters "
                                            "send long flows at their end) or drop (counted, left out).")] = default(LiveConfig, "late"),
     idle_steps: Annotated[int, typer.Option(help="Steps without traffic after which a node is forgotten.")] = default(LiveConfig, "idle_steps"),
+    clock_rate: Annotated[float, typer.Option(help="While no newer flow end arrives, time moves on by the wall clock at this many flow seconds "
+                                                   "a second, far enough to score the last flows' step: 1 for live export, N for a replay "
+                                                   "at Nx, 0 to move it by flow ends only.")] = default(LiveConfig, "clock_rate"),
     queue_steps: Annotated[int, typer.Option(help="Closed steps waiting to be scored at most; one more drops the oldest (counted).")] = default(LiveConfig, "queue_steps"),
     duration: Annotated[Optional[float], typer.Option(help="Stop after this many seconds (default: at Ctrl-C or SIGTERM).")] = None,
     flow_filter: FilterOpt = None,
@@ -188,7 +191,8 @@ def detect_cmd(
         # With --filter the detector sees, and --out keeps, only the matching flows.
         live = LiveDetector(LiveConfig(detector, listen=parse_address(listen), out=out_dir, alerts=alerts,
                                        api=parse_address(api) if api else None, grace_steps=grace,
-                                       late=late, idle_steps=idle_steps, filter=flow_filter, queue_steps=queue_steps))
+                                       late=late, idle_steps=idle_steps, filter=flow_filter, queue_steps=queue_steps,
+                                       clock_rate=clock_rate))
         live.start()
     host, port = live.address
     ready = f"listening on udp://{host}:{port}, scoring every {live.step.total_seconds():g} s step with {detector}"

@@ -4,7 +4,11 @@ Flows decoded by :class:`~netflowgen.collect.server.Collector` (which also write
 dataset) go into :class:`~netflowgen.collect.online.OnlineSeries` at the detector's step and
 node settings. Time is *event time*: the watermark is the latest flow end seen, so a replayed
 capture is judged by its own clock, and a step *closes* once the watermark has passed its end by
-the grace period (flows start before they are exported). Every node of every closed step is
+the grace period (flows start before they are exported). When export falls quiet, the watermark
+also moves on with the wall clock (at ``clock_rate`` flow seconds per second, counted from the
+arrival of the latest flow end), but only as far as it takes to close the step of the latest flow
+end: the last flows before a quiet spell are scored on time instead of waiting for the next flow,
+and silence never makes steps of its own (missing data is not zero traffic). Every node of every closed step is
 scored by :class:`~netflowgen.detect.online.OnlineDetector`; alerts go as JSON lines to a file or
 stdout and to ``/alerts`` of a loopback HTTP API (with ``/health``, ``/metrics``, ``/top``,
 ``/exporters`` and a status page at ``/``). Idle nodes are evicted; flows beyond the grace period
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import sys
 import tempfile
 import threading
@@ -43,7 +48,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, TypeVar
@@ -58,6 +63,10 @@ __all__ = ["BoundedQueue", "LiveConfig", "LiveDetector"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Seconds the aggregate thread waits for flows before it moves the watermark on by the wall clock.
+_CLOCK_TICK_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,10 @@ class LiveConfig:
     """nfdump filter expression: the detector sees, and ``out`` keeps, only the flows it matches."""
     queue_steps: int = 8
     """Closed steps waiting to be scored at most; one more drops the oldest waiting (counted)."""
+    clock_rate: float = 1.0
+    """Flow-clock seconds per wall-clock second, by which the watermark moves on while no newer
+    flow end arrives (up to closing the latest flow's step; see the module docstring): 1 for live
+    export, whose flows carry the wall clock; N for a replay at Nx; 0: only flow ends move it."""
     intake_flows: int = 2_000_000
     """Decoded flows waiting to be aggregated at most; a batch beyond it is left out of detection
     (counted; ``out`` still keeps it)."""
@@ -107,6 +120,8 @@ class LiveConfig:
                              "a node must outlive the steps waiting for it")
         if self.intake_flows < 1:
             raise ValueError("intake_flows must be at least 1")
+        if not self.clock_rate >= 0:
+            raise ValueError("clock_rate must not be negative")
         if self.filter is not None:
             compile_filter(self.filter)  # a bad expression fails before the detector loads
 
@@ -161,11 +176,16 @@ class BoundedQueue(Generic[T]):
             self._ready.notify()
         return dropped
 
-    def get(self) -> T | None:
-        """The oldest item, waiting for one; None once closed and empty."""
+    def get(self, timeout: float | None = None) -> T | None:
+        """The oldest item, waiting for one; None once closed and empty; ``queue.Empty`` when
+        ``timeout`` seconds pass first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._ready:
             while not self._items and not self._closed:
-                self._ready.wait()
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise queue.Empty
+                self._ready.wait(left)
             if not self._items:
                 return None
             item, w = self._items.popleft()
@@ -221,6 +241,11 @@ class LiveDetector:
         self._threads = [threading.Thread(target=self._aggregate_loop, name="netflowgen-detect-aggregate", daemon=True),
                          threading.Thread(target=self._score_loop, name="netflowgen-detect-score", daemon=True)]
         self.watermark: datetime | None = None
+        self._latest_end: tuple[datetime, float] | None = None
+        """the latest flow end seen and ``time.perf_counter()`` when it arrived: where the wall
+        clock moves the watermark on from."""
+        self.clock_closed_steps = 0
+        """steps closed by the wall clock while export was quiet (not by a flow end)."""
         self.score_errors = 0
         self.dropped_batches: Counter[str] = Counter()
         self.dropped_flows: Counter[str] = Counter()
@@ -254,11 +279,20 @@ class LiveDetector:
                 self.dropped_flows["intake_full"] += lost.flows.height
 
     def _aggregate_loop(self) -> None:
-        while (batch := self._intake.get()) is not None:
+        while True:
+            try:
+                batch = self._intake.get(timeout=_CLOCK_TICK_S)
+            except queue.Empty:
+                self._advance_by_wall_clock()
+                continue
+            if batch is None:
+                break
             try:
                 with self._lock:
                     self.online.add(batch.flows)
                     latest = batch.flows["ts_end"].max()
+                    if latest is not None and (self._latest_end is None or latest > self._latest_end[0]):  # type: ignore[operator]
+                        self._latest_end = (latest, batch.received)  # type: ignore[assignment]
                     if latest is not None and (self.watermark is None or latest > self.watermark):  # type: ignore[operator]
                         self.watermark = latest  # type: ignore[assignment]
                     rows = self.online.advance(self.watermark) if self.watermark is not None else None
@@ -271,6 +305,32 @@ class LiveDetector:
                     self.score_errors += 1
                 log.exception("aggregating flows failed")
         self._steps.close()
+
+    def _advance_by_wall_clock(self) -> None:
+        """Move the watermark on by the wall time since the latest flow end arrived (times
+        ``clock_rate``), at most to where the step holding that flow end closes."""
+        if not self.config.clock_rate or self._latest_end is None:
+            return
+        try:
+            now = time.perf_counter()
+            with self._lock:
+                end, seen = self._latest_end
+                moved = min(end + timedelta(seconds=(now - seen) * self.config.clock_rate), self._closing(end))
+                if self.watermark is not None and moved <= self.watermark:
+                    return
+                self.watermark = moved
+                rows = self.online.advance(moved)
+                self.clock_closed_steps += rows["step"].n_unique() if rows.height else 0
+            self._close(rows, now)
+        except Exception:
+            with self._lock:
+                self.score_errors += 1
+            log.exception("moving the watermark on by the wall clock failed")
+
+    def _closing(self, end: datetime) -> datetime:
+        """The watermark at which the step holding the flow end ``end`` closes."""
+        step_start = _EPOCH + (end - _EPOCH) // self.step * self.step
+        return step_start + self.step + self.online.config.grace
 
     def _close(self, rows: pl.DataFrame, received: float) -> None:
         """Put each step of ``rows`` on the scoring queue; count what the bound drops."""
@@ -315,8 +375,9 @@ class LiveDetector:
         aggregate, score = self._threads
         aggregate.join()  # it closed the scoring queue; the rest is done here, in order
         with self._lock:
-            rows = (self.online.advance(self.watermark + self.online.config.grace + self.step)
-                    if self.watermark is not None else None)
+            # As far as the step of the latest flow end, however far the wall clock took the
+            # watermark: the quiet after the export is not traffic.
+            rows = self.online.advance(self._closing(self._latest_end[0])) if self._latest_end is not None else None
         score.join()
         if rows is not None and rows.height:
             now = time.perf_counter()
@@ -352,7 +413,8 @@ class LiveDetector:
         with self._lock:
             dropped = {"batches": dict(self.dropped_batches), "flows": dict(self.dropped_flows),
                        "steps": dict(self.dropped_steps), "node_steps": dict(self.dropped_node_steps)}
-            state = {"watermark": self.watermark.isoformat() if self.watermark else None, "active_nodes": o.active_nodes,
+            state = {"watermark": self.watermark.isoformat() if self.watermark else None,
+                     "clock_closed_steps": self.clock_closed_steps, "active_nodes": o.active_nodes,
                      "late_flows": o.late_flows, "late_folded": o.folded_flows, "evicted_nodes": o.evicted_nodes, "score_errors": self.score_errors}
         return {**state, "steps_scored": s.steps_scored, "node_steps_scored": s.nodes_scored, "alerts": s.alerts,
                 "threshold": self.detector.threshold, "step_seconds": self.step.total_seconds(),

@@ -17,7 +17,8 @@ For every command but ``collect``:
    deterministic. Each one's wall time is the window of kills of its scenario.
 2. ``--kills`` kills, alternately in the two scenarios, each at a uniformly drawn moment of its
    scenario's window (from the very start to the very end). A run that ends before its kill does
-   not count; another attempt is made (at most twice as many attempts as kills).
+   not count; another attempt is made (at most twice as many attempts as kills), and the window
+   shrinks to that run's time (the reference ran on a busier machine).
 3. After the kill, what is visible at the output path must be nothing, a complete artifact equal
    to the reference, or a state the command declares incomplete: a ``pretrain`` run directory
    whose manifest says ``running`` (``--resume`` continues it), a suite folder whose files are
@@ -576,6 +577,9 @@ class Chaos:
                 entry["ended"] = ended.returncode
                 if ended.returncode != 0:
                     self.fail(f, k, scenario, "run", f"ended on its own with {ended.returncode}: {ended.stderr}", delay, fraction)
+                # The reference ran slower than the command runs now (the machine was busier):
+                # later kill moments are drawn within the time a run takes now.
+                window[scenario] = min(window[scenario], ended.seconds)
                 continue
             f.kills += 1
             self.progress.advance(task)

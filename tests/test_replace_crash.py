@@ -261,3 +261,20 @@ def test_write_json_replaces_whole_files_and_a_damaged_suite_key_means_retrain(t
     assert _read_key(path) == {"pretrain": {"steps": 10}} and hidden(tmp_path) == []
     path.write_text('{"pretrain": {"st')
     assert _read_key(path) is None
+
+
+def test_a_file_write_removes_what_a_killed_write_of_it_left(tmp_path: Path) -> None:
+    """A run killed between writing ``.f.tmp-PID`` and renaming it leaves that file inside the
+    artifact (a pretrain run directory is written in place); the next write of the same file
+    removes it, and leaves a live process's and another file's alone."""
+    from netflowgen.artifacts import write_json
+    from netflowgen.train.checkpoint import save_weights
+
+    dead = dead_pid()
+    for name in ("netflowgen.json", "model.safetensors", "other.json"):
+        (tmp_path / f".{name}.tmp-{dead}").write_text("half")
+    live = tmp_path / f".netflowgen.json.tmp-{os.getppid()}"  # a live process (not this one: its own name)
+    live.write_text("being written")
+    write_json(tmp_path / "netflowgen.json", {"kind": "x"})
+    save_weights(torch.nn.Linear(2, 1), tmp_path / "model.safetensors")
+    assert hidden(tmp_path) == sorted([f".other.json.tmp-{dead}", live.name])

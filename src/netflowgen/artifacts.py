@@ -254,7 +254,9 @@ def writing(path: Path | str, also_reads: bool = False) -> Iterator[None]:
 
 def write_json(path: Path, content: Any, indent: int | None = 1) -> None:
     """Write ``content`` as JSON to ``path`` through a temporary file renamed over it: a reader,
-    or the next run after a kill, sees the old file or the new one, never part of one."""
+    or the next run after a kill, sees the old file or the new one, never part of one; the
+    temporary file a killed earlier write of ``path`` left is removed first."""
+    recover(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         tmp.write_text(json.dumps(content, indent=indent, default=str) + "\n")

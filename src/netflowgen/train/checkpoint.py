@@ -30,7 +30,8 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
-    """Weights as safetensors, atomically."""
+    """Weights as safetensors, atomically (what a killed earlier write left is removed first)."""
+    recover(path)
     state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

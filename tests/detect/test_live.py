@@ -484,6 +484,30 @@ def test_a_live_score_equals_the_offline_score_of_the_same_context(detector: Pat
     assert same <= 1e-6, same
 
 
+def test_score_live_gives_the_live_scores_from_the_flows(detector: Path, tmp_path: Path) -> None:
+    """`netflowgen score DET FLOWS --live`: what `netflowgen detect` would have scored, from a
+    flow file, to the last digit."""
+    from typer.testing import CliRunner
+
+    from netflowgen.cli import app
+    from netflowgen.detect.finetune import load_detector
+
+    flows = flood_flows()
+    flows.write_parquet(tmp_path / "flows.parquet")
+    live, _ = live_scores(load_detector(detector), flows)
+    runner = CliRunner()
+    result = runner.invoke(app, ["score", str(detector), str(tmp_path / "flows.parquet"), "--live", "--out", str(tmp_path / "live.parquet"), "--json"])
+    assert result.exit_code == 0, result.output
+    scored = {(r["node"], r["step"]): r["score"] for r in pl.read_parquet(tmp_path / "live.parquet").iter_rows(named=True)}
+    common = [k for k in live if k in scored]
+    assert len(common) >= 0.9 * len(live) > 0
+    assert max(abs(live[k] - scored[k]) for k in common) <= 1e-6
+    # --live scores a detector from flows, nothing else.
+    run = detector.parent / "run"
+    refused = runner.invoke(app, ["score", str(run), str(tmp_path / "flows.parquet"), "--live"])
+    assert refused.exit_code == 1 and "is not a detector" in refused.output, refused.output
+
+
 @pytest.mark.shared_data
 def test_live_equals_offline_on_a_real_capture(detector: Path, shared_data: Path) -> None:
     from netflowgen.detect.finetune import load_detector

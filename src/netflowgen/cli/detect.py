@@ -29,6 +29,7 @@ from netflowgen.cli.common import (
 )
 from netflowgen.dataset.coverage import dataset_coverage
 from netflowgen.detect.config import FinetuneConfig
+from netflowgen.detect.live import LiveConfig
 from netflowgen.dataset.manifest import scan_flows
 from netflowgen.series.spec import SeriesSpec
 from netflowgen.series.write import read_series
@@ -51,6 +52,22 @@ def series_of(path: Path, spec: SeriesSpec, fmt: str | None = None, timezone: st
         return series
     flows = scan_flows(path, read_options(fmt, None, timezone, flow_filter))
     return build_series(flows, spec, dataset_coverage(path, flows))
+
+
+def live_series_of(path: Path, spec: SeriesSpec, idle_steps: int, fmt: str | None = None, timezone: str = "UTC",
+                   flow_filter: str | None = None) -> pl.DataFrame:
+    """Flows turned into series by the rules live detection builds them with (see
+    :meth:`~netflowgen.collect.online.OnlineConfig.offline`): every step between a node's flows
+    counts (no coverage), silences up to ``idle_steps`` are bridged."""
+    from netflowgen.artifacts import read_manifest
+    from netflowgen.collect.online import OnlineConfig
+    from netflowgen.series.build import build_series
+    from netflowgen.series.write import SERIES_KIND
+
+    if path.is_dir() and (path / "netflowgen.json").is_file() and read_manifest(path).get("kind") == SERIES_KIND:
+        raise ValueError(f"{path} is a node series: --live builds the series from flows by the live rules, give the flows")
+    flows = scan_flows(path, read_options(fmt, None, timezone, flow_filter))
+    return build_series(flows, OnlineConfig(series=spec, idle_steps=idle_steps).offline(), coverage=None)
 
 
 @app.command("finetune")
@@ -115,6 +132,10 @@ def score_cmd(
     fmt: FormatOpt = None,
     timezone: TimezoneOpt = "UTC",
     flow_filter: FilterOpt = None,
+    live: Annotated[bool, typer.Option("--live", help="Score as `netflowgen detect` would have (detectors, flows only): series by the live rules "
+                                                      "(no coverage holes, a node's silences bridged up to --idle-steps) and every step read as "
+                                                      "a node's newest; the live scores when no flow came late.")] = False,
+    idle_steps: Annotated[int, typer.Option(help="With --live: steps without traffic after which live detection forgets a node.")] = default(LiveConfig, "idle_steps"),
     as_json: JsonOpt = False,
 ) -> None:
     """Per (node, step) scores and alerts, offline."""
@@ -126,9 +147,14 @@ def score_cmd(
         kind = read_manifest(model_dir).get("kind")
         if kind == DETECTOR_KIND:
             det = load_detector(model_dir)
-            series = series_of(data, det.spec, fmt, timezone, flow_filter)
-            scores = det.score(series)
+            if live:
+                series = live_series_of(data, det.spec, idle_steps, fmt, timezone, flow_filter)
+            else:
+                series = series_of(data, det.spec, fmt, timezone, flow_filter)
+            scores = det.score(series, as_live=live)
             cut = threshold if threshold is not None else det.threshold
+        elif live:
+            raise ValueError(f"{model_dir} is not a detector: --live scores as `netflowgen detect` runs a detector")
         else:
             model, tok, _ = load_run(model_dir)
             # A run's tokenizer holds the contract of its pre-training series: flows become

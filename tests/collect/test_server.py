@@ -292,3 +292,40 @@ def test_a_rejects_write_cut_by_a_full_disk_leaves_no_partial_line(tmp_path: Pat
     c.stop()
     lines = (out / "rejects.csv").read_text().splitlines()
     assert len(lines) == 4 and all(line.count(",") == lines[0].count(",") for line in lines[1:])
+
+
+def flows_ending_at(ms: list[int], seq: int = 0) -> list[bytes]:
+    """v9 datagrams (200 flows each, template in each) of one-packet flows to 192.0.2.9 ending
+    ``ms`` milliseconds after T0, each lasting 10 ms."""
+    records = [P.record(P.V4_MS, P.v4_values(f"10.0.0.{i % 200 + 1}", "192.0.2.9", 1000 + i % 60000, 443, 6, 1, 60,
+                                             T0 * 1000 + m - 10, T0 * 1000 + m)) for i, m in enumerate(ms)]
+    return [P.v9([P.template_set(9, [(256, P.V4_MS)]), P.data_set(256, records[k:k + 200])], uptime_ms=1000, seq=seq + n)
+            for n, k in enumerate(range(0, len(records), 200))]
+
+
+def test_the_manifest_states_what_each_collector_run_observed(tmp_path: Path, collectors: list[Collector]) -> None:
+    """A run observes the span of the flow ends it wrote, its quiet spells included: here one flow,
+    ten quiet minutes, then 2,000 in 20 s. The records rule, made for files, takes that lone first
+    flow for a straggler and leaves the quiet minutes uncovered; the collector's stated coverage
+    keeps them, as zero rows of the series. The hour between two runs stays uncovered."""
+    from netflowgen.dataset.coverage import coverage_of_flows, dataset_coverage
+
+    out = tmp_path / "flows"
+    first = start(collectors, out)
+    send(first.address, flows_ending_at([1_000] + [600_000 + 10 * i for i in range(2000)]))
+    wait_for(lambda: first.summary()["flows"] == 2001, "the first run's flows")
+    first.stop()
+    second = start(collectors, out)
+    send(second.address, flows_ending_at([3_600_000 + 1000 * i for i in range(5)]))
+    wait_for(lambda: second.summary()["flows"] == 5, "the second run's flows")
+    second.stop()
+    stated = dataset_coverage(out)
+    assert stated.rule.startswith("collector")
+    ms = 1_000
+    assert stated.intervals == ((T0 * 10**6 + 1_000 * ms, T0 * 10**6 + 619_990 * ms),
+                                (T0 * 10**6 + 3_600_000 * ms, T0 * 10**6 + 3_604_000 * ms)), stated
+    assert coverage_of_flows(scan_flows(out)).intervals[0][0] > T0 * 10**6 + 500_000 * ms, "the records rule drops the quiet start"
+    series = build_series(scan_flows(out), SeriesSpec(step=timedelta(minutes=1), nodes="dst"), stated)
+    minutes = [(t - T0) // 60 for t in series.filter(pl.col("node") == "192.0.2.9")["step"].dt.epoch("s").to_list()]
+    # Quiet minutes 1-8 as zero rows; 11-58 absent (the second run's first flow starts at 59:59.99).
+    assert minutes == list(range(0, 11)) + [59, 60], minutes

@@ -65,6 +65,7 @@ import pyarrow.parquet as pq
 from netflowgen.artifacts import MANIFEST_NAME, read_manifest
 from netflowgen.collect.httpserve import BoundedHTTPServer, health_route, metrics_route, serve_routes
 from netflowgen.collect.netflow import Decoder, ExporterStats
+from netflowgen.dataset.coverage import MIN_WIDTH, Coverage, coverage_of_flows
 from netflowgen.dataset.layout import REJECTS_NAME, part_files, part_path, partition
 from netflowgen.dataset.manifest import DATASET_KIND, write_dataset_manifest
 from netflowgen.read.filter import FlowFilter, compile_filter
@@ -79,6 +80,7 @@ _MAX_DATAGRAM = 65_535
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux
 _WAKE = b"netflowgen-collect-stop"
 _LOCK_NAME = ".collect.lock"
+_COVERAGE_RULE = "collector: the span of flow ends each run wrote"
 
 
 def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -157,6 +159,7 @@ class _Totals:
     rows_written: int = 0
     rows_rejected: int = 0
     first_start: datetime | None = None
+    first_end: datetime | None = None
     last_end: datetime | None = None
     partitions: set[str] = field(default_factory=set)
 
@@ -206,6 +209,7 @@ class Collector:
         self.backlog = 0
         self.arena_waits = 0
         self.totals = _Totals()
+        self._coverage_before: Coverage | None = None  # what the runs before this one, into the same dataset, observed
         self._next_part = 0
         self._started_at = 0.0
         self._started_utc = ""
@@ -471,6 +475,8 @@ class Collector:
                 manifest = read_manifest(out, DATASET_KIND) if (out / MANIFEST_NAME).is_file() else None
                 if manifest is None or "collector" not in manifest:
                     raise ValueError(f"{out} is not empty and was not written by `netflowgen collect`; choose another --out")
+                if manifest.get("coverage"):
+                    self._coverage_before = Coverage.from_dict(manifest["coverage"])
         out.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(out / _LOCK_NAME, "w")  # noqa: SIM115 (held for the collector's life)
         try:
@@ -492,6 +498,9 @@ class Collector:
             if number.isdigit():
                 self._next_part = max(self._next_part, int(number) + 1)
         self.totals.files = len(parts)
+        if parts and self._coverage_before is None:
+            # A dataset of a collector that did not state its coverage yet: its records tell it.
+            self._coverage_before = coverage_of_flows(pl.scan_parquet(parts))
         if not (out / REJECTS_NAME).is_file():
             pl.DataFrame(schema=REJECT_SCHEMA).write_csv(out / REJECTS_NAME)
 
@@ -570,9 +579,10 @@ class Collector:
                     tmp.unlink(missing_ok=True)
                     raise
                 self._next_part += 1
-                lo, hi = part["ts_start"].min(), part["ts_end"].max()
+                lo, hi, first_end = part["ts_start"].min(), part["ts_end"].max(), part["ts_end"].min()
                 with self._lock:
                     t = self.totals
+                    t.first_end = first_end if t.first_end is None or first_end < t.first_end else t.first_end  # type: ignore[operator]
                     t.files += 1
                     t.rows_written += part.height
                     t.partitions.add(partition(day))
@@ -619,12 +629,29 @@ class Collector:
                            for e, s in summary["exporters"].items()],
                 "exporters": summary["exporters"],
             },
+            coverage=self.coverage().to_dict(),
         )
         # Written beside and renamed over the old one: readers see the old or the new manifest.
         os.replace(tmp_dir / MANIFEST_NAME, out / MANIFEST_NAME)
         tmp_dir.rmdir()
 
     # -- reporting ------------------------------------------------------------------------------
+
+    def coverage(self) -> Coverage:
+        """What the dataset observed: for each collector run into it, the span of the flow ends
+        it wrote. The collector listened through that span, so a silence inside it is quiet
+        traffic, not missing data (the records rule of :mod:`netflowgen.dataset.coverage`, made
+        for files, would take a quiet start before a busy spell for stragglers); the time between
+        runs is not covered."""
+        with self._lock:
+            first, last = self.totals.first_end, self.totals.last_end
+        intervals = list(self._coverage_before.intervals) if self._coverage_before else []
+        if first is not None and last is not None:
+            us = timedelta(microseconds=1)
+            start = (first - datetime(1970, 1, 1, tzinfo=UTC)) // us  # type: ignore[operator]
+            end = (last - datetime(1970, 1, 1, tzinfo=UTC)) // us  # type: ignore[operator]
+            intervals.append((start, max(end, start + MIN_WIDTH // us)))
+        return Coverage.of(intervals, _COVERAGE_RULE)
 
     def summary(self) -> dict[str, Any]:
         """Counters of this run (files and rows: of the whole dataset)."""

@@ -333,3 +333,35 @@ def test_node_relative_surprise_puts_busy_and_quiet_nodes_on_one_scale() -> None
     np.testing.assert_array_equal(again[: 200 + 180], z[: 200 + 180])
     with pytest.raises(ValueError, match="199 surprise scores for 400 series rows"):
         node_relative_surprise(series, surprise[:199], timedelta(seconds=10))
+
+
+def test_positive_surprise_weights_never_let_more_surprise_lower_the_score(run: tuple[Path, pl.DataFrame], tmp_path: Path) -> None:
+    """surprise_weights="positive": after training (a high learning rate, no anchor), every
+    effective weight on the surprise columns is positive, so raising any feature's surprise
+    raises the step's logit; the detector reloads to the same scores and says how it was fitted."""
+    from netflowgen.detect.finetune import DetectorModel
+
+    path, series = run
+    cfg = FinetuneConfig(attack=("DDoS",), budget=parse_budget("1ep"), mode="probe", head_inputs="surprise", steps=20,
+                         window=16, history=8, lr=0.05, anchor=0.0, surprise_weights="positive")
+    det = finetune(path, series, cfg, tmp_path / "det", allowed=pl.col("step") < SPLIT, show_progress=False)
+    w = det.model.head_weight().detach()
+    assert det.manifest["surprise_weights"] == "positive" and bool((w > 0).all()), w
+    feats = torch.rand(64, w.shape[1]) * 3
+    for j in range(w.shape[1]):
+        more = feats.clone()
+        more[:, j] += 1.0
+        base = torch.nn.functional.linear(feats, w, det.model.step_head.bias)
+        assert bool((torch.nn.functional.linear(more, w, det.model.step_head.bias) > base).all())
+    again = load_detector(tmp_path / "det")
+    assert again.manifest["surprise_weights"] == "positive"
+    assert np.array_equal(again.score(series)["score"].to_numpy(), det.score(series)["score"].to_numpy())
+    # A free head's weights take any sign; a head on the hidden state alone has no surprise columns.
+    torch.manual_seed(0)
+    assert bool((DetectorModel(load_run(path).model, head_inputs="surprise").head_weight() < 0).any())
+    with pytest.raises(ValueError, match="reads the surprise"):
+        DetectorModel(load_run(path).model, head_inputs="hidden", surprise_weights="positive")
+    with pytest.raises(ValueError, match="surprise_weights"):
+        FinetuneConfig(surprise_weights="negative")
+    with pytest.raises(ValueError, match="reads the surprise"):
+        FinetuneConfig(head_inputs="hidden", surprise_weights="positive")

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 
 from netflowgen.detect.labels import Budget, parse_budget
 
-__all__ = ["FinetuneConfig", "HEAD_INITS", "HEAD_INPUTS", "MODES"]
+__all__ = ["FinetuneConfig", "HEAD_INITS", "HEAD_INPUTS", "MODES", "SURPRISE_WEIGHTS"]
 
 MODES = ("full", "probe", "last-k")
 HEAD_INPUTS = ("hidden", "surprise", "both")
+SURPRISE_WEIGHTS = ("free", "positive")
 HEAD_INITS = ("zero", "surprise")
 
 
@@ -64,6 +65,13 @@ class FinetuneConfig:
     Default 1.0: a few labels of one attack type otherwise pull the head towards that type's
     features (anchor 1.0 against none, both from the surprise start: +0.27 and +0.15 PR-AUC on the
     AIP TCP-to-UDP task at 1 and 3 episodes, ties on the others). 0 for scratch."""
+    surprise_weights: str = "free"
+    """The step head's weights on the surprise columns: ``free``, or ``positive`` (each one
+    softplus of what is trained: more surprise in any feature never lowers the score). A handful
+    of labelled episodes of a few attack types can teach a free head that surprise in some
+    feature means "benign" (negative weights on the UDP and ICMP surprise of a head fitted on two
+    UDP and one TCP type, in the FastNetMon benchmark), which then hides an unseen attack in that
+    feature."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -79,3 +87,7 @@ class FinetuneConfig:
             raise ValueError(f"head_init is one of {', '.join(HEAD_INITS)}, not {self.head_init!r}")
         if self.anchor < 0:
             raise ValueError("anchor must be >= 0")
+        if self.surprise_weights not in SURPRISE_WEIGHTS:
+            raise ValueError(f"surprise_weights is one of {', '.join(SURPRISE_WEIGHTS)}, not {self.surprise_weights!r}")
+        if self.surprise_weights == "positive" and self.head_inputs == "hidden":
+            raise ValueError("surprise_weights positive needs a head that reads the surprise (head_inputs surprise or both)")

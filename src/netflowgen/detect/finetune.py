@@ -51,7 +51,7 @@ from torch import nn
 
 from netflowgen.artifacts import atomic_directory, loading, read_json, read_manifest, write_manifest
 from netflowgen.detect.labels import LabelSelection, select_labels
-from netflowgen.detect.config import HEAD_INPUTS, MODES, FinetuneConfig
+from netflowgen.detect.config import HEAD_INPUTS, MODES, SURPRISE_WEIGHTS, FinetuneConfig
 from netflowgen.model import FlowGPT, FlowGPTConfig
 from netflowgen.series.spec import SeriesSpec
 from netflowgen.tokenize import Tokenizer
@@ -92,10 +92,15 @@ class DetectorModel(nn.Module):
     node's normal behaviour, relative to the node: labels from a few busy nodes then carry over to
     quiet ones, where absolute bins do not (measured on the demo's unseen-node task)."""
 
-    def __init__(self, backbone: FlowGPT, backbone_lr_scale: float = 0.1, head_inputs: str = "both") -> None:
+    def __init__(self, backbone: FlowGPT, backbone_lr_scale: float = 0.1, head_inputs: str = "both",
+                 surprise_weights: str = "free") -> None:
         super().__init__()
         if head_inputs not in HEAD_INPUTS:
             raise ValueError(f"head inputs are one of {', '.join(HEAD_INPUTS)}, not {head_inputs!r}")
+        if surprise_weights not in SURPRISE_WEIGHTS:
+            raise ValueError(f"surprise weights are one of {', '.join(SURPRISE_WEIGHTS)}, not {surprise_weights!r}")
+        if surprise_weights == "positive" and head_inputs == "hidden":
+            raise ValueError("positive surprise weights need a head that reads the surprise (head inputs surprise or both)")
         self.backbone = backbone
         self.backbone_lr_scale = backbone_lr_scale
         self.head_inputs = head_inputs
@@ -103,6 +108,24 @@ class DetectorModel(nn.Module):
         self.step_head = nn.Linear(width, 1)
         nn.init.normal_(self.step_head.weight, std=0.02)
         nn.init.zeros_(self.step_head.bias)
+        # "positive": the head's weights on the surprise columns are softplus(stored weight), so
+        # that more surprise never lowers the score (see FinetuneConfig.surprise_weights).
+        self._positive_from = (width - 2 * backbone.cfg.n_features) if surprise_weights == "positive" else None
+        if self._positive_from is not None:
+            with torch.no_grad():
+                cols = self.step_head.weight[:, self._positive_from:]
+                cols.copy_(_softplus_inverse(cols.abs().clamp_min(1e-3)))
+
+    @property
+    def surprise_weights(self) -> str:
+        return "free" if self._positive_from is None else "positive"
+
+    def head_weight(self) -> torch.Tensor:
+        """(1, width) the step head's effective weights."""
+        w = self.step_head.weight
+        if self._positive_from is None:
+            return w
+        return torch.cat([w[:, :self._positive_from], F.softplus(w[:, self._positive_from:])], dim=1)
 
     def lr_scale(self, name: str) -> float:
         """The training loop's per-parameter learning-rate factor: with a handful of labels, a
@@ -128,7 +151,7 @@ class DetectorModel(nn.Module):
     def forward(self, traffic: torch.Tensor, time: torch.Tensor, node: torch.Tensor, group: torch.Tensor,
                 first: torch.Tensor, last: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) step logits and (B,) window logits."""
-        step = self.step_head(self.step_features(traffic, time, node, group)).squeeze(-1)
+        step = F.linear(self.step_features(traffic, time, node, group), self.head_weight(), self.step_head.bias).squeeze(-1)
         pos = torch.arange(step.shape[1], device=step.device)[None, :]
         inside = (pos >= first[:, None]) & (pos <= last[:, None])  # (B, T)
         window = step.masked_fill(~inside, float("-inf")).amax(dim=1)
@@ -150,8 +173,16 @@ class DetectorModel(nn.Module):
         s = features.float() @ w  # (N,) surprise in nats
         scale = 2.0 / float(s.std().clamp_min(1e-6)) if len(s) > 1 else 1.0
         cut = float(torch.quantile(s, 1.0 - float(np.clip(positive_rate, 1e-3, 0.5)))) if len(s) else 0.0
-        self.step_head.weight.copy_((scale * w)[None, :])
+        w = scale * w
+        if self._positive_from is not None:
+            w[self._positive_from:] = _softplus_inverse(w[self._positive_from:].clamp_min(1e-3))
+        self.step_head.weight.copy_(w[None, :])
         self.step_head.bias.fill_(-scale * cut)
+
+
+def _softplus_inverse(y: torch.Tensor) -> torch.Tensor:
+    """x with softplus(x) = y (y > 0)."""
+    return y + torch.log(-torch.expm1(-y))
 
 
 def _set_trainable(model: DetectorModel, mode: str, last_k: int) -> None:
@@ -332,7 +363,7 @@ def finetune(run: Path, series: pl.DataFrame | str | os.PathLike[str], cfg: Fine
     elif len(selection.train) != len(steps):
         raise ValueError("the label selection was drawn for another series")
     torch.manual_seed(cfg.seed)
-    model = DetectorModel(backbone, 1.0 if cfg.init == "scratch" else cfg.backbone_lr_scale, cfg.head_inputs)
+    model = DetectorModel(backbone, 1.0 if cfg.init == "scratch" else cfg.backbone_lr_scale, cfg.head_inputs, cfg.surprise_weights)
     _set_trainable(model, cfg.mode, cfg.last_k)
     n_pos = int(steps.labels[selection.train].sum())
     n_neg = int(selection.train.sum()) - n_pos
@@ -367,6 +398,7 @@ def finetune(run: Path, series: pl.DataFrame | str | os.PathLike[str], cfg: Fine
         manifest = {
             "model": "flowgpt", "attack": list(cfg.attack), "mode": cfg.mode, "last_k": cfg.last_k, "init": cfg.init,
             "window": cfg.window, "history": cfg.history, "threshold": threshold, "head_inputs": cfg.head_inputs,
+            "surprise_weights": cfg.surprise_weights,
             "head_init": cfg.head_init,
             "pos_weight": pos_weight, "labels": selection.describe(steps.labels),
             "config": {**asdict(cfg), "budget": str(cfg.budget)}, "source_run": str(Path(run).resolve()),
@@ -432,7 +464,8 @@ def load_detector(path: str | os.PathLike[str], device: str = "cpu") -> Detector
     manifest = read_manifest(folder, DETECTOR_KIND)
     with loading(folder / "model_config.json", "the model config"):
         cfg = FlowGPTConfig.from_dict(read_json(folder / "model_config.json"))
-        model = DetectorModel(FlowGPT(cfg), head_inputs=manifest.get("head_inputs", "hidden"))
+        model = DetectorModel(FlowGPT(cfg), head_inputs=manifest.get("head_inputs", "hidden"),
+                              surprise_weights=manifest.get("surprise_weights", "free"))
     load_weights(model, folder / "model.safetensors")
     model.to(device).eval()
     tokenizer = Tokenizer.load(folder / "tokenizer.json")

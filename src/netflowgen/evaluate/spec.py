@@ -96,7 +96,7 @@ PRETRAIN_FIELDS = ("size", "steps", "batch_size", "context", "lr", "bins", "rule
                    "corpus_fraction", "relative")
 #: FinetuneConfig fields a suite's [variants.NAME] may set beside its base method (an ablation).
 VARIANT_FIELDS = ("mode", "head_inputs", "head_init", "anchor", "last_k", "window", "history", "steps", "batch_size",
-                  "lr", "window_weight", "backbone_lr_scale", "node_dropout")
+                  "lr", "window_weight", "backbone_lr_scale", "node_dropout", "surprise_weights")
 #: Built-in ablations: each method against the one it changes one thing of (as a suite's variants
 #: against their base): the new default against the old, the anchor removed, the node-relative
 #: zero-label score against the plain one.

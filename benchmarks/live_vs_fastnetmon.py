@@ -377,7 +377,8 @@ def build_everything(args: argparse.Namespace, work: Path, log) -> tuple[Stream,
     run = api_pretrain(tokens, work / "run", train, size="tiny", context=64, overwrite=True)
     log(f"pre-trained {args.steps} steps in {time.perf_counter() - t0:.0f} s")
     det = work / "detector"
-    api_finetune(run, injected, FinetuneConfig(budget="3ep"), out=det, fit_until=cut, overwrite=True)  # the run holds cfg
+    api_finetune(run, injected, FinetuneConfig(budget="3ep", surprise_weights=args.surprise_weights), out=det, fit_until=cut,
+                 overwrite=True)  # the run holds cfg
     log("fine-tuned the default recipe (frozen backbone, surprise head) on 3 labelled episodes before the cut")
 
     fit_flows = benign.filter(pl.col("ts_end") < cut)
@@ -657,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grace", type=float, default=1.0,
                     help="netflowgen detect --grace: steps a step stays open for late flows (default 1, the command's)")
     ap.add_argument("--window", type=float, default=60.0, help="seconds after an episode's end an alert still detects it")
+    ap.add_argument("--surprise-weights", default="free", choices=["free", "positive"],
+                    help="the detector head's weights on the surprise (FinetuneConfig.surprise_weights; default free)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--keep", type=Path, help="keep the work folder here")
@@ -692,7 +695,7 @@ def main(argv: list[str] | None = None) -> int:
     # netflowgen, the step it flags.
     report = {
         "parameters": {"background": "westermo bottom router, benign flows", "step_s": args.step, "speed": args.speed,
-                       "margin": args.margin, "grace_steps": args.grace, "pretrain_steps": args.steps, "seed": args.seed, "window_s": args.window,
+                       "margin": args.margin, "grace_steps": args.grace, "pretrain_steps": args.steps, "seed": args.seed, "surprise_weights": args.surprise_weights, "window_s": args.window,
                        "test_minutes": (end - cut) / 60, "hosts_in_test": stream.hosts_in_test, "host_hours": host_hours,
                        "fit_attacks": list(FIT_ATTACKS), "test_attacks": list(TEST_ATTACKS), "intensities": list(INTENSITIES),
                        "victims": stream.victims},

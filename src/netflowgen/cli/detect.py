@@ -86,6 +86,8 @@ def finetune_cmd(
                                                      f"(default {default(FT, 'head_init')}).")] = None,
     anchor: Annotated[Optional[float], typer.Option(help=f"L2-SP weight pulling trained weights back to where they started (default {default(FT, 'anchor'):g}; 0 with --scratch).")] = None,
     last_k: Annotated[Optional[int], typer.Option(help=f"Blocks trained in last-k mode (default {default(FT, 'last_k')}).")] = None,
+    surprise_weights: Annotated[Optional[str], typer.Option(help="The head's weights on the surprise: free, or positive (more surprise never lowers "
+                                                            f"a score) (default {default(FT, 'surprise_weights')}).")] = None,
     scratch: Annotated[bool, typer.Option("--scratch", help="Same architecture from random weights, trained in full on its hidden state (the baseline).")] = False,
     fit_until: Annotated[Optional[datetime], typer.Option(help="Label only steps before this time (UTC); later ones are the test part.")] = None,
     steps: Annotated[Optional[int], typer.Option(help=f"Optimizer steps (default {default(FT, 'steps')}).")] = None,
@@ -104,9 +106,9 @@ def finetune_cmd(
 
     with failing(nothing_written(out_dir)):
         given = {"mode": mode, "head_inputs": head, "head_init": head_init, "anchor": anchor, "last_k": last_k,
-                 "steps": steps, "window": window, "history": history, "lr": lr}
+                 "steps": steps, "window": window, "history": history, "lr": lr, "surprise_weights": surprise_weights}
         if scratch:
-            clash = [k for k in ("mode", "head_inputs", "head_init") if given[k] is not None]
+            clash = [k for k in ("mode", "head_inputs", "head_init", "surprise_weights") if given[k] is not None]
             if clash:
                 raise ValueError(f"--scratch trains the whole model on its hidden state: drop --{clash[0].replace('_inputs', '').replace('_', '-')}")
             given.update(mode="full", head_inputs="hidden", init="scratch", anchor=anchor or 0.0)

@@ -695,7 +695,8 @@ def main(argv: list[str] | None = None) -> int:
     # netflowgen, the step it flags.
     report = {
         "parameters": {"background": "westermo bottom router, benign flows", "step_s": args.step, "speed": args.speed,
-                       "margin": args.margin, "grace_steps": args.grace, "pretrain_steps": args.steps, "seed": args.seed, "surprise_weights": args.surprise_weights, "window_s": args.window,
+                       "margin": args.margin, "grace_steps": args.grace, "pretrain_steps": args.steps, "seed": args.seed,
+                       "surprise_weights": args.surprise_weights, "window_s": args.window,
                        "test_minutes": (end - cut) / 60, "hosts_in_test": stream.hosts_in_test, "host_hours": host_hours,
                        "fit_attacks": list(FIT_ATTACKS), "test_attacks": list(TEST_ATTACKS), "intensities": list(INTENSITIES),
                        "victims": stream.victims},

@@ -379,7 +379,8 @@ def build_everything(args: argparse.Namespace, work: Path, log) -> tuple[Stream,
     det = work / "detector"
     api_finetune(run, injected, FinetuneConfig(budget="3ep", surprise_weights=args.surprise_weights), out=det, fit_until=cut,
                  overwrite=True)  # the run holds cfg
-    log("fine-tuned the default recipe (frozen backbone, surprise head) on 3 labelled episodes before the cut")
+    weights = "" if args.surprise_weights == "free" else f", {args.surprise_weights} surprise weights"
+    log(f"fine-tuned the default recipe (frozen backbone, surprise head{weights}) on 3 labelled episodes before the cut")
 
     fit_flows = benign.filter(pl.col("ts_end") < cut)
     hosts = sorted(series.filter(pl.col("step") < cut)["node"].unique().to_list())

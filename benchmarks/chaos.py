@@ -167,28 +167,30 @@ def tail(log: Path, chars: int = 600) -> str:
     return log.read_text(errors="replace").strip()[-chars:] if log.is_file() else ""
 
 
-def run(argv: list[str], log: Path, timeout: float = 900) -> Finished:
-    """Run ``netflowgen ARGV`` to its end."""
+def _run_for(argv: list[str], log: Path, seconds: float) -> tuple[Finished, bool]:
+    """Run ``netflowgen ARGV`` for at most ``seconds``, then SIGKILL its process group: how it
+    ended, and whether it was killed."""
     began = time.perf_counter()
     proc = start(argv, log)
     try:
-        proc.wait(timeout)
+        proc.wait(seconds)
+        killed = False
     except subprocess.TimeoutExpired:
         kill_group(proc)
-    return Finished(proc.returncode, time.perf_counter() - began, tail(log))
+        killed = True
+    return Finished(proc.returncode, time.perf_counter() - began, tail(log)), killed
+
+
+def run(argv: list[str], log: Path, timeout: float = 900) -> Finished:
+    """Run ``netflowgen ARGV`` to its end (killed after ``timeout``)."""
+    return _run_for(argv, log, timeout)[0]
 
 
 def run_killed(argv: list[str], log: Path, delay: float) -> Finished | None:
     """Start the command and SIGKILL it after ``delay`` seconds; None if it was killed, else how
     it ended on its own before the kill."""
-    began = time.perf_counter()
-    proc = start(argv, log)
-    try:
-        proc.wait(delay)
-    except subprocess.TimeoutExpired:
-        kill_group(proc)
-        return None
-    return Finished(proc.returncode, time.perf_counter() - began, tail(log))
+    finished, killed = _run_for(argv, log, delay)
+    return None if killed else finished
 
 
 # --- comparing artifacts -----------------------------------------------------------------------

@@ -220,12 +220,12 @@ def test_surprise_is_scaled_by_each_features_own_bin_count(tmp_path: Path) -> No
     node, group = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 1])
     first, last = torch.zeros(B, dtype=torch.long), torch.full((B,), T - 1)
 
-    seen: list[torch.Tensor] = []
-    model.step_head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach()))
     with torch.no_grad():
-        model(traffic, time, node, group, first, last)
+        inputs = model.step_features(traffic, time, node, group)  # what forward's step head reads
+        step, _ = model(traffic, time, node, group, first, last)
         nll = backbone.feature_nll(backbone(traffic, time, node, group).logits[:, :-1], traffic[:, 1:])  # (B, T-1, 2)
-    surprise = seen[0][..., :2]  # the head's inputs: per-feature surprise, then its recent maximum
+    torch.testing.assert_close(step, model.step_head(inputs).squeeze(-1))
+    surprise = inputs[..., :2]  # the head's inputs: per-feature surprise, then its recent maximum
     assert torch.all(surprise[:, 0] == 0)  # nothing to be surprised by at a window's first step
     torch.testing.assert_close(surprise[:, 1:, 0], nll[..., 0] / math.log(4))
     torch.testing.assert_close(surprise[:, 1:, 1], nll[..., 1] / math.log(16))

@@ -8,11 +8,11 @@ the grace period (flows start before they are exported). When export falls quiet
 also moves on with the wall clock (at ``clock_rate`` flow seconds per second, counted from the
 arrival of the latest flow end), but only as far as it takes to close the step of the latest flow
 end: the last flows before a quiet spell are scored on time instead of waiting for the next flow,
-and silence never makes steps of its own (missing data is not zero traffic). Every node of every closed step is
-scored by :class:`~netflowgen.detect.online.OnlineDetector`; alerts go as JSON lines to a file or
-stdout and to ``/alerts`` of a loopback HTTP API (with ``/health``, ``/metrics``, ``/top``,
-``/exporters`` and a status page at ``/``). Idle nodes are evicted; flows beyond the grace period
-are counted as late.
+and silence never makes steps of its own (missing data is not zero traffic). Every node of every
+closed step is scored by :class:`~netflowgen.detect.online.OnlineDetector`; alerts go as JSON
+lines to a file or stdout and to ``/alerts`` of a loopback HTTP API (with ``/health``,
+``/metrics``, ``/top``, ``/exporters`` and a status page at ``/``). Idle nodes are evicted; flows
+beyond the grace period are counted as late.
 
 Threads, and the two bounded queues between them (memory stays bounded when scoring falls
 behind; nothing ever blocks the collector)::

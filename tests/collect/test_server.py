@@ -329,3 +329,17 @@ def test_the_manifest_states_what_each_collector_run_observed(tmp_path: Path, co
     minutes = [(t - T0) // 60 for t in series.filter(pl.col("node") == "192.0.2.9")["step"].dt.epoch("s").to_list()]
     # Quiet minutes 1-8 as zero rows; 11-58 absent (the second run's first flow starts at 59:59.99).
     assert minutes == list(range(0, 11)) + [59, 60], minutes
+
+
+def test_a_filtered_collector_still_covers_the_time_it_listened(tmp_path: Path, collectors: list[Collector]) -> None:
+    """--filter selects flows, not the time observed: none of these flows match, none is
+    written, and the dataset still covers the span of their ends (no traffic to port 80 then)."""
+    from netflowgen.dataset.coverage import dataset_coverage
+
+    out = tmp_path / "flows"
+    c = start(collectors, out, filter="dst port 80")
+    send(c.address, flows_ending_at([1_000, 60_000, 120_000]))
+    wait_for(lambda: c.summary()["records"] == 3, "the flows")
+    summary = c.stop()
+    assert summary["rows_written"] == 0
+    assert dataset_coverage(out).intervals == ((T0 * 10**6 + 1_000_000, T0 * 10**6 + 120_000_000),)

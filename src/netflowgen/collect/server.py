@@ -80,7 +80,7 @@ _MAX_DATAGRAM = 65_535
 _SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux
 _WAKE = b"netflowgen-collect-stop"
 _LOCK_NAME = ".collect.lock"
-_COVERAGE_RULE = "collector: the span of flow ends each run wrote"
+_COVERAGE_RULE = "collector: the span of flow ends each run received"
 
 
 def parse_address(text: str, default_host: str = "127.0.0.1") -> tuple[str, int]:
@@ -159,7 +159,6 @@ class _Totals:
     rows_written: int = 0
     rows_rejected: int = 0
     first_start: datetime | None = None
-    first_end: datetime | None = None
     last_end: datetime | None = None
     partitions: set[str] = field(default_factory=set)
 
@@ -210,6 +209,7 @@ class Collector:
         self.arena_waits = 0
         self.totals = _Totals()
         self._coverage_before: Coverage | None = None  # what the runs before this one, into the same dataset, observed
+        self._observed: tuple[datetime, datetime] | None = None  # earliest and latest flow end this run decoded
         self._next_part = 0
         self._started_at = 0.0
         self._started_utc = ""
@@ -429,6 +429,13 @@ class Collector:
     def _take(self) -> None:
         with self._lock:
             checked = self.decoder.take()
+        if checked.flows.height:
+            # What was observed, before --filter: a filter selects flows, not the time listened.
+            ends = checked.flows["ts_end"]
+            lo, hi = ends.min(), ends.max()
+            with self._lock:
+                first, last = self._observed if self._observed is not None else (lo, hi)
+                self._observed = (min(first, lo), max(last, hi))  # type: ignore[type-var]
         if self.flow_filter is not None and checked.flows.height:
             checked = Checked(self.flow_filter.apply(checked.flows), checked.rejects)
         if checked.flows.height:
@@ -579,10 +586,9 @@ class Collector:
                     tmp.unlink(missing_ok=True)
                     raise
                 self._next_part += 1
-                lo, hi, first_end = part["ts_start"].min(), part["ts_end"].max(), part["ts_end"].min()
+                lo, hi = part["ts_start"].min(), part["ts_end"].max()
                 with self._lock:
                     t = self.totals
-                    t.first_end = first_end if t.first_end is None or first_end < t.first_end else t.first_end  # type: ignore[operator]
                     t.files += 1
                     t.rows_written += part.height
                     t.partitions.add(partition(day))
@@ -639,14 +645,16 @@ class Collector:
 
     def coverage(self) -> Coverage:
         """What the dataset observed: for each collector run into it, the span of the flow ends
-        it wrote. The collector listened through that span, so a silence inside it is quiet
-        traffic, not missing data (the records rule of :mod:`netflowgen.dataset.coverage`, made
-        for files, would take a quiet start before a busy spell for stragglers); the time between
-        runs is not covered."""
+        it received (before ``filter``, which selects flows, not the time listened). The
+        collector listened through that span, so a silence inside it is quiet traffic, not
+        missing data (the records rule of :mod:`netflowgen.dataset.coverage`, made for files,
+        would take a quiet start before a busy spell for stragglers); the time between runs is
+        not covered."""
         with self._lock:
-            first, last = self.totals.first_end, self.totals.last_end
+            observed = self._observed
         intervals = list(self._coverage_before.intervals) if self._coverage_before else []
-        if first is not None and last is not None:
+        if observed is not None:
+            first, last = observed
             us = timedelta(microseconds=1)
             start = (first - datetime(1970, 1, 1, tzinfo=UTC)) // us  # type: ignore[operator]
             end = (last - datetime(1970, 1, 1, tzinfo=UTC)) // us  # type: ignore[operator]

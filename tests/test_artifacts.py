@@ -79,3 +79,9 @@ def test_a_parquet_footer_that_did_not_fit_is_a_full_disk(monkeypatch: pytest.Mo
     assert (failure.errno == errno.ENOSPC) is full
     expected = "cannot write (No space left on device)" if full else "cannot write (RuntimeError: parquet: File out"
     assert expected in str(failure) and "/d/view (the node view)" in str(failure)
+
+
+def test_pyarrows_full_disk_with_no_errno_is_a_full_disk() -> None:
+    """PyArrow reports a failed write as an OSError with no errno and the code in its text."""
+    failure = write_failure("/d/part.parquet", OSError("Error writing bytes to file. Detail: [errno 28] No space left on device"))
+    assert failure.errno == errno.ENOSPC and str(failure) == "[Errno 28] /d/part.parquet: cannot write (No space left on device)"

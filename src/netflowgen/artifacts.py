@@ -197,17 +197,18 @@ def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
 def write_failure(path: Path | str, error: BaseException) -> OSError:
     """The OSError to report for a write of ``path`` that failed with ``error``, naming the file
     and the cause: Polars reports a full disk as a ComputeError ending in "(os error 28)" or, when
-    a Parquet footer did not fit, as a thrift transport error with no errno; numpy's ``np.save``
-    as a short write ("N requested and M written"), with no errno either.
+    a Parquet footer did not fit, as a thrift transport error with no errno; PyArrow as an
+    OSError with no errno whose text says "[errno 28]"; numpy's ``np.save`` as a short write ("N
+    requested and M written"), with no errno either.
 
     >>> str(write_failure("/d/x.parquet", RuntimeError("underlying IO error: No space left on device (os error 28)")))
     '[Errno 28] /d/x.parquet: cannot write (No space left on device)'
     """
     text = " ".join(str(error).split())
     code = getattr(error, "errno", None)
-    found = re.search(r"\(os error (\d+)\)", text)
+    found = re.search(r"\(os error (\d+)\)|\[errno (\d+)\]", text)
     if code is None and found:
-        code = int(found[1])
+        code = int(found[1] or found[2])
     short = re.search(r"(\d+) requested and (\d+) written", text)
     if code is None and short and _free_below(path, int(short[1]) - int(short[2])):
         # What was left to write did not fit: the disk (or the quota) is full.

@@ -62,7 +62,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 
-from netflowgen.artifacts import MANIFEST_NAME, read_manifest
+from netflowgen.artifacts import MANIFEST_NAME, read_manifest, write_failure
 from netflowgen.collect.httpserve import BoundedHTTPServer, health_route, metrics_route, serve_routes
 from netflowgen.collect.netflow import Decoder, ExporterStats
 from netflowgen.dataset.coverage import MIN_WIDTH, Coverage, coverage_of_flows
@@ -524,7 +524,9 @@ class Collector:
             self._write_rejects()
             self._write_flows()
         except OSError as e:
-            name = errno.errorcode.get(e.errno or 0, type(e).__name__)
+            # PyArrow's full disk is an OSError with no errno, "[errno 28]" in its text.
+            code = e.errno if e.errno is not None else write_failure(self.config.out, e).errno
+            name = errno.errorcode.get(code or 0, type(e).__name__)
             with self._lock:
                 self.write_errors[name] += 1
             self._write_failures += 1

@@ -37,14 +37,21 @@ from netflowgen.series.write import read_series
 FT = FinetuneConfig
 
 
+def _is_series(path: Path) -> bool:
+    """Whether ``path`` is a node series artifact (else it is read as flows)."""
+    from netflowgen.artifacts import read_manifest
+    from netflowgen.series.write import SERIES_KIND
+
+    return path.is_dir() and (path / "netflowgen.json").is_file() and read_manifest(path).get("kind") == SERIES_KIND
+
+
 def series_of(path: Path, spec: SeriesSpec, fmt: str | None = None, timezone: str = "UTC", flow_filter: str | None = None) -> pl.DataFrame:
     """A series artifact (checked against ``spec``, the model's contract), or flows turned into
     series by ``spec``."""
-    from netflowgen.artifacts import read_manifest
     from netflowgen.series.build import build_series
-    from netflowgen.series.write import SERIES_KIND, series_spec
+    from netflowgen.series.write import series_spec
 
-    if path.is_dir() and (path / "netflowgen.json").is_file() and read_manifest(path).get("kind") == SERIES_KIND:
+    if _is_series(path):
         if flow_filter is not None:
             raise ValueError(f"{path} is a node series: --filter selects flows, give flows instead")
         series, manifest = read_series(path)
@@ -59,12 +66,10 @@ def live_series_of(path: Path, spec: SeriesSpec, idle_steps: int, fmt: str | Non
     """Flows turned into series by the rules live detection builds them with (see
     :meth:`~netflowgen.collect.online.OnlineConfig.offline`): every step between a node's flows
     counts (no coverage), silences up to ``idle_steps`` are bridged."""
-    from netflowgen.artifacts import read_manifest
     from netflowgen.collect.online import OnlineConfig
     from netflowgen.series.build import build_series
-    from netflowgen.series.write import SERIES_KIND
 
-    if path.is_dir() and (path / "netflowgen.json").is_file() and read_manifest(path).get("kind") == SERIES_KIND:
+    if _is_series(path):
         raise ValueError(f"{path} is a node series: --live builds the series from flows by the live rules, give the flows")
     flows = scan_flows(path, read_options(fmt, None, timezone, flow_filter))
     return build_series(flows, OnlineConfig(series=spec, idle_steps=idle_steps).offline(), coverage=None)

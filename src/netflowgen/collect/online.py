@@ -192,6 +192,12 @@ class OnlineSeries:
         if flows.height:
             self._open.append(node_view(flows.lazy(), self.config.series).collect())
 
+    def closing(self, end: datetime) -> datetime:
+        """The watermark at which the step holding the time ``end`` is complete (its end plus the
+        grace), so that :meth:`advance` to it gives out that step and no later one."""
+        step_start = _EPOCH + (end - _EPOCH) // self._step * self._step
+        return step_start + self._step + self.config.grace
+
     def advance(self, watermark: datetime) -> pl.DataFrame:
         """Rows of every step that is complete at ``watermark`` and was not given out yet, by step
         and node; evicts the nodes idle for ``idle_steps`` steps."""

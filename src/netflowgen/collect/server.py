@@ -657,10 +657,7 @@ class Collector:
         intervals = list(self._coverage_before.intervals) if self._coverage_before else []
         if observed is not None:
             first, last = observed
-            us = timedelta(microseconds=1)
-            start = (first - datetime(1970, 1, 1, tzinfo=UTC)) // us  # type: ignore[operator]
-            end = (last - datetime(1970, 1, 1, tzinfo=UTC)) // us  # type: ignore[operator]
-            intervals.append((start, max(end, start + MIN_WIDTH // us)))
+            intervals += Coverage.between(first, max(last, first + MIN_WIDTH), _COVERAGE_RULE).intervals
         return Coverage.of(intervals, _COVERAGE_RULE)
 
     def summary(self) -> dict[str, Any]:

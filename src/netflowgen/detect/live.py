@@ -48,7 +48,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any, Generic, Literal, TypeVar
@@ -64,7 +64,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 #: Seconds the aggregate thread waits for flows before it moves the watermark on by the wall clock.
 _CLOCK_TICK_S = 0.1
 
@@ -315,7 +314,7 @@ class LiveDetector:
             now = time.perf_counter()
             with self._lock:
                 end, seen = self._latest_end
-                moved = min(end + timedelta(seconds=(now - seen) * self.config.clock_rate), self._closing(end))
+                moved = min(end + timedelta(seconds=(now - seen) * self.config.clock_rate), self.online.closing(end))
                 if self.watermark is not None and moved <= self.watermark:
                     return
                 self.watermark = moved
@@ -326,11 +325,6 @@ class LiveDetector:
             with self._lock:
                 self.score_errors += 1
             log.exception("moving the watermark on by the wall clock failed")
-
-    def _closing(self, end: datetime) -> datetime:
-        """The watermark at which the step holding the flow end ``end`` closes."""
-        step_start = _EPOCH + (end - _EPOCH) // self.step * self.step
-        return step_start + self.step + self.online.config.grace
 
     def _close(self, rows: pl.DataFrame, received: float) -> None:
         """Put each step of ``rows`` on the scoring queue; count what the bound drops."""
@@ -377,7 +371,7 @@ class LiveDetector:
         with self._lock:
             # As far as the step of the latest flow end, however far the wall clock took the
             # watermark: the quiet after the export is not traffic.
-            rows = self.online.advance(self._closing(self._latest_end[0])) if self._latest_end is not None else None
+            rows = self.online.advance(self.online.closing(self._latest_end[0])) if self._latest_end is not None else None
         score.join()
         if rows is not None and rows.height:
             now = time.perf_counter()

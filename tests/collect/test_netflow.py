@@ -363,3 +363,121 @@ def test_ipfix_sequence_including_own_records_is_no_loss() -> None:
     _, _, st = decode(_ipfix_records(3, 3), _ipfix_records(5, 2), _ipfix_records(9, 4), _ipfix_records(20, 1))
     assert (st.sequence_gaps, st.lost_records) == (1, 10)
     assert st.sequence_resets == 0
+
+
+# --- biflows (RFC 5103) and packet sampling ------------------------------------------------------
+
+# IPv4 biflow: forward counters, the same elements under the reverse PEN, and biflowDirection.
+BIFLOW: list[P.Field] = [(8, 4), (12, 4), (7, 2), (11, 2), (4, 1), (2, 8), (1, 8), (2, 8), (1, 8), (152, 8), (153, 8), (239, 1)]
+BIFLOW_PEN = {7: 29305, 8: 29305}  # fields 7 and 8: reversePacketDeltaCount, reverseOctetDeltaCount
+
+
+def biflow_record(src: str, dst: str, sport: int, dport: int, counts: tuple[int, int, int, int], direction: int) -> bytes:
+    fwd_p, fwd_b, rev_p, rev_b = counts
+    return P.record(BIFLOW[:7], {8: src, 12: dst, 7: sport, 11: dport, 4: 6, 2: fwd_p, 1: fwd_b}) + P.record(
+        BIFLOW[7:], {2: rev_p, 1: rev_b, 152: T0 * 1000, 153: T0 * 1000 + 500, 239: direction})
+
+
+def test_ipfix_biflow_reverse_counters_and_direction() -> None:
+    packet = P.ipfix([
+        P.template_set(10, [(400, BIFLOW)], enterprise=BIFLOW_PEN),
+        P.data_set(400, [
+            biflow_record("10.0.0.1", "10.0.0.2", 40000, 443, (10, 1000, 8, 6000), 1),  # initiator
+            biflow_record("10.0.0.2", "10.0.0.1", 443, 40001, (3, 300, 4, 240), 2),  # reverseInitiator: swapped
+            biflow_record("10.0.0.3", "10.0.0.4", 5000, 53, (1, 60, 0, 0), 0),  # arbitrary: as sent
+        ]),
+    ])
+    _, checked, st = decode(packet)
+    assert checked.flows.sort("source_row").select(
+        "src_ip", "dst_ip", "src_port", "dst_port", "fwd_packets", "fwd_bytes", "rev_packets", "rev_bytes").rows() == [
+        ("10.0.0.1", "10.0.0.2", 40000, 443, 10, 1000, 8, 6000),
+        ("10.0.0.1", "10.0.0.2", 40001, 443, 4, 240, 3, 300),
+        ("10.0.0.3", "10.0.0.4", 5000, 53, 1, 60, 0, 0),
+    ]
+    assert st.unknown_fields == 0
+    assert_accounted(st)
+
+
+def test_v5_header_sampling_interval_scales_packets_and_bytes() -> None:
+    header_sampling = (1 << 14) | 100  # mode 1 (deterministic), 1 in 100
+    rec = P.v5_record("10.0.0.1", "10.0.0.2", 1234, 80, 6, 3, 180, 900, 1000)
+    packet = P.v5([rec], uptime_ms=1000)
+    packet = packet[:22] + header_sampling.to_bytes(2, "big") + packet[24:]
+    _, checked, st = decode(packet)
+    assert checked.flows.select("fwd_packets", "fwd_bytes").rows() == [(300, 18000)]
+    assert st.sampled == {"100": 1}
+    # Without an interval nothing is scaled.
+    _, plain, st = decode(P.v5([rec], uptime_ms=1000))
+    assert plain.flows.select("fwd_packets", "fwd_bytes").rows() == [(3, 180)] and not st.sampled
+
+
+def _v9_flows(sampler: int | None, packets: int, octets: int) -> bytes:
+    fields = [*P.V4_UPTIME, (48, 1)] if sampler is not None else P.V4_UPTIME
+    values = P.v4_values("10.0.0.1", "10.0.0.2", 1000, 53, 17, packets, octets, 500, 900)
+    return P.data_set(256 if sampler is None else 257, [P.record(fields, {**values, 48: sampler or 0})])
+
+
+def test_v9_options_sampling_applies_to_later_records_of_its_domain() -> None:
+    scope, opts = [(1, 4)], [(34, 4), (35, 1)]  # system scope; samplingInterval, samplingAlgorithm
+    templates = P.template_set(9, [(256, P.V4_UPTIME)])
+    before = P.v9([templates, _v9_flows(None, 2, 100)], uptime_ms=1000, seq=0)
+    options = P.v9([P.options_template_set(9, 300, scope, opts), P.data_set(300, [P.record([*scope, *opts], {34: 64, 35: 2})])],
+                   uptime_ms=1000, seq=1)
+    after = P.v9([_v9_flows(None, 2, 100)], uptime_ms=1000, seq=2)
+    other_domain = P.v9([templates, _v9_flows(None, 2, 100)], uptime_ms=1000, source_id=7)
+    _, checked, st = decode(before, options, after, other_domain)
+    assert checked.flows.sort("source_row").select("fwd_packets", "fwd_bytes").rows() == [(2, 100), (128, 6400), (2, 100)]
+    assert st.sampled == {"64": 1}
+    assert_accounted(st)
+
+
+def test_v9_flow_sampler_ids_pick_their_own_interval() -> None:
+    # Cisco's flow sampler options: FLOW_SAMPLER_ID (48), mode (49), random interval (50).
+    scope, opts = [(1, 4)], [(48, 1), (49, 1), (50, 4)]
+    options = P.v9([
+        P.options_template_set(9, 300, scope, opts),
+        P.data_set(300, [P.record([*scope, *opts], {48: 1, 49: 2, 50: 10}), P.record([*scope, *opts], {48: 2, 49: 2, 50: 1000})]),
+        P.template_set(9, [(257, [*P.V4_UPTIME, (48, 1)])]),
+    ], uptime_ms=1000, seq=0)
+    flows = P.v9([_v9_flows(1, 3, 150), _v9_flows(2, 3, 150), _v9_flows(9, 3, 150)], uptime_ms=1000, seq=1)
+    decoder, checked, st = decode(options, flows)
+    # Sampler 9 was never described: its record stays as counted.
+    assert checked.flows.sort("source_row").select("fwd_packets", "fwd_bytes").rows() == [(30, 1500), (3000, 150000), (3, 150)]
+    assert st.sampled == {"10": 1, "1000": 1}
+
+
+def test_ipfix_packet_interval_and_space() -> None:
+    scope, opts = [(302, 4)], [(305, 4), (306, 4)]  # selectorId; 1 packet taken, 99 skipped
+    fields = [*P.V4_MS]
+    packet = P.ipfix([
+        P.options_template_set(10, 300, scope, opts),
+        P.data_set(300, [P.record([*scope, *opts], {302: 5, 305: 1, 306: 99})]),
+        P.template_set(10, [(256, fields), (257, [*fields, (302, 4)])]),
+        P.data_set(256, [P.record(fields, P.v4_values("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 80, T0 * 1000, T0 * 1000))]),
+        P.data_set(257, [P.record([*fields, (302, 4)], {**P.v4_values("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 80, T0 * 1000, T0 * 1000), 302: 5})]),
+    ])
+    _, checked, st = decode(packet)
+    assert checked.flows.sort("source_row").select("fwd_packets", "fwd_bytes").rows() == [(2, 80), (200, 8000)]
+    assert st.sampled == {"100": 1}
+
+
+def test_sampling_that_overflows_a_counter_is_rejected_not_wrapped() -> None:
+    opts = [(34, 4)]
+    packet = P.ipfix([
+        P.options_template_set(10, 300, [(1, 4)], opts),
+        P.data_set(300, [P.record([(1, 4), *opts], {34: 1_000_000})]),
+        P.template_set(10, [(256, P.V4_MS)]),
+        P.data_set(256, [P.record(P.V4_MS, P.v4_values("10.0.0.1", "10.0.0.2", 1, 2, 6, 1 << 50, 80, T0 * 1000, T0 * 1000))]),
+    ])
+    _, checked, st = decode(packet)
+    assert checked.flows.height == 0 and checked.rejects.height == 1
+    assert_accounted(st)
+
+
+def test_advisory_element_of_an_odd_length_is_skipped_not_fatal() -> None:
+    fields = [*P.V4_MS, (239, 2)]  # biflowDirection is one byte; a two-byte one is ignored
+    packet = P.ipfix([P.template_set(10, [(256, fields)]),
+                      P.data_set(256, [P.record(fields, {**P.v4_values("10.0.0.1", "10.0.0.2", 1, 2, 6, 2, 80, T0 * 1000, T0 * 1000), 239: 2})])])
+    _, checked, st = decode(packet)
+    assert checked.flows.select("src_ip", "fwd_packets").rows() == [("10.0.0.1", 2)]
+    assert st.unknown_fields == 2  # type of service (5, not mapped) and the odd biflowDirection

@@ -233,6 +233,22 @@ def test_prometheus_endpoint_returns_the_counters(tmp_path: Path, collectors: li
     assert missing.value.code == 404
 
 
+def test_sampled_export_is_scaled_in_the_dataset_and_shown(tmp_path: Path, collectors: list[Collector]) -> None:
+    c = start(collectors, tmp_path / "flows", metrics=("127.0.0.1", 0))
+    record = P.v5_record("10.0.0.1", "10.0.0.2", 1, 2, 17, 2, 120, 0, 0)
+    sampled = bytearray(P.v5([record], uptime_ms=1, seq=0))
+    sampled[22:24] = ((1 << 14) | 50).to_bytes(2, "big")  # the v5 header's sampling: 1 in 50
+    send(c.address, [bytes(sampled), P.v5([record], uptime_ms=1, seq=1, engine=(1, 0))])
+    wait_for(lambda: c.summary()["flows"] == 2, "two flows")
+    host, port = c.metrics_address  # type: ignore[misc]
+    m = _scrape(f"http://{host}:{port}/metrics")
+    assert m['netflowgen_collect_sampled_records_total{exporter="127.0.0.1",sampling="50"}'] == 1
+    summary = c.stop()
+    assert summary["exporters"]["127.0.0.1"]["sampled"] == {"50": 1}
+    flows = scan_flows(tmp_path / "flows").sort("fwd_packets").collect()
+    assert flows.select("fwd_packets", "fwd_bytes").rows() == [(2, 120), (100, 6000)]
+
+
 def test_parse_address_errors() -> None:
     assert parse_address("[::1]:0") == ("::1", 0)
     with pytest.raises(ValueError, match="HOST:PORT"):

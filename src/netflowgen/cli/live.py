@@ -91,14 +91,15 @@ def collect_cmd(
     if as_json:
         print_json(summary)
         return
-    t = Table("exporter", "packets", "flows", "rejected", "errors", "lost", "sequence gaps", title=(
+    t = Table("exporter", "packets", "flows", "rejected", "errors", "lost", "sequence gaps", "sampled (1 in N: records)", title=(
         f"collected into {out_dir}: {summary['rows_written']:,} flows in {summary['files']} files, "
         f"{summary['seconds']:.1f} s, kernel drops {summary['kernel_drops']}"), title_justify="left")
     for exporter, s in summary["exporters"].items():
         errors = {**s["packet_errors"], **{f"set: {k}": v for k, v in s["set_errors"].items()}}
         lost = ", ".join(f"{n:,} {unit}" for n, unit in ((s["lost_records"], "records"), (s["lost_packets"], "packets")) if n) or "0"
         t.add_row(exporter, f"{s['packets']:,}", f"{s['flows']:,}", f"{sum(s['rejected'].values()):,}",
-                  ", ".join(f"{k} {v:,}" for k, v in errors.items()) or "0", lost, f"{s['sequence_gaps']:,}")
+                  ", ".join(f"{k} {v:,}" for k, v in errors.items()) or "0", lost, f"{s['sequence_gaps']:,}",
+                  ", ".join(f"1 in {k}: {v:,}" for k, v in s["sampled"].items()) or "none")
     out.print(t)
 
 

@@ -27,9 +27,15 @@ observation domain id, v5 engine type/id):
   still hold over all entries and the busiest exporters keep their own counters). A forgotten
   domain's data sets count as "data before template" until its templates are sent again, and a
   forgotten address's record numbers (``source_row``) start again at 1.
-* options data records are decoded and skipped (counted); the one option used is IPFIX
+* options data records are decoded and skipped (counted); the options used are IPFIX
   ``systemInitTimeMilliseconds`` (160), the clock that IPFIX ``flowStart/EndSysUpTime`` (22/21)
-  count from.
+  count from, and packet sampling: ``samplingInterval`` (34), ``samplerRandomInterval`` (50) or
+  ``samplingPacketInterval``/``Space`` (305/306), for the sampler the record names (v9
+  ``FLOW_SAMPLER_ID`` 48, IPFIX ``selectorId`` 302; at most ``max_samplers_per_domain`` per
+  domain) or else for the whole domain. The v5 header's sampling interval counts too. A flow
+  record's packets and bytes are multiplied by the sampling in force when it came (its sampler's,
+  else its domain's), as nfcapd does, and :attr:`ExporterStats.sampled` counts the records scaled
+  by each rate.
 * sequence numbers per (exporter, version, domain). Units: v5 counts flows, v9 counts export
   packets (RFC 3954), IPFIX counts data records (RFC 7011). Exporters differ in how they count
   (softflowd 1.1.0 puts the count *including* the packet's own records in IPFIX headers, where
@@ -44,7 +50,9 @@ TCP flags 6, ports 7/11, IPv4 8/12, IPv6 27/28, times 150/151 (seconds), 152/153
 milliseconds: v9 from the header's uptime and export time, IPFIX from
 ``systemInitTimeMilliseconds``), 160. A record without any time field gets the packet's export
 time as start (and no end: validation flags it ``NO_END``). NetFlow is unidirectional: reverse
-counters are 0; labels are null.
+counters are 0, except in IPFIX biflows (RFC 5103), whose reverse counters are the same
+elements under enterprise 29305; a biflow whose ``biflowDirection`` (239) says the source is the
+responder has its ends swapped, so that ``src`` is the initiator. Labels are null.
 
 Nothing a datagram holds can crash the decoder: every datagram, set and record is either decoded
 or counted under a reason (:class:`ExporterStats`):
@@ -83,6 +91,8 @@ from netflowgen.collect.wire import (
     U16x3,
     build_template,
     decode_records,
+    sampler_of,
+    sampling_of,
 )
 from netflowgen.read.validate import REJECT_SCHEMA, Checked, check, reason_kind
 from netflowgen.schema import empty_flows
@@ -131,6 +141,8 @@ class ExporterStats:
     """v5 flows and IPFIX data records the sequence numbers say were never received."""
     lost_packets: int = 0
     """v9 export packets the sequence numbers say were never received."""
+    sampled: Counter[str] = field(default_factory=Counter)
+    """flow data records whose packets and bytes were scaled up, by sampling (1 in N)."""
 
     def errors(self) -> int:
         return sum(self.packet_errors.values()) + sum(self.set_errors.values())
@@ -156,7 +168,7 @@ class ExporterStats:
             "templates": self.templates, "template_redefinitions": self.template_redefinitions,
             "template_withdrawals": self.template_withdrawals, "unknown_fields": self.unknown_fields,
             "sequence_gaps": self.sequence_gaps, "sequence_resets": self.sequence_resets,
-            "lost_records": self.lost_records, "lost_packets": self.lost_packets,
+            "lost_records": self.lost_records, "lost_packets": self.lost_packets, "sampled": dict(self.sampled),
         }
 
 
@@ -189,6 +201,10 @@ class _Domain:
     stream: _Stream | None = None
     init_ms: int = -1
     """IPFIX systemInitTimeMilliseconds from its options records; -1 unknown."""
+    sampling: float = 1.0
+    """Packets on the wire per packet counted, from its options records (or v5 headers); 1: none."""
+    samplers: OrderedDict[int, float] = field(default_factory=OrderedDict)
+    """sampler (selector) id -> its sampling, for flow records that name theirs."""
 
 
 # Conventions per version: name -> expected sequence number from (previous stream state, this
@@ -218,8 +234,9 @@ class Decoder:
 
     def __init__(self, max_templates: int = 16_384, *, max_templates_per_domain: int = 1_024,
                  max_domains: int = 4_096, max_fields: int = 1 << 18, max_template_fields: int = 1_024,
-                 max_exporters: int = 256) -> None:
-        if min(max_templates, max_templates_per_domain, max_domains, max_fields, max_template_fields, max_exporters) < 1:
+                 max_exporters: int = 256, max_samplers_per_domain: int = 256) -> None:
+        if min(max_templates, max_templates_per_domain, max_domains, max_fields, max_template_fields, max_exporters,
+               max_samplers_per_domain) < 1:
             raise ValueError("the decoder's limits must be positive")
         # A template costs about 4 KB plus 100 bytes a field (measured): the defaults hold at most
         # about 64 MB + 26 MB of templates.
@@ -235,12 +252,14 @@ class Decoder:
         # (the limit used to be raised to max_template_fields, silently).
         self.max_template_fields = min(max_template_fields, max_fields)
         """Fields one template may have; a longer one is refused ("template too large")."""
+        self.max_samplers_per_domain = max_samplers_per_domain
+        """Samplers (their id and sampling) one domain remembers; the least recently stated goes."""
         self.max_exporters = max_exporters
         """Addresses with their own counters in :attr:`stats`; the rest are folded into ``"other"``."""
         self.stats: dict[str, ExporterStats] = {}
         self.evictions: Counter[str] = Counter()
         """What was forgotten to stay within the limits: ``template``, ``domain`` (with its
-        templates), ``exporter`` (counters folded into ``"other"``)."""
+        templates), ``exporter`` (counters folded into ``"other"``), ``sampler``."""
         self.template_count = 0
         self._held: Counter[str] = Counter()  # templates held per address (its stats' gauge follows)
         self.field_count = 0
@@ -365,7 +384,7 @@ class Decoder:
     def _v5(self, mv: memoryview, exporter: str, st: ExporterStats) -> None:
         if len(mv) < V5_HEADER.size:
             raise _Bad("truncated header")
-        _, count, uptime, secs, nsecs, seq, engine_type, engine_id, _ = V5_HEADER.unpack_from(mv, 0)
+        _, count, uptime, secs, nsecs, seq, engine_type, engine_id, sampling = V5_HEADER.unpack_from(mv, 0)
         if count == 0 or count > V5_MAX_COUNT:
             raise _Bad("bad count")
         end = V5_HEADER.size + count * V5_RECORD
@@ -375,7 +394,9 @@ class Decoder:
             raise _Bad("wrong length")
         export_us = secs * 1_000_000 + nsecs // 1000
         dom = self._domain(exporter, 5, (engine_type << 8) | engine_id)
-        self._add_set(exporter, V5_TEMPLATE, mv[V5_HEADER.size:end], count, export_us, uptime, -1, st)
+        # The header's last 14 bits are the sampling interval (the first two its mode), as nfcapd reads them.
+        dom.sampling = float(max(sampling & 0x3FFF, 1))
+        self._add_set(exporter, V5_TEMPLATE, mv[V5_HEADER.size:end], count, export_us, uptime, -1, dom, st)
         self._sequence(dom, 5, seq, count, count, st)
 
     def _v9(self, mv: memoryview, exporter: str, st: ExporterStats) -> None:
@@ -529,10 +550,28 @@ class Decoder:
                 values = np.frombuffer(bytes(data), tpl.dtype)[tpl.columns[160]]
                 # Clipped like absolute times: a clock past 2100 makes the records' times absurd.
                 dom.init_ms = min(int(values[-1]), MAX_MS)
+            if tpl.sampling:
+                self._sampling_options(np.frombuffer(bytes(data), tpl.dtype), tpl, dom)
             return n
         init = dom.init_ms if version == 10 else -1
-        self._add_set(exporter, tpl, data, n, export_us, uptime, init, st)
+        self._add_set(exporter, tpl, data, n, export_us, uptime, init, dom, st)
         return n
+
+    def _sampling_options(self, records: np.ndarray, tpl: Template, dom: _Domain) -> None:
+        """Options records that state a sampling: for the sampler they name, else the domain's."""
+        rates = sampling_of(records, tpl)
+        ids = sampler_of(records, tpl)
+        if rates is None:
+            return
+        if ids is None:
+            dom.sampling = float(rates[-1])
+            return
+        for sampler, rate in zip(ids.tolist(), rates.tolist()):
+            dom.samplers[sampler] = rate
+            dom.samplers.move_to_end(sampler)
+            if len(dom.samplers) > self.max_samplers_per_domain:
+                dom.samplers.popitem(last=False)
+                self.evictions["sampler"] += 1
 
     @staticmethod
     def _pack_variable(body: memoryview, tpl: Template) -> tuple[bytes, int]:
@@ -572,10 +611,12 @@ class Decoder:
         return bytes(out), n
 
     def _add_set(self, exporter: str, tpl: Template, data: memoryview | bytes, n: int, export_us: int,
-                 uptime: int, init_ms: int, st: ExporterStats) -> None:
+                 uptime: int, init_ms: int, dom: _Domain, st: ExporterStats) -> None:
         first = st.records + 1  # record numbers per address
         by_template = self._pending.setdefault(exporter, {})
-        by_template.setdefault(tpl, []).append(PendingSet(bytes(data), n, export_us, uptime, init_ms, first))
+        # The sampling in force when the set came (a later options record changes later sets only).
+        samplers = dict(dom.samplers) if dom.samplers and tpl.sampler else None
+        by_template.setdefault(tpl, []).append(PendingSet(bytes(data), n, export_us, uptime, init_ms, first, dom.sampling, samplers))
         st.records += n
         self.pending_records += n
 
@@ -612,7 +653,11 @@ class Decoder:
         rejects: list[pl.DataFrame] = []
         for exporter, by_template in pending.items():
             st = self._stats(exporter)
-            candidates = pl.concat([decode_records(tpl, sets) for tpl, sets in by_template.items()], how="vertical")
+            decoded = [decode_records(tpl, sets) for tpl, sets in by_template.items()]
+            candidates = pl.concat([frame for frame, _ in decoded], how="vertical")
+            for _, sampled in decoded:
+                for rate, count in sampled.items():
+                    st.sampled[f"{rate:g}"] += count
             checked = check(candidates.sort("source_row"), f"udp://{exporter}")
             flows.append(checked.flows)
             rejects.append(checked.rejects)

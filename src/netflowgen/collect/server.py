@@ -699,7 +699,7 @@ class Collector:
         with self._lock:
             stats = [ExporterStats(**vars(s)) for s in self.decoder.stats.values()]  # a snapshot
             for fresh, s in zip(stats, self.decoder.stats.values()):
-                for name in ("versions", "packet_errors", "set_errors", "rejected"):
+                for name in ("versions", "packet_errors", "set_errors", "rejected", "sampled"):
                     setattr(fresh, name, Counter(getattr(s, name)))
             t = self.totals
             files, rows, rejected, buffered = t.files, t.rows_written, t.rows_rejected, self.buffered_flows
@@ -730,6 +730,9 @@ class Collector:
                + [({"exporter": s.exporter, "level": "set", "reason": r}, n) for s in stats for r, n in s.set_errors.items()])
         metric("rejected_total", "counter", "Decoded records validation set aside, by reason.",
                [({"exporter": s.exporter, "reason": r}, n) for s in stats for r, n in s.rejected.items()])
+        metric("sampled_records_total", "counter", "Flow records whose packets and bytes were scaled up by the exporter's "
+               "packet sampling (1 in N).",
+               [({"exporter": s.exporter, "sampling": r}, n) for s in stats for r, n in s.sampled.items()])
         metric("options_records_total", "counter", "Options data records (decoded and skipped).", per_exporter("options_records"))
         metric("templates", "gauge", "Templates currently defined.", per_exporter("templates"))
         metric("template_redefinitions_total", "counter", "Templates replaced by a different definition.", per_exporter("template_redefinitions"))
@@ -753,8 +756,8 @@ class Collector:
         metric("exporters_tracked", "gauge", "Source addresses with their own counters (the rest are exporter=\"other\").",
                [({}, sum(1 for s in stats if s.exporter != "other"))])
         metric("evictions_total", "counter", "State forgotten to stay within the limits: template, domain (with its templates), "
-               "exporter (counters folded into exporter=\"other\").",
-               [({"kind": k}, evictions.get(k, 0)) for k in ("template", "domain", "exporter")])
+               "exporter (counters folded into exporter=\"other\"), sampler (a domain's oldest sampler id).",
+               [({"kind": k}, evictions.get(k, 0)) for k in ("template", "domain", "exporter", "sampler")])
         metric("write_errors_total", "counter", "Failed writes of files, rejects or the manifest, by errno (the data stays buffered).",
                [({"errno": k}, n) for k, n in sorted(write_errors.items())])
         metric("dropped_unwritten_total", "counter", "Flows and rejects dropped: they could not be written and memory was full.",

@@ -17,10 +17,15 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
-__all__ = ["ELEMENTS", "V5_TEMPLATE", "PendingSet", "Template", "build_template", "decode_records"]
+__all__ = ["ELEMENTS", "REVERSE_PEN", "V5_TEMPLATE", "PendingSet", "Template", "build_template", "decode_records"]
 
-#: IANA information elements the canonical table uses: id -> (name, allowed lengths).
-ELEMENTS: dict[int, tuple[str, tuple[int, ...]]] = {
+#: The private enterprise number of RFC 5103's reverse elements: (29305, id) is the reverse of id.
+REVERSE_PEN = 29305
+_COUNTER = (1, 2, 3, 4, 5, 6, 7, 8)
+
+#: IANA information elements the canonical table uses: id (or (enterprise, id)) -> (name, allowed
+#: lengths).
+ELEMENTS: dict[int | tuple[int, int], tuple[str, tuple[int, ...]]] = {
     1: ("octetDeltaCount", (1, 2, 3, 4, 5, 6, 7, 8)),
     2: ("packetDeltaCount", (1, 2, 3, 4, 5, 6, 7, 8)),
     4: ("protocolIdentifier", (1,)),
@@ -46,10 +51,39 @@ ELEMENTS: dict[int, tuple[str, tuple[int, ...]]] = {
     156: ("flowStartNanoseconds", (8,)),
     157: ("flowEndNanoseconds", (8,)),
     160: ("systemInitTimeMilliseconds", (8,)),
+    # Biflows (RFC 5103): the reverse direction's counters, and which end started the flow.
+    (REVERSE_PEN, 1): ("reverseOctetDeltaCount", _COUNTER),
+    (REVERSE_PEN, 2): ("reversePacketDeltaCount", _COUNTER),
+    (REVERSE_PEN, 23): ("reversePostOctetDeltaCount", _COUNTER),
+    (REVERSE_PEN, 24): ("reversePostPacketDeltaCount", _COUNTER),
+    (REVERSE_PEN, 85): ("reverseOctetTotalCount", _COUNTER),
+    (REVERSE_PEN, 86): ("reversePacketTotalCount", _COUNTER),
+    239: ("biflowDirection", (1,)),
+    # Packet sampling, in options records (or, rarely, in the flow records themselves): v9
+    # samplingInterval and FLOW_SAMPLER_RANDOM_INTERVAL, IPFIX samplingPacketInterval/Space (n
+    # packets taken, then m skipped); the sampler a flow record names (v9 FLOW_SAMPLER_ID, IPFIX
+    # selectorId) picks the options record that applies.
+    34: ("samplingInterval", _COUNTER),
+    48: ("samplerId", _COUNTER),
+    50: ("samplerRandomInterval", _COUNTER),
+    302: ("selectorId", _COUNTER),
+    305: ("samplingPacketInterval", _COUNTER),
+    306: ("samplingPacketSpace", _COUNTER),
 }
+
+#: RFC 5103 biflowDirection: the record's source is the flow's responder (its ends are swapped).
+REVERSE_INITIATOR = 2
+#: Elements a flow can do without: one of a length it cannot have is skipped as unknown, where a
+#: wrong address, port, counter or time makes every record of the template garbage.
+_ADVISORY = {239, 34, 48, 50, 302, 305, 306}
 
 _BYTES_IDS = (1, 85, 23)
 _PACKETS_IDS = (2, 86, 24)
+_REV_BYTES_IDS = tuple((REVERSE_PEN, i) for i in _BYTES_IDS)
+_REV_PACKETS_IDS = tuple((REVERSE_PEN, i) for i in _PACKETS_IDS)
+#: The sampler a record names, and the sampling an options (or flow) record states.
+SAMPLER_IDS = (48, 302)
+SAMPLING_IDS = (34, 50, 305)
 VARIABLE = 0xFFFF
 _NTP_EPOCH_OFFSET = 2_208_988_800  # seconds from 1900-01-01 to 1970-01-01
 #: Absolute times are clipped here before scaling (beyond 2100: validation rejects them as absurd).
@@ -88,7 +122,7 @@ class Template:
     scope_count: int = 0
     length: int | None = None
     dtype: np.dtype = field(default_factory=lambda: np.dtype([]))
-    columns: dict[int, str] = field(default_factory=dict)
+    columns: dict[int | tuple[int, int], str] = field(default_factory=dict)
     """mapped element id -> field name in ``dtype`` (its first occurrence)."""
     unknown_fields: int = 0
     problem: str | None = None
@@ -98,6 +132,16 @@ class Template:
     @property
     def variable(self) -> bool:
         return self.length is None
+
+    @property
+    def sampling(self) -> bool:
+        """Its records state a sampling (``SAMPLING_IDS``)."""
+        return any(e in self.columns for e in SAMPLING_IDS)
+
+    @property
+    def sampler(self) -> bool:
+        """Its records name a sampler (``SAMPLER_IDS``)."""
+        return any(e in self.columns for e in SAMPLER_IDS)
 
 
 def build_template(version: int, template_id: int, fields: list[tuple[int | tuple[int, int], int]],
@@ -114,16 +158,19 @@ def build_template(version: int, template_id: int, fields: list[tuple[int | tupl
     min_length = 0
     for i, (element, length) in enumerate(fields):
         min_length += 1 if length == VARIABLE else length
-        known = isinstance(element, int) and element in ELEMENTS
+        known = element in ELEMENTS
         if not known:
             unknown += 1
         elif element not in columns:
-            name, allowed = ELEMENTS[element]  # type: ignore[index]
-            if length not in allowed:
+            name, allowed = ELEMENTS[element]
+            if length not in allowed and element in _ADVISORY:
+                unknown += 1
+            elif length not in allowed:
                 # A mapped element of a length it cannot have: the records are garbage for it.
-                problems.append(f"{name} ({element}) has length {length}, expected {'/'.join(map(str, allowed))}")
+                label = element if isinstance(element, int) else "/".join(map(str, element))
+                problems.append(f"{name} ({label}) has length {length}, expected {'/'.join(map(str, allowed))}")
             else:
-                columns[element] = f"f{i}"  # type: ignore[index]
+                columns[element] = f"f{i}"
                 names.append(f"f{i}")
                 # Addresses and odd-sized counters as raw bytes; the rest as big-endian integers.
                 formats.append(f">u{length}" if length in (1, 2, 4, 8) and element not in (8, 12) else ("u1", (length,)))
@@ -172,6 +219,35 @@ class PendingSet(NamedTuple):
     uptime_ms: int  # -1: IPFIX (no uptime in the header)
     init_ms: int  # IPFIX systemInitTimeMilliseconds known at the time; -1 unknown
     first_row: int
+    sampling: float = 1.0
+    """packets on the wire per packet counted, as the exporter stated it when the set came (1: none)."""
+    samplers: dict[int, float] | None = None
+    """sampler id -> sampling, for records that name their sampler (``SAMPLER_IDS``)."""
+
+
+def sampling_of(arr: np.ndarray, tpl: Template) -> np.ndarray | None:
+    """The sampling (packets on the wire per packet counted) each record states, or None if its
+    template states none: samplingInterval or samplerRandomInterval (1 in N), or
+    samplingPacketInterval N with samplingPacketSpace M (N taken, M skipped: (N + M) / N).
+    0 means no sampling."""
+    c = tpl.columns
+    values: np.ndarray | None = None
+    if 305 in c:
+        taken = _uint(arr, c[305]).astype(np.float64)
+        skipped = _uint(arr, c[306]).astype(np.float64) if 306 in c else np.zeros(len(arr))
+        values = np.where(taken > 0, (taken + skipped) / np.maximum(taken, 1), 1.0)
+    for element in (34, 50):
+        if values is None and element in c:
+            values = _uint(arr, c[element]).astype(np.float64)
+    return None if values is None else np.maximum(values, 1.0)
+
+
+def sampler_of(arr: np.ndarray, tpl: Template) -> np.ndarray | None:
+    """The sampler id each record names, or None."""
+    for element in SAMPLER_IDS:
+        if element in tpl.columns:
+            return _uint(arr, tpl.columns[element])
+    return None
 
 
 
@@ -279,8 +355,45 @@ def _addresses(arr: np.ndarray, tpl: Template, v4: int, v6: int) -> pl.Series:
     return pl.Series([None] * n, dtype=pl.String)
 
 
-def decode_records(tpl: Template, sets: list[PendingSet]) -> pl.DataFrame:
-    """All pending records of one template -> candidate canonical rows (see ``validate.check``)."""
+def _sampling(arr: np.ndarray, tpl: Template, sets: list[PendingSet], counts: np.ndarray) -> np.ndarray:
+    """Packets on the wire per packet counted, for every record: what the record states, else what
+    the options record of the sampler it names stated, else its domain's (or a v5 header's)."""
+    own = None if tpl.options else sampling_of(arr, tpl)
+    if own is not None:
+        return own
+    factor = np.repeat(np.fromiter((s.sampling for s in sets), np.float64, len(sets)), counts)
+    ids = sampler_of(arr, tpl)
+    if ids is not None and any(s.samplers for s in sets):
+        start = 0
+        for s, n in zip(sets, counts.tolist()):
+            if s.samplers:
+                known = np.fromiter(s.samplers, np.uint64, len(s.samplers))
+                rates = np.fromiter(s.samplers.values(), np.float64, len(s.samplers))
+                order = np.argsort(known)
+                known, rates = known[order], rates[order]
+                part = ids[start:start + n]
+                at = np.minimum(np.searchsorted(known, part), len(known) - 1)
+                hit = known[at] == part
+                factor[start:start + n] = np.where(hit, rates[at], factor[start:start + n])
+            start += n
+    return factor
+
+
+def _scaled(values: np.ndarray | None, factor: np.ndarray, sampled: np.ndarray) -> np.ndarray | None:
+    """Counters times their sampling, rounded; beyond 2**63 they become -1 (validation rejects it)."""
+    if values is None or not sampled.any():
+        return values
+    out = values.copy()
+    wide = np.rint(values[sampled].astype(np.float64) * factor[sampled])
+    scaled = np.minimum(wide, 2.0**62).astype(np.uint64)
+    scaled[wide >= 2.0**63] = np.uint64(2**64 - 1)
+    out[sampled] = scaled
+    return out
+
+
+def decode_records(tpl: Template, sets: list[PendingSet]) -> tuple[pl.DataFrame, dict[float, int]]:
+    """All pending records of one template -> candidate canonical rows (see ``validate.check``),
+    and how many records were scaled up by each sampling (1 in N)."""
     arr = np.frombuffer(b"".join(s.data for s in sets), tpl.dtype)
     counts = np.fromiter((s.count for s in sets), np.int64, len(sets))
     n = int(counts.sum())
@@ -302,8 +415,15 @@ def decode_records(tpl: Template, sets: list[PendingSet]) -> pl.DataFrame:
     # Without any start time the export time stands in (the flow ended before it was exported).
     start_us = np.where(start_known, start_us, np.where(end_known, end_us, ctx["export_us"]))
 
-    def optional(ids: tuple[int, ...]) -> pl.Series:
+    # Sampled export counts one packet in N: packets and bytes are scaled back up, as nfcapd does.
+    factor = _sampling(arr, tpl, sets, counts)
+    sampled = factor != 1.0
+    rates, per_rate = np.unique(factor[sampled], return_counts=True)
+
+    def counter(ids: tuple[int | tuple[int, int], ...], scale: bool = False) -> pl.Series:
         values = _first(arr, tpl, ids)
+        if scale:
+            values = _scaled(values, factor, sampled)
         if values is None:
             return pl.Series([None] * n, dtype=pl.Int64)
         # Counters beyond 2**63 are absurd; as Int64 they turn negative and validation rejects them.
@@ -313,26 +433,38 @@ def decode_records(tpl: Template, sets: list[PendingSet]) -> pl.DataFrame:
     for r in (start_reason, end_reason):
         if r is not None:
             reason = pl.select(pl.coalesce(reason, pl.Series(r.tolist(), dtype=pl.String))).to_series()
+    biflow = any(e in tpl.columns for e in _REV_PACKETS_IDS + _REV_BYTES_IDS)
+    zeros = np.zeros(n, np.int64)
     frame = pl.DataFrame({
         "_start": start_us,
         "_end": end_us,
         "_end_known": end_known,
         "src_ip": _addresses(arr, tpl, 8, 27),
         "dst_ip": _addresses(arr, tpl, 12, 28),
-        "src_port": optional((7,)),
-        "dst_port": optional((11,)),
-        "proto": optional((4,)),
-        "fwd_packets": optional(_PACKETS_IDS),
-        "fwd_bytes": optional(_BYTES_IDS),
-        "tcp_flags": optional((6,)),
+        "src_port": counter((7,)),
+        "dst_port": counter((11,)),
+        "proto": counter((4,)),
+        "fwd_packets": counter(_PACKETS_IDS, True),
+        "fwd_bytes": counter(_BYTES_IDS, True),
+        # NetFlow is one direction; an IPFIX biflow (RFC 5103) carries the other's counters.
+        "rev_packets": counter(_REV_PACKETS_IDS, True) if biflow else zeros,
+        "rev_bytes": counter(_REV_BYTES_IDS, True) if biflow else zeros,
+        "tcp_flags": counter((6,)),
         "source_row": source_row,
         "reject": reason,
     })
     as_time = [pl.from_epoch(pl.col(name), time_unit="us").dt.replace_time_zone("UTC") for name in ("_start", "_end")]
+    ends = [("src_ip", "dst_ip"), ("src_port", "dst_port"), ("fwd_packets", "rev_packets"), ("fwd_bytes", "rev_bytes")]
+    if 239 in tpl.columns:
+        # A record whose source is the responder: its ends are swapped, so that src is always the
+        # end that started the flow, as in every other format.
+        swap = pl.Series(_uint(arr, tpl.columns[239]) == REVERSE_INITIATOR)
+        sides = [pl.when(swap).then(pl.col(b)).otherwise(pl.col(a)).alias(a) for a, b in ends]
+        sides += [pl.when(swap).then(pl.col(a)).otherwise(pl.col(b)).alias(b) for a, b in ends]
+        frame = frame.with_columns(sides)
     return frame.select(
         as_time[0].alias("ts_start"),
         pl.when(pl.col("_end_known")).then(as_time[1]).alias("ts_end"),
-        "src_ip", "dst_ip", "src_port", "dst_port", "proto", "fwd_packets", "fwd_bytes",
-        pl.lit(0, pl.Int64).alias("rev_packets"), pl.lit(0, pl.Int64).alias("rev_bytes"),
+        "src_ip", "dst_ip", "src_port", "dst_port", "proto", "fwd_packets", "fwd_bytes", "rev_packets", "rev_bytes",
         "tcp_flags", "source_row", "reject",
-    )
+    ), dict(zip(rates.tolist(), per_rate.tolist()))

@@ -417,7 +417,8 @@ class LiveDetector:
                 "dropped": dropped, "latency": self.latency()}
 
     def exporters(self) -> list[dict[str, Any]]:
-        """Per exporter: datagrams, flows, decode errors, loss and late flows."""
+        """Per exporter: datagrams, flows, decode errors, loss, late flows and the records scaled by
+        packet sampling (1 in N -> records)."""
         stats = self.collector.summary()["exporters"]
         with self._lock:
             late = dict(self.online.late_by_source)
@@ -428,7 +429,8 @@ class LiveDetector:
             rows.append({"exporter": name, "packets": s.get("packets", 0), "flows": s.get("flows", 0),
                          "errors": sum(s.get("packet_errors", {}).values()) + sum(s.get("set_errors", {}).values()),
                          "lost_records": s.get("lost_records", 0), "lost_packets": s.get("lost_packets", 0),
-                         "late_flows": late.get(f"udp://{name}", 0)})
+                         "late_flows": late.get(f"udp://{name}", 0),
+                         "sampled": s.get("sampled", {})})
         return rows
 
     def metrics_text(self) -> str:

@@ -70,24 +70,31 @@ def capture_packets() -> list[Packet]:
     return out
 
 
-def softflowd(capture: Path, port: int, version: int) -> int:
+#: What softflowd said of its last run: its per-protocol (octets, packets) of the flows it exported.
+LAST_RUN: dict[str, tuple[int, int]] = {}
+
+
+def softflowd(capture: Path, port: int, version: int, *options: str) -> int:
     """Replay the capture to 127.0.0.1:port; the number of records softflowd says it exported."""
     done = subprocess.run([shutil.which("softflowd") or "softflowd", "-r", str(capture), "-n", f"127.0.0.1:{port}",
-                           "-v", str(version), "-a", "-A", "milli", "-c", "none", "-d"],
+                           "-v", str(version), "-a", "-A", "milli", "-c", "none", "-d", *options],
                           capture_output=True, text=True, timeout=30, check=True)
     match = re.search(r"Flows exported: \d+ \((\d+) records\) in \d+ packets \(0 failures\)", done.stdout)
     assert match, done.stdout
+    LAST_RUN.clear()
+    LAST_RUN.update({name: (int(octets), int(packets)) for name, octets, packets in
+                     re.findall(r"^\s+(\w+) \(\d+\):\s+(\d+)\s+(\d+)", done.stdout, re.MULTILINE)})
     return int(match.group(1))
 
 
-def run_collect(capture: Path, out: Path, version: int) -> tuple[dict, int]:
+def run_collect(capture: Path, out: Path, version: int, *options: str) -> tuple[dict, int]:
     command = [sys.executable, "-m", "netflowgen.cli", "collect", "--listen", "127.0.0.1:0", "--out", str(out), "--json"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stderr.readline()  # type: ignore[union-attr]
         match = re.search(r"listening on udp://127\.0\.0\.1:(\d+)", line)
         assert match, line + proc.stderr.read()  # type: ignore[union-attr]
-        exported = softflowd(capture, int(match.group(1)), version)
+        exported = softflowd(capture, int(match.group(1)), version, *options)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
     finally:
@@ -172,3 +179,19 @@ def test_collect_and_nfcapd_agree_with_softflowd(version: int, capture: Path, tm
     # Stopped cleanly: complete files only.
     names = sorted(p.relative_to(tmp_path / "collect").as_posix() for p in (tmp_path / "collect").rglob("*") if p.is_file())
     assert names == ["date=2023-11-14/part-00000.parquet", "netflowgen.json", "rejects.csv"]
+
+
+@pytest.mark.parametrize("version", [5, 9, 10])
+def test_softflowd_sampling_is_scaled_back_up(version: int, capture: Path, tmp_path: Path) -> None:
+    # softflowd -s 4 counts one packet in four and says so: in the v5 header, in a v9/IPFIX options
+    # record (samplingInterval). Each flow's counters come out four times what softflowd counted,
+    # an estimate of the 110 packets (10,000 bytes or so) of the capture. (nfcapd 1.7 scales v5 but
+    # leaves the v9/IPFIX counters as counted.)
+    summary, exported = run_collect(capture, tmp_path / "collect", version, "-s", "4")
+    flows = scan_flows(tmp_path / "collect").collect()
+    counted_octets = sum(octets for octets, _ in LAST_RUN.values())
+    counted_packets = sum(packets for _, packets in LAST_RUN.values())
+    assert counted_packets > 0
+    assert summary["exporters"]["127.0.0.1"]["sampled"] == {"4": exported}
+    assert flows.height == exported and summary["rejected"] == 0
+    assert (flows["fwd_packets"].sum(), flows["fwd_bytes"].sum()) == (4 * counted_packets, 4 * counted_octets)

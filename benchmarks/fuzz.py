@@ -53,6 +53,7 @@ they get ``--external-inputs``.
     .venv/bin/python benchmarks/fuzz.py --json > fuzz.json      # full run: 3 to 6 hours on 2 cores
     .venv/bin/python benchmarks/fuzz.py --inputs 2000 --datagrams 20000 --external-inputs 100 --seconds 7
     .venv/bin/python benchmarks/fuzz.py --formats zeek,gz,netflow --seconds 60 --json
+    .venv/bin/python benchmarks/fuzz.py --formats pcap --external-inputs 50000 --first 50000   # a run's second half
 """
 
 from __future__ import annotations
@@ -1268,11 +1269,12 @@ class Fuzzer:
         for w in self.workers:
             w.stop()
 
-    def run(self, result: TargetResult, count: int, seconds: float | None) -> None:
-        """Inputs 0..count-1 of ``result.target``, in chunks over the workers; stop giving out
-        chunks after ``seconds``."""
+    def run(self, result: TargetResult, count: int, seconds: float | None, first: int = 0) -> None:
+        """Inputs first..first+count-1 of ``result.target``, in chunks over the workers; stop
+        giving out chunks after ``seconds``."""
         size = max(1, min(64, count // (len(self.workers) * 16)))
-        chunks = deque([result.target, s, min(s + size, count)] for s in range(0, count, size))
+        end = first + count
+        chunks = deque([result.target, s, min(s + size, end)] for s in range(first, end, size))
         task = self.progress.add_task(result.target, total=result.asked)
         started = time.monotonic()
         while chunks or any(w.task for w in self.workers):
@@ -1368,7 +1370,9 @@ class RateColumn(ProgressColumn):
 
 
 def print_report(report: dict[str, Any], console: Console) -> None:
-    t = Table(title=f"fuzzing, seed {report['settings']['seed']}", title_justify="left")
+    first = report["settings"].get("first", 0)
+    t = Table(title=f"fuzzing, seed {report['settings']['seed']}" + (f", inputs from index {first:,}" if first else ""),
+              title_justify="left")
     for name in ("target", "seeds", "inputs", "rows read", "refused", "crashes", "hangs", "violations", "s", "inputs/s",
                  "invariant checked"):
         t.add_column(name, justify="left" if name in ("target", "invariant checked") else "right")
@@ -1411,6 +1415,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--datagrams", type=int, default=1_000_000, help="datagrams into the NetFlow decoder (default 1,000,000)")
     p.add_argument("--formats", default=",".join(targets), help=f"comma-separated targets, from: {', '.join(targets)} (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of every input (default 0)")
+    p.add_argument("--first", type=int, default=0,
+                   help="index of the first input (the decoder: of the first batch of 32 datagrams): a long run can be "
+                        "split into parts, --first 0 --inputs 50000 then --first 50000 --inputs 50000, which together try "
+                        "exactly the inputs of one run of 100,000 (default 0)")
     p.add_argument("--seconds", type=float, help="time per target: no new inputs after it (the inputs tried are reported)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds one input may take before it is a hang (default 10)")
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="worker processes (default 2)")
@@ -1425,9 +1433,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown --formats {', '.join(unknown)}; choose from {', '.join(targets)}")
     if args.workers < 1:
         p.error("--workers must be at least 1")
+    if args.first < 0:
+        p.error("--first must be 0 or more")
 
     started = time.monotonic()
-    settings = Settings(args.seed, args.datagrams, args.timeout, args.self_test)
+    # The decoder's batches are numbered from the start of the whole run: the last one is as short
+    # as it would be in one run of all of them.
+    settings = Settings(args.seed, args.first * DATAGRAMS_PER_BATCH + args.datagrams, args.timeout, args.self_test)
     logging.disable(logging.WARNING)  # the seeds are read once to make Parquet ones: their rejects are no news
     corpus = build_corpus(args.seed, set(chosen))
     skipped: dict[str, str] = {}
@@ -1458,7 +1470,7 @@ def main(argv: list[str] | None = None) -> int:
                     result = TargetResult(target, "wrapper" if target in WRAPPERS else "reader", "inputs",
                                           INVARIANTS[inner] + (" (decompressed)" if target in WRAPPERS else ""), count,
                                           seeds=len(pool))
-                fuzzer.run(result, count, args.seconds)
+                fuzzer.run(result, count, args.seconds, args.first)
                 results.append(result)
     except BenchmarkError as e:
         Console(stderr=True).print(f"[red]fuzzing stopped:[/] {e}")
@@ -1471,7 +1483,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(crashes, ignore_errors=True)
     report = {
         "machine": {**machine(), "polars": pl.__version__, "nfdump": _nfdump_version()},
-        "settings": {"seed": args.seed, "inputs": args.inputs, "external_inputs": args.external_inputs,
+        "settings": {"seed": args.seed, "first": args.first, "inputs": args.inputs, "external_inputs": args.external_inputs,
                      "datagrams": args.datagrams, "seconds": args.seconds, "timeout": args.timeout, "workers": args.workers},
         "targets": [asdict(r) for r in results],
         "skipped": skipped,

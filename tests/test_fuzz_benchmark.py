@@ -53,3 +53,19 @@ def test_a_lost_row_is_reported_as_a_failure_with_the_input_saved(tmp_path: Path
     info = json.loads((saved / "info.json").read_text())
     assert info["outcome"] == "violation" and "rows lost" in info["detail"]
     assert (saved / info["file"]).is_file() and info["seed"] == 7
+
+
+def test_a_run_split_with_first_tries_exactly_the_inputs_of_one_run(tmp_path: Path) -> None:
+    def figures(target: str, *args: str) -> tuple[int, int, int]:
+        status, report, stderr = fuzz(tmp_path / "crashes", "--formats", target, "--workers", "1", *args)
+        assert status == 0, stderr[-3000:]
+        (t,) = report["targets"]
+        return t["inputs"], t["rows"], t["refused"]
+
+    def total(*parts: tuple[int, int, int]) -> tuple[int, ...]:
+        return tuple(map(sum, zip(*parts)))
+
+    assert total(figures("zeek", "--inputs", "14"), figures("zeek", "--first", "14", "--inputs", "10")) == figures("zeek", "--inputs", "24")
+    # The decoder's --first counts batches of 32 datagrams.
+    assert total(figures("netflow", "--datagrams", "64"), figures("netflow", "--first", "2", "--datagrams", "40")) == figures(
+        "netflow", "--datagrams", "104")

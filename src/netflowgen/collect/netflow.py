@@ -507,7 +507,11 @@ class Decoder:
                 if length == 0 or (length == VARIABLE and version == 9):
                     raise _Bad("bad template")
                 fields.append((element, length))
-            parsed.append(build_template(version, tid, fields, options, n_scope))
+            old = dom.templates.get(tid)
+            if old is not None and old.fields == tuple(fields) and old.options == options and old.scope_count == n_scope:
+                parsed.append(old)  # a refresh (exporters resend templates every few seconds): nothing to build
+            else:
+                parsed.append(build_template(version, tid, fields, options, n_scope))
         for item in parsed:
             if isinstance(item, int):
                 if self._drop_template(exporter, dom, item) is not None:
@@ -658,7 +662,7 @@ class Decoder:
             for _, sampled in decoded:
                 for rate, count in sampled.items():
                     st.sampled[f"{rate:g}"] += count
-            checked = check(candidates.sort("source_row"), f"udp://{exporter}")
+            checked = check(candidates.sort("source_row"), f"udp://{exporter}", canonical_ips=True)
             flows.append(checked.flows)
             rejects.append(checked.rejects)
             st.flows += checked.flows.height

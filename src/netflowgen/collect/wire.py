@@ -17,6 +17,8 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
+from netflowgen.read.validate import normalize_ips
+
 __all__ = ["ELEMENTS", "REVERSE_PEN", "V5_TEMPLATE", "PendingSet", "Template", "build_template", "decode_records"]
 
 #: The private enterprise number of RFC 5103's reverse elements: (29305, id) is the reverse of id.
@@ -328,15 +330,15 @@ def _ipv4_text(octets: np.ndarray) -> pl.Series:
 
 
 def _ipv6_text(raw: np.ndarray) -> pl.Series:
-    """(n, 16) uint8 -> IPv6 text with every group written (``2001:db8:0:0:0:0:0:1``), vectorized
-    through a lookup table of the 65,536 groups; validation writes it in compressed form."""
+    """(n, 16) uint8 -> IPv6 text in canonical (compressed) form: each group through a lookup
+    table of the 65,536, then :func:`normalize_ips` once per distinct address."""
     global _HEX16
     if _HEX16 is None:
         _HEX16 = pl.Series([format(i, "x") for i in range(65536)])
     groups = raw.astype(np.uint32).reshape(-1, 8, 2)
     groups = (groups[:, :, 0] << 8) | groups[:, :, 1]
     frame = pl.DataFrame({f"g{i}": _HEX16.gather(groups[:, i]) for i in range(8)})
-    return frame.select(pl.concat_str([pl.col(f"g{i}") for i in range(8)], separator=":")).to_series()
+    return normalize_ips(frame.select(pl.concat_str([pl.col(f"g{i}") for i in range(8)], separator=":")).to_series())
 
 
 def _addresses(arr: np.ndarray, tpl: Template, v4: int, v6: int) -> pl.Series:
@@ -392,8 +394,9 @@ def _scaled(values: np.ndarray | None, factor: np.ndarray, sampled: np.ndarray) 
 
 
 def decode_records(tpl: Template, sets: list[PendingSet]) -> tuple[pl.DataFrame, dict[float, int]]:
-    """All pending records of one template -> candidate canonical rows (see ``validate.check``),
-    and how many records were scaled up by each sampling (1 in N)."""
+    """All pending records of one template -> candidate canonical rows (see ``validate.check``;
+    their addresses are canonical text already), and how many records were scaled up by each
+    sampling (1 in N)."""
     arr = np.frombuffer(b"".join(s.data for s in sets), tpl.dtype)
     counts = np.fromiter((s.count for s in sets), np.int64, len(sets))
     n = int(counts.sum())

@@ -96,13 +96,20 @@ def _fill_defaults(df: pl.DataFrame) -> pl.DataFrame:
     return df.with_columns(missing) if missing else df
 
 
-def check(candidates: pl.DataFrame, source_file: str) -> Checked:
-    """Apply the canonical validation rules to a reader's candidate rows."""
+def check(candidates: pl.DataFrame, source_file: str, *, canonical_ips: bool = False) -> Checked:
+    """Apply the canonical validation rules to a reader's candidate rows.
+
+    ``canonical_ips``: the addresses are already canonical text or null (the NetFlow decoder
+    writes them from their bytes), so they are not parsed again.
+    """
     df = _fill_defaults(candidates)
-    df = df.with_columns(
-        normalize_ips(df["src_ip"].cast(pl.String)).alias("src_ip_n"),
-        normalize_ips(df["dst_ip"].cast(pl.String)).alias("dst_ip_n"),
-    )
+    if canonical_ips:
+        df = df.with_columns(pl.col("src_ip").alias("src_ip_n"), pl.col("dst_ip").alias("dst_ip_n"))
+    else:
+        df = df.with_columns(
+            normalize_ips(df["src_ip"].cast(pl.String)).alias("src_ip_n"),
+            normalize_ips(df["dst_ip"].cast(pl.String)).alias("dst_ip_n"),
+        )
     has_ports = pl.col("proto").is_in(list(PORT_PROTOCOLS))
     bad_counter = [
         pl.when(pl.col(c) < 0).then(pl.format(f"{c} is negative: {{}}", pl.col(c))) for c in _COUNTERS

@@ -249,6 +249,24 @@ def test_sampled_export_is_scaled_in_the_dataset_and_shown(tmp_path: Path, colle
     assert flows.select("fwd_packets", "fwd_bytes").rows() == [(2, 120), (100, 6000)]
 
 
+@pytest.mark.parametrize(("compression", "codec"), [(None, "LZ4"), ("zstd", "ZSTD"), ("none", "UNCOMPRESSED")])
+def test_files_are_written_with_the_compression_asked(tmp_path: Path, collectors: list[Collector], compression: str | None,
+                                                      codec: str) -> None:
+    c = start(collectors, tmp_path / "flows", **({"compression": compression} if compression else {}))
+    send(c.address, v9_packets(3, 4))
+    wait_for(lambda: c.summary()["flows"] == 12, "twelve flows")
+    c.stop()
+    (part,) = (tmp_path / "flows").rglob("*.parquet")
+    meta = pq.ParquetFile(part).metadata
+    assert {meta.row_group(0).column(i).compression for i in range(meta.num_columns)} == {codec}
+    assert scan_flows(tmp_path / "flows").collect().height == 12
+
+
+def test_an_unknown_compression_is_refused() -> None:
+    with pytest.raises(ValueError, match="compression must be one of lz4, zstd, snappy, none, not 'gzip'"):
+        CollectorConfig(out=Path("x"), compression="gzip")
+
+
 def test_parse_address_errors() -> None:
     assert parse_address("[::1]:0") == ("::1", 0)
     with pytest.raises(ValueError, match="HOST:PORT"):

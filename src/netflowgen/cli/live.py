@@ -49,6 +49,7 @@ def collect_cmd(
     max_buffer_flows: Annotated[int, typer.Option(help="Write a file early when this many flows wait in memory.")] = default(CollectorConfig, "max_buffer_flows"),
     backlog_bytes: Annotated[int, typer.Option(help="Bytes of received datagrams held ahead of the decoder.")] = default(CollectorConfig, "backlog_bytes"),
     max_exporters: Annotated[int, typer.Option(help="Source addresses with their own counters; the quietest beyond share one \"other\" entry.")] = default(CollectorConfig, "max_exporters"),
+    compression: Annotated[str, typer.Option(help="Parquet compression: lz4 (fast), zstd (smaller files), snappy or none.")] = default(CollectorConfig, "compression"),
     flow_filter: FilterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -60,7 +61,7 @@ def collect_cmd(
         config = CollectorConfig(
             out=out_dir, listen=parse_address(listen), rotate=parse_step(rotate),
             metrics=parse_address(metrics) if metrics else None, rcvbuf=rcvbuf, max_buffer_flows=max_buffer_flows,
-            backlog_bytes=backlog_bytes, filter=flow_filter, max_exporters=max_exporters,
+            backlog_bytes=backlog_bytes, filter=flow_filter, max_exporters=max_exporters, compression=compression,
         )
         if duration is not None and duration <= 0:
             raise ValueError("--duration must be positive")

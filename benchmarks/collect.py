@@ -2,6 +2,10 @@
 ``netflowgen collect`` and by ``nfcapd``, fed the same pre-encoded NetFlow v9 and IPFIX streams in
 the same run, and their ratio.
 
+Beside the trials, the collector's own stages are timed in memory on the same stream (no socket,
+one core): the decoder (feed and take) and the writer (its Parquet files, lz4 and zstd). Their
+combined rate bounds what any receive loop could reach with them, and is printed against nfcapd.
+
 How a rate is tried: a stream of ``--flows`` synthetic flows is encoded once per format (v9: an
 IPv4 router template with sysUptime times, 30 records per datagram; IPFIX: the same fields with
 absolute milliseconds; templates resent every 20 datagrams; correct sequence numbers). A paced
@@ -244,6 +248,46 @@ def search(run, stream: Stream, args: argparse.Namespace, work: Path, trials: li
     return best, False
 
 
+def stages(stream: Stream, work: Path, repeats: int = 3) -> dict[str, float]:
+    """What the collector's own stages cost on one core, in memory (no socket): the decoder's feed
+    and take, and the writing of the decoded flows by the collector's writer with its default
+    compression and with zstd; flows/s, the best of ``repeats``. Together they bound what any
+    receive loop could reach with this decoder and writer on the one core the sender leaves."""
+    from netflowgen.collect.netflow import Decoder
+    from netflowgen.collect.server import Collector, CollectorConfig
+
+    def best(run) -> float:  # type: ignore[no-untyped-def]
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t)
+        return stream.flows / min(times)
+
+    decoder = Decoder()
+    held: dict[str, object] = {}
+
+    def decode() -> None:
+        for datagram in stream.datagrams:
+            decoder.feed(datagram, "127.0.0.1")
+        held["flows"] = decoder.take().flows
+
+    out: dict[str, float] = {"decode_flows_per_s": best(decode)}
+    for compression in ("lz4", "zstd"):
+        def write() -> None:
+            folder = Path(tempfile.mkdtemp(dir=work)) / "flows"
+            folder.mkdir()
+            collector = Collector(CollectorConfig(folder, listen=("127.0.0.1", 0), compression=compression))
+            collector._buffer = [held["flows"]]  # type: ignore[list-item]
+            collector._write_flows()
+            shutil.rmtree(folder.parent)
+
+        out[f"write_{compression}_flows_per_s"] = best(write)
+    lz4 = out["write_lz4_flows_per_s"]
+    out["decode_and_write_flows_per_s"] = 1 / (1 / out["decode_flows_per_s"] + 1 / lz4)
+    return {k: round(v) for k, v in out.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--flows", type=int, default=1_000_000, help="flows per trial stream")
@@ -275,10 +319,18 @@ def main() -> None:
                 print(f"{fmt}: {args.flows:,} flows in {len(stream.datagrams):,} datagrams ({stream.bytes_on_wire / 1e6:.1f} MB)", flush=True)
             collect, collect_bound = search(trial_collect, stream, args, Path(tmp), trials, say)
             nfcapd, nfcapd_bound = search(trial_nfcapd, stream, args, Path(tmp), trials, say)
+            cost = stages(stream, Path(tmp))
+            if not args.json:
+                print(f"  stages on one core, in memory: decode {cost['decode_flows_per_s']:,} flows/s, write "
+                      f"{cost['write_lz4_flows_per_s']:,} (lz4) / {cost['write_zstd_flows_per_s']:,} (zstd), "
+                      f"both {cost['decode_and_write_flows_per_s']:,}", flush=True)
             results[fmt] = {"collect_flows_per_s": round(collect), "nfcapd_flows_per_s": round(nfcapd),
                             "ratio_collect_to_nfcapd": round(collect / nfcapd, 3) if nfcapd else float("nan"),
                             # True: no loss up to the highest rate sent, the figure is a lower bound.
-                            "collect_is_lower_bound": collect_bound, "nfcapd_is_lower_bound": nfcapd_bound}
+                            "collect_is_lower_bound": collect_bound, "nfcapd_is_lower_bound": nfcapd_bound,
+                            "stages": cost,
+                            # The decoder and writer alone, with no receiving at all, against nfcapd.
+                            "ratio_stage_ceiling_to_nfcapd": round(cost["decode_and_write_flows_per_s"] / nfcapd, 3) if nfcapd else float("nan")}
     report = {
         "results": results,
         "settings": {"flows": args.flows, "rcvbuf": args.rcvbuf, "backlog_bytes": args.backlog_bytes, "steps": args.steps,
@@ -290,12 +342,13 @@ def main() -> None:
         print(json.dumps(report, indent=2))
         return
     print()
-    print(f"{'format':<7}{'collect flows/s':>18}{'nfcapd flows/s':>18}{'collect/nfcapd':>16}")
+    print(f"{'format':<7}{'collect flows/s':>18}{'nfcapd flows/s':>18}{'collect/nfcapd':>16}{'decode+write alone/nfcapd':>28}")
     for fmt, r in results.items():
         c = f"{'>=' if r['collect_is_lower_bound'] else ''}{r['collect_flows_per_s']:,}"
         n = f"{'>=' if r['nfcapd_is_lower_bound'] else ''}{r['nfcapd_flows_per_s']:,}"
         ratio = f"{'<=' if r['nfcapd_is_lower_bound'] and not r['collect_is_lower_bound'] else ''}{r['ratio_collect_to_nfcapd']:.3f}"
-        print(f"{fmt:<7}{c:>18}{n:>18}{ratio:>16}")
+        ceiling = f"{'<=' if r['nfcapd_is_lower_bound'] else ''}{r['ratio_stage_ceiling_to_nfcapd']:.3f}"
+        print(f"{fmt:<7}{c:>18}{n:>18}{ratio:>16}{ceiling:>28}")
     print(f"(zero loss on loopback, {args.flows:,}-flow streams, socket buffer {args.rcvbuf:,} B asked by both, "
           f"collect backlog {args.backlog_bytes:,} B; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
 

@@ -368,6 +368,24 @@ def test_the_manifest_states_what_each_collector_run_observed(tmp_path: Path, co
     assert minutes == list(range(0, 11)) + [59, 60], minutes
 
 
+def test_flows_dropped_unwritten_leave_the_coverage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   collectors: list[Collector]) -> None:
+    """While the disk is full the oldest flows go once memory is full: the time they span is
+    missing data, not quiet traffic, and leaves the coverage the collector states."""
+    def broken(table, where, **kwargs):  # type: ignore[no-untyped-def]
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(server_module.pq, "write_table", broken)
+    c = start(collectors, tmp_path / "flows", max_buffer_flows=200, max_unwritten_flows=200)
+    send(c.address, flows_ending_at([1_000 + 10 * i for i in range(200)]))  # 1.0 s to 2.99 s
+    wait_for(lambda: c.summary()["flows"] == 200, "the first flows")
+    send(c.address, flows_ending_at([60_000 + 10 * i for i in range(200)], seq=1))  # a minute later
+    wait_for(lambda: c.summary()["dropped_unwritten"] == 200, "the oldest flows dropped")
+    ms = 1_000
+    # The first 200 flows (0.99 s to 2.99 s) are gone; the minute after them stays.
+    assert c.coverage().intervals == ((T0 * 10**6 + 2_990 * ms + 1, T0 * 10**6 + 61_990 * ms),), c.coverage()
+
+
 def test_a_filtered_collector_still_covers_the_time_it_listened(tmp_path: Path, collectors: list[Collector]) -> None:
     """--filter selects flows, not the time observed: none of these flows match, none is
     written, and the dataset still covers the span of their ends (no traffic to port 80 then)."""

@@ -220,6 +220,7 @@ class Collector:
         self.totals = _Totals()
         self._coverage_before: Coverage | None = None  # what the runs before this one, into the same dataset, observed
         self._observed: tuple[datetime, datetime] | None = None  # earliest and latest flow end this run decoded
+        self._dropped = Coverage.of([], _COVERAGE_RULE)  # the time of flows dropped unwritten: not observed after all
         self._next_part = 0
         self._started_at = 0.0
         self._started_utc = ""
@@ -467,6 +468,14 @@ class Collector:
                 not self._rejects or self.buffered_flows >= self.buffered_rejects) else (self._rejects, "buffered_rejects")
             oldest = held[0]
             n = min(excess, oldest.height)
+            if attr == "buffered_flows":
+                # The time those flows span is no longer whole in the dataset: it leaves the coverage.
+                gone = oldest.head(n)
+                # [first start, last end]: the interval's end is open, hence the microsecond.
+                span = Coverage.between(gone["ts_start"].min(), gone["ts_end"].max() + timedelta(microseconds=1),  # type: ignore[arg-type, operator]
+                                        _COVERAGE_RULE)
+                with self._lock:
+                    self._dropped = Coverage.of(self._dropped.intervals + span.intervals, _COVERAGE_RULE)
             if n == oldest.height:
                 held.pop(0)
             else:
@@ -663,14 +672,15 @@ class Collector:
         collector listened through that span, so a silence inside it is quiet traffic, not
         missing data (the records rule of :mod:`netflowgen.dataset.coverage`, made for files,
         would take a quiet start before a busy spell for stragglers); the time between runs is
-        not covered."""
+        not covered, nor the span of flows dropped unwritten (disk full and memory full: missing
+        data, not quiet traffic)."""
         with self._lock:
-            observed = self._observed
+            observed, dropped = self._observed, self._dropped
         intervals = list(self._coverage_before.intervals) if self._coverage_before else []
         if observed is not None:
             first, last = observed
             intervals += Coverage.between(first, max(last, first + MIN_WIDTH), _COVERAGE_RULE).intervals
-        return Coverage.of(intervals, _COVERAGE_RULE)
+        return Coverage.of(intervals, _COVERAGE_RULE).without(dropped)
 
     def summary(self) -> dict[str, Any]:
         """Counters of this run (files and rows: of the whole dataset)."""

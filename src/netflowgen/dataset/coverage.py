@@ -94,6 +94,26 @@ class Coverage:
     def between(cls, start: datetime, end: datetime, rule: str) -> Coverage:
         return cls.of([(round(start.timestamp() * _US), round(end.timestamp() * _US))], rule)
 
+    def without(self, cut: Coverage) -> Coverage:
+        """This coverage with the intervals of ``cut`` taken out (same rule).
+
+        >>> Coverage.of([(0, 10), (20, 30)]).without(Coverage.of([(5, 22)])).intervals
+        ((0, 5), (22, 30))
+        """
+        out: list[tuple[int, int]] = []
+        for a, b in self.intervals:
+            for c, d in cut.intervals:
+                if d <= a or c >= b:
+                    continue
+                if c > a:
+                    out.append((a, c))
+                a = max(a, d)
+                if a >= b:
+                    break
+            if a < b:
+                out.append((a, b))
+        return Coverage.of(out, self.rule)
+
     @property
     def seconds(self) -> float:
         """Total observed time."""

@@ -20,15 +20,30 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["MANIFEST_NAME", "DamagedArtifact", "atomic_directory", "check_replaceable", "loading", "owned_prefix", "owner_alive", "read_json",
+__all__ = ["MANIFEST_NAME", "DamagedArtifact", "Summary", "atomic_directory", "check_replaceable", "loading", "owned_prefix", "owner_alive", "read_json",
            "read_manifest", "recover", "replace_directory", "sweep_stale", "write_failure", "write_json", "write_manifest", "writing"]
 
 log = logging.getLogger(__name__)
 
 MANIFEST_NAME = "netflowgen.json"
+
+
+class Summary:
+    """Base of a command's summary dataclass. Its manifest keeps ``to_dict(timing=False)``: no
+    time taken (nor what ``_untimed`` adds), so that the same inputs give the same files."""
+
+    _untimed: ClassVar[tuple[str, ...]] = ("seconds",)
+
+    def to_dict(self, timing: bool = True) -> dict[str, Any]:
+        d = asdict(self)  # type: ignore[call-overload]
+        if not timing:
+            for name in self._untimed:
+                d.pop(name)
+        return d  # type: ignore[no-any-return]
 
 
 def _tmp_name(out: Path, tag: str) -> Path:
@@ -170,16 +185,18 @@ def check_replaceable(out: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(out: Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_directory(out: Path, overwrite: bool = False,
+                     exists: str = "choose another --out or pass --overwrite") -> Iterator[Path]:
     """Yield a temporary directory that becomes ``out`` when the block completes.
 
     If the block raises (or is interrupted), the temporary directory is removed and an existing
     ``out`` is left untouched. What a killed earlier write of ``out`` left is recovered first.
+    ``exists`` is what the error for an existing ``out`` without ``overwrite`` tells to do.
     """
     out.parent.mkdir(parents=True, exist_ok=True)
     recover(out)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; choose another --out or pass --overwrite")
+        raise FileExistsError(f"{out} exists; {exists}")
     if out.exists():
         check_replaceable(out)
     tmp = _tmp_name(out, "tmp")

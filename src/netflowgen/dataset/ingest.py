@@ -25,7 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
-from netflowgen.artifacts import atomic_directory, writing
+from netflowgen.artifacts import Summary, atomic_directory, writing
 from netflowgen.dataset.coverage import Coverage, coverage_of_flows
 from netflowgen.dataset.layout import REJECTS_NAME, PartitionWriter, part_files
 from netflowgen.dataset.manifest import write_dataset_manifest
@@ -68,7 +68,7 @@ class InputSummary:
 
 
 @dataclass
-class IngestSummary:
+class IngestSummary(Summary):
     """What an ingest did; also stored in the dataset's manifest."""
 
     out: str
@@ -91,11 +91,6 @@ class IngestSummary:
     skipped_files: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
-    def to_dict(self, timing: bool = True) -> dict:  # type: ignore[type-arg]
-        d = asdict(self)
-        if not timing:
-            d.pop("seconds")
-        return d
 
 
 def ingest(config: IngestConfig, progress: Callable[[int, int], None] | None = None) -> IngestSummary:

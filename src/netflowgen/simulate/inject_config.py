@@ -8,10 +8,11 @@ from __future__ import annotations
 import enum
 import ipaddress
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from netflowgen.artifacts import Summary
 from netflowgen.read.filter import compile_filter
 from netflowgen.series.nodes import DEFAULT_LOCAL_PREFIXES
 
@@ -293,7 +294,7 @@ class Injection:
 
 
 @dataclass
-class InjectSummary:
+class InjectSummary(Summary):
     """What an injection run did; also stored in the dataset's manifest."""
 
     out: str
@@ -313,8 +314,3 @@ class InjectSummary:
     injections: list[Injection] = field(default_factory=list)
     seconds: float = 0.0
 
-    def to_dict(self, timing: bool = True) -> dict:  # type: ignore[type-arg]
-        d = asdict(self)
-        if not timing:
-            d.pop("seconds")
-        return d

@@ -21,7 +21,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,7 +30,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from netflowgen.artifacts import atomic_directory
+from netflowgen.artifacts import Summary, atomic_directory
 from netflowgen.dataset.coverage import Coverage
 from netflowgen.dataset.layout import REJECTS_NAME, part_path, partition
 from netflowgen.dataset.manifest import write_dataset_manifest
@@ -175,8 +175,11 @@ def scale_to_flows(config: SimConfig, flows: int) -> SimConfig:
 
 
 @dataclass
-class SimSummary:
-    """What a simulation wrote; also stored in the dataset's manifest."""
+class SimSummary(Summary):
+    """What a simulation wrote; also stored in the dataset's manifest (without the time taken and
+    the path, so that the same config gives the same files wherever they are written)."""
+
+    _untimed = ("seconds", "out")
 
     out: str
     synthetic: bool = True
@@ -198,14 +201,6 @@ class SimSummary:
     inputs: list[dict[str, object]] = field(default_factory=list)
     seconds: float = 0.0
 
-    def to_dict(self, timing: bool = True) -> dict[str, object]:
-        """All fields; without ``timing``, what the manifest keeps: no time taken and no path,
-        so that the same config gives the same files wherever they are written."""
-        d = asdict(self)
-        if not timing:
-            d.pop("seconds")
-            d.pop("out")
-        return d
 
 
 class _ParquetSink:

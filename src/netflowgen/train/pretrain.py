@@ -23,7 +23,7 @@ import numpy as np
 import polars as pl
 import torch
 
-from netflowgen.artifacts import atomic_directory, loading, read_json, read_manifest, recover, write_json, write_manifest
+from netflowgen.artifacts import atomic_directory, loading, read_json, read_manifest, write_json, write_manifest
 from netflowgen.model import SIZES, FlowGPT, FlowGPTConfig
 from netflowgen.series.spec import SeriesSpec
 from netflowgen.tokenize import Tokenizer
@@ -193,10 +193,7 @@ def _resume_record(out: Path, data: dict, train: TrainConfig, model_cfg: FlowGPT
 
 def _new_run_dir(out: Path, overwrite: bool) -> contextlib.AbstractContextManager[Path]:
     """A temporary directory that becomes the run directory ``out`` (see ``atomic_directory``)."""
-    recover(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists; pass --resume to continue it or --overwrite to replace it")
-    return atomic_directory(out, overwrite)
+    return atomic_directory(out, overwrite, exists="pass --resume to continue it or --overwrite to replace it")
 
 
 def _run_tokenizer(run: Path, train_config: dict | None = None) -> Tokenizer:  # type: ignore[type-arg]

@@ -49,7 +49,7 @@ def collect_cmd(
     max_buffer_flows: Annotated[int, typer.Option(help="Write a file early when this many flows wait in memory.")] = default(CollectorConfig, "max_buffer_flows"),
     backlog_bytes: Annotated[int, typer.Option(help="Bytes of received datagrams held ahead of the decoder.")] = default(CollectorConfig, "backlog_bytes"),
     max_exporters: Annotated[int, typer.Option(help="Source addresses with their own counters; the quietest beyond share one \"other\" entry.")] = default(CollectorConfig, "max_exporters"),
-    compression: Annotated[str, typer.Option(help="Parquet compression: lz4 (fast), zstd (smaller files), snappy or none.")] = default(CollectorConfig, "compression"),
+    compression: Annotated[str, typer.Option(help="Parquet compression of the files: zstd, lz4 (a little faster, larger files), snappy or none.")] = default(CollectorConfig, "compression"),
     flow_filter: FilterOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

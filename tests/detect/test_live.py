@@ -238,6 +238,8 @@ def test_the_status_page_shows_the_alert_while_a_replayed_flood_runs(detector: P
     assert cells[1] == VICTIM and float(cells[2]) >= health["threshold"], cells
     assert re.match(r"(flows_in|flows_out|peers_in|syn_no_ack_in|tcp_flows|packets_in) [\d,]+ / [\d,]+ \(z \d", cells[3]), cells
     assert re.search(r'<b id="active_nodes">[1-9]', dom.stdout) and re.search(r'<b id="steps_scored">[1-9]', dom.stdout)
+    # The exporter's row, to its last cell: the replay is not sampled.
+    assert re.search(r'<tr data-exporter="127\.0\.0\.1">(?:(?!</tr>).)*<td>none</td></tr>', dom.stdout, re.S), dom.stdout[-4000:]
     top = re.findall(r'<tr data-node="([^"]+)"><td>[^<]*</td><td class="n">([\d.]+)</td>', dom.stdout)
     assert {n for n, _ in top} <= {VICTIM, *NEIGHBOURS} and len(top) >= 1, top
     exporter = re.search(r'<tr data-exporter="127\.0\.0\.1"><td>127\.0\.0\.1</td><td class="n">([\d,]+)</td>', dom.stdout)

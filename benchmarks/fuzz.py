@@ -20,7 +20,7 @@ Targets, and what an input is for each:
   bytes damaged as well;
 * ``netflow``, the NetFlow v5/v9/IPFIX decoder: datagrams in batches of 32 from up to three
   exporters: valid packets made with the tests' packet builders (random templates, options
-  templates, data sets that follow them, v5 records), the same mutated (bytes flipped, inserted,
+  templates, sampling options, biflow reverse elements, data sets that follow them, v5 records), the same mutated (bytes flipped, inserted,
   deleted, cut, length/count/id fields set to edge values), and random bytes with and without a
   version number in front, fed to a decoder with default or tiny limits.
 
@@ -922,6 +922,12 @@ FIELD_POOL: tuple[tuple[int, int], ...] = (
     (8, 4), (12, 4), (27, 16), (28, 16), (7, 2), (11, 2), (4, 1), (6, 1), (6, 2), (5, 1), (2, 4), (1, 4), (2, 8), (1, 8),
     (22, 4), (21, 4), (150, 4), (151, 4), (152, 8), (153, 8), (154, 8), (155, 8), (10, 2), (14, 2), (23, 8), (24, 8),
     (56, 6), (80, 6), (58, 2), (89, 1), (136, 1), (61, 1), (999, 3), (0, 4), (8, 16), (4, 2), (7, 4), (152, 4),
+    # Sampling and biflows: sampler ids, a sampling stated in the flow record, biflowDirection.
+    (48, 1), (302, 4), (34, 4), (305, 4), (306, 4), (239, 1), (239, 2),
+)
+#: Options that state a sampling: (scope, options) per version; for a sampler id or a whole domain.
+SAMPLING_OPTIONS = (
+    ([(1, 4)], [(34, 4), (35, 1)]), ([(1, 4)], [(48, 1), (49, 1), (50, 4)]), ([(302, 4)], [(305, 4), (306, 4)]),
 )
 EXPORTERS = ("192.0.2.1", "192.0.2.2", "198.51.100.7", "2001:db8::1", "192.0.2.3")
 TINY_LIMITS = {"max_templates": 3, "max_templates_per_domain": 2, "max_domains": 3, "max_fields": 40, "max_exporters": 2}
@@ -963,12 +969,18 @@ def _valid_datagram(exp: _Exporter, rng: random.Random) -> bytes:
     if not exp.templates or rng.random() < 0.3:
         tid = rng.randint(256, 262)
         exp.templates[tid] = [rng.choice(FIELD_POOL) for _ in range(rng.randint(1, 14))]
-        enterprise = {0: 9} if exp.version == 10 and rng.random() < 0.2 else None
+        # An enterprise field: unknown (PEN 9), or an RFC 5103 reverse element (PEN 29305).
+        enterprise = {0: rng.choice((9, 29305))} if exp.version == 10 and rng.random() < 0.2 else None
         sets.append(P.template_set(exp.version, [(tid, exp.templates[tid])], enterprise))
     if rng.random() < 0.2:
         scope, options = [(149, 4)] if exp.version == 10 else [(1, 4)], [(160, 8), (130, 4)]
         sets.append(P.options_template_set(exp.version, 300, scope, options))
         sets.append(P.data_set(300, [P.record([*scope, *options], {160: (P.T0 - 60) * 1000})]))
+    if rng.random() < 0.15:
+        scope, options = rng.choice(SAMPLING_OPTIONS)
+        sets.append(P.options_template_set(exp.version, 301, scope, options))
+        sets.append(P.data_set(301, [P.record([*scope, *options], {e: rng.choice((0, 1, 4, 100, 1 << 20, rng.randrange(1 << 32))) % (1 << 8 * n)
+                                                                   for e, n in [*scope, *options]}) for _ in range(rng.randint(1, 3))]))
     for tid in rng.sample(sorted(exp.templates), rng.randint(1, len(exp.templates))):
         fields = exp.templates[tid]
         lengths: dict[int, set[int]] = defaultdict(set)

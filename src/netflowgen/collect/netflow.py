@@ -661,7 +661,8 @@ class Decoder:
             candidates = pl.concat([frame for frame, _ in decoded], how="vertical")
             for _, sampled in decoded:
                 for rate, count in sampled.items():
-                    st.sampled[f"{rate:g}"] += count
+                    # 1 in 100 as "100"; (N + M) / N sampling as its ratio, e.g. "2.5".
+                    st.sampled[str(int(rate)) if rate.is_integer() else f"{rate:.6g}"] += count
             checked = check(candidates.sort("source_row"), f"udp://{exporter}", canonical_ips=True)
             flows.append(checked.flows)
             rejects.append(checked.rejects)

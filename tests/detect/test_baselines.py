@@ -242,8 +242,13 @@ def test_gbt_errors() -> None:
         det.fit(no_pos)
     fitted = GBTDetector(SMALL).fit(jump_series(1, nodes=3))
     five = jump_series(2, nodes=1).with_columns(pl.col("step").dt.offset_by("4m") + (pl.col("step") - pl.col("step").min()) * 4)
-    with pytest.raises(ValueError, match="step is 0:05:00"):
+    with pytest.raises(ValueError, match="the series' step is 300 s but the GBT detector works on 60 s steps"):
         fitted.score(five)
+    # Steps off the model's grid, even a series one step wide, are refused: its lags would be misread.
+    off = jump_series(2, nodes=1).with_columns(pl.col("step").dt.offset_by("30s"))
+    for part in (off, off.head(1)):
+        with pytest.raises(ValueError, match="not on the 60 s grid of the GBT detector"):
+            fitted.score(part)
     with pytest.raises(ValueError, match="not a netflowgen artifact"):
         GBTDetector.load(Path("/nonexistent-gbt"))
 

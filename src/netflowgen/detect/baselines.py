@@ -30,7 +30,7 @@ import polars as pl
 
 from netflowgen.artifacts import atomic_directory, loading, read_manifest, write_manifest
 from netflowgen.detect.threshold import ThresholdRule, calibrate_threshold
-from netflowgen.series.spec import segment_ids, series_step
+from netflowgen.series.spec import SeriesSpec, segment_ids, series_step
 
 __all__ = ["GBT_KIND", "GBTConfig", "GBTDetector", "VolumeConfig", "VolumeDetector", "causal_z_scores", "infer_step",
            "lag_features"]
@@ -470,10 +470,10 @@ class GBTDetector:
             raise RuntimeError("GBTDetector.score: fit() or load() the detector first")
         if series.height == 0:
             return _score_frame(series.select("node", "step"), np.empty(0))
-        if series.select(pl.col("node").n_unique()).item() < series.height:
-            seen = infer_step(series)
-            if seen != self.step:
-                raise ValueError(f"GBTDetector.score: the series' step is {seen}, the model was trained on {self.step}")
+        if self.step is not None:
+            # The series contract's own check: the step width, the step grid (a series one step
+            # wide too) and the features read.
+            SeriesSpec(step=self.step, features=self.features).check(series, "the GBT detector")
         keys, x, names = self._design(series, "GBTDetector.score")
         if names != self.booster.feature_name():
             raise ValueError("GBTDetector.score: the design columns differ from the trained model's")

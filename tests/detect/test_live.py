@@ -521,3 +521,37 @@ def test_live_equals_offline_on_a_real_capture(detector: Path, shared_data: Path
     assert same <= 1e-6, same
     # Read in fine-tuning's strides, the same steps see other context: the plan matters here.
     assert strides > 1e-4, strides
+
+
+def test_calibrate_sets_the_threshold_above_benign_traffic_and_the_flood_still_alerts(detector: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from netflowgen.cli import app
+    from netflowgen.detect.finetune import load_detector
+
+    flood_flows(flood=0).write_parquet(tmp_path / "benign.parquet")
+    flood_flows().write_parquet(tmp_path / "flood.parquet")
+    before = (detector / "netflowgen.json").read_bytes()
+    done = CliRunner().invoke(app, ["calibrate", str(detector), str(tmp_path / "benign.parquet"), "--out", str(tmp_path / "cal"), "--json"])
+    assert done.exit_code == 0, done.output
+    summary = json.loads(done.output)
+    cal = load_detector(tmp_path / "cal")
+    benign = cal.score(pl.read_parquet(tmp_path / "benign.parquet"), as_live=True)
+    assert summary["node_steps"] == benign.height == 12 * (1 + len(NEIGHBOURS)) and summary["nodes"] == 1 + len(NEIGHBOURS)
+    # Just above every benign score, as the detector's live reading gives them.
+    assert cal.threshold == summary["threshold"] > benign["score"].max() == summary["highest_benign_score"]
+    assert summary["benign_alerts"] == 0 and not benign["alert"].any()
+    record = cal.manifest["threshold_calibration"]
+    assert record["rule"] == "benign" and record["replaced_threshold"] == summary["previous_threshold"] == load_detector(detector).threshold
+    # The model is the same; only the threshold moved; the original is untouched.
+    for name in ("model.safetensors", "tokenizer.json", "model_config.json"):
+        assert (tmp_path / "cal" / name).read_bytes() == (detector / name).read_bytes()
+    assert (detector / "netflowgen.json").read_bytes() == before
+    flood = cal.score(pl.read_parquet(tmp_path / "flood.parquet"), as_live=True).filter(pl.col("node") == VICTIM)
+    assert flood.filter(pl.col("step") >= START + timedelta(minutes=NORMAL_MINUTES))["alert"].all(), flood
+    # Bad input: a quantile outside (0, 1], an existing output without --overwrite.
+    bad = CliRunner().invoke(app, ["calibrate", str(detector), str(tmp_path / "benign.parquet"), "--out", str(tmp_path / "q"),
+                                   "--quantile", "0"])
+    assert bad.exit_code == 1 and "quantile must be in (0, 1]" in bad.output and not (tmp_path / "q").exists()
+    again = CliRunner().invoke(app, ["calibrate", str(detector), str(tmp_path / "benign.parquet"), "--out", str(tmp_path / "cal")])
+    assert again.exit_code == 1 and "exists" in again.output

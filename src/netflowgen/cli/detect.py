@@ -190,6 +190,57 @@ def score_cmd(
         out.print(t)
 
 
+@app.command("calibrate")
+def calibrate_cmd(
+    model_dir: Annotated[Path, typer.Argument(help="A detector (from `netflowgen finetune`).")],
+    data: Annotated[Path, typer.Argument(help="Traffic known to be benign, as flows (any supported input): e.g. a normal week of the network it will watch.")],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Detector directory to write: a copy with the new threshold (the detector itself with --overwrite).")],
+    quantile: Annotated[float, typer.Option(help="Alert above this quantile of the benign scores: 1 (default) puts the threshold above all of them.")] = 1.0,
+    idle_steps: Annotated[int, typer.Option(help="Steps without traffic after which live detection forgets a node.")] = default(LiveConfig, "idle_steps"),
+    fmt: FormatOpt = None,
+    timezone: TimezoneOpt = "UTC",
+    flow_filter: FilterOpt = None,
+    overwrite: OverwriteOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set a detector's alert threshold on benign traffic, as one sets a threshold detector's limits.
+
+    The traffic is scored as `netflowgen detect` scores it (series by the live rules, every step
+    read as a node's newest); steps labelled as attacks, where the flows carry labels, are left
+    out. The threshold goes just above the --quantile of the rest, and the detector is written
+    with it, recording how it was set and the threshold it replaced.
+    """
+    from netflowgen.detect.finetune import load_detector, with_threshold
+    from netflowgen.detect.threshold import benign_threshold
+
+    in_place = out_dir.resolve() == model_dir.resolve()
+    with failing(f"interrupted; {model_dir} is unchanged" if in_place else nothing_written(out_dir)):
+        det = load_detector(model_dir)
+        series = live_series_of(data, det.spec, idle_steps, fmt, timezone, flow_filter)
+        scores = det.score(series, as_live=True)
+        benign = scores.filter(~pl.col("label"))
+        if benign.height == 0:
+            raise ValueError(f"{data}: no benign node-step to calibrate on ({scores.height} scored, all labelled as attacks)")
+        threshold = benign_threshold(benign["score"], quantile)
+        record = {"rule": "benign", "quantile": quantile, "data": str(data.resolve()), "node_steps": benign.height,
+                  "nodes": benign["node"].n_unique(), "labelled_attack_steps_left_out": scores.height - benign.height,
+                  "first_step": str(benign["step"].min()), "last_step": str(benign["step"].max()),
+                  "highest_benign_score": float(benign["score"].max())}
+        with_threshold(model_dir, out_dir, threshold, record, overwrite=overwrite)
+    previous = det.threshold
+    summary = {"detector": str(out_dir), "threshold": threshold, "previous_threshold": previous, **record,
+               "benign_alerts_at_previous": int((benign["score"] >= previous).sum()),
+               "benign_alerts": int((benign["score"] >= threshold).sum())}
+    if as_json:
+        print_json(summary)
+        return
+    out.print(f"detector {out_dir}: threshold {previous:.4g} -> {threshold:.4g}, set on {benign.height:,} benign steps of "
+              f"{record['nodes']:,} nodes ({record['first_step']} to {record['last_step']}; highest score "
+              f"{record['highest_benign_score']:.4g}); benign steps alerting: {summary['benign_alerts_at_previous']:,} -> "
+              f"{summary['benign_alerts']:,}" + (f"; {record['labelled_attack_steps_left_out']:,} labelled attack steps left out"
+                                                  if record["labelled_attack_steps_left_out"] else ""))
+
+
 def write_table_atomic(table: pl.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:

@@ -42,6 +42,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -49,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from netflowgen.artifacts import atomic_directory, loading, read_json, read_manifest, write_manifest
+from netflowgen.artifacts import MANIFEST_NAME, atomic_directory, loading, read_json, read_manifest, write_manifest
 from netflowgen.detect.labels import LabelSelection, select_labels
 from netflowgen.detect.config import HEAD_INPUTS, MODES, SURPRISE_WEIGHTS, FinetuneConfig
 from netflowgen.model import FlowGPT, FlowGPTConfig
@@ -68,6 +69,7 @@ __all__ = [
     "FinetuneConfig",
     "finetune",
     "load_detector",
+    "with_threshold",
     "node_relative_surprise",
     "score_plan",
     "score_steps",
@@ -456,6 +458,25 @@ def _scratch_dir() -> Iterator[Path]:
     """A temporary directory for a detector kept in memory only."""
     with tempfile.TemporaryDirectory(prefix="netflowgen-finetune-") as folder:
         yield Path(folder)
+
+
+def with_threshold(path: str | os.PathLike[str], out: str | os.PathLike[str], threshold: float, record: dict[str, Any],
+                   overwrite: bool = False) -> Path:
+    """A copy of the detector at ``path`` with another alert threshold, written whole to ``out``
+    (which may be ``path`` itself, with ``overwrite``); ``record``, how the threshold was chosen,
+    goes into its manifest under ``threshold_calibration`` with the threshold it replaced."""
+    folder = Path(path)
+    manifest = read_manifest(folder, DETECTOR_KIND)
+    target = Path(out)
+    with atomic_directory(target, overwrite) as tmp:
+        for f in sorted(folder.iterdir()):  # the model, its config and tokenizer, unchanged
+            if f.is_file() and f.name != MANIFEST_NAME:
+                shutil.copy2(f, tmp / f.name)
+        fields = {k: v for k, v in manifest.items() if k not in ("kind", "netflowgen_version")}
+        fields["threshold_calibration"] = {**record, "replaced_threshold": manifest["threshold"]}
+        fields["threshold"] = float(threshold)
+        write_manifest(tmp, DETECTOR_KIND, **fields)
+    return target
 
 
 def load_detector(path: str | os.PathLike[str], device: str = "cpu") -> Detector:

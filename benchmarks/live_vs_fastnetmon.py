@@ -41,7 +41,10 @@ Method (every choice is printed with the results):
   scored once the flows' clock has passed its end by the grace, so an alert comes a step plus
   the grace after the step's start at the earliest) and ``--clock-rate`` the replay's speed (the
   flows' clock runs that fast, so while the export is quiet the wall clock moves it on at that
-  rate, as live export's wall clock does at 1x).
+  rate, as live export's wall clock does at 1x). Its alert threshold is the one fine-tuning
+  calibrates on its labelled episodes, or with ``--threshold benign`` the one ``netflowgen
+  calibrate`` sets just above the fitting part's benign traffic (as exported, scored as live
+  detection scores it): the operator's way, as for FastNetMon's limits.
 * **Scoring**, on the stream clock, the same for both: an episode is detected when its victim
   gets an alert between its onset (first injected flow) minus one step and its end plus
   ``--window`` seconds; the delay is from the onset to the first such alert. Any other alert in
@@ -383,6 +386,18 @@ def build_everything(args: argparse.Namespace, work: Path, log) -> tuple[Stream,
     log(f"fine-tuned the default recipe (frozen backbone, surprise head{weights}) on 3 labelled episodes before the cut")
 
     fit_flows = benign.filter(pl.col("ts_end") < cut)
+    if args.threshold == "benign":
+        # The operator's way, as for FastNetMon's limits: the fitting part's benign traffic, as the
+        # collector receives it, scored as live detection scores it; the threshold just above it.
+        fit_benign = work / "benign-fit.parquet"
+        as_exported(fit_flows).write_parquet(fit_benign)
+        done = subprocess.run([sys.executable, "-m", "netflowgen.cli", "calibrate", str(det), str(fit_benign), "--out", str(det),
+                               "--overwrite", "--json"], capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"netflowgen calibrate failed: {done.stderr[-2000:]}{done.stdout[-2000:]}")
+        cal = json.loads(done.stdout)
+        log(f"threshold set on the fitting part's benign traffic ({cal['node_steps']:,} node-steps): "
+            f"{cal['previous_threshold']:.3f} -> {cal['threshold']:.3f}")
     hosts = sorted(series.filter(pl.col("step") < cut)["node"].unique().to_list())
     thresholds = tune_thresholds(fit_flows, hosts, period_s=args.speed, margin=args.margin)
     stream = all_flows.filter(pl.col("ts_start") >= warm).sort("ts_end")
@@ -661,6 +676,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=float, default=60.0, help="seconds after an episode's end an alert still detects it")
     ap.add_argument("--surprise-weights", default="free", choices=["free", "positive"],
                     help="the detector head's weights on the surprise (FinetuneConfig.surprise_weights; default free)")
+    ap.add_argument("--threshold", default="labels", choices=["labels", "benign"],
+                    help="the detector's alert threshold: as fine-tuning calibrates it on its labelled episodes (default), or set "
+                         "by `netflowgen calibrate` on the fitting part's benign traffic, as FastNetMon's limits are")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--keep", type=Path, help="keep the work folder here")
@@ -697,7 +715,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "parameters": {"background": "westermo bottom router, benign flows", "step_s": args.step, "speed": args.speed,
                        "margin": args.margin, "grace_steps": args.grace, "pretrain_steps": args.steps, "seed": args.seed,
-                       "surprise_weights": args.surprise_weights, "window_s": args.window,
+                       "surprise_weights": args.surprise_weights, "threshold": args.threshold, "window_s": args.window,
                        "test_minutes": (end - cut) / 60, "hosts_in_test": stream.hosts_in_test, "host_hours": host_hours,
                        "fit_attacks": list(FIT_ATTACKS), "test_attacks": list(TEST_ATTACKS), "intensities": list(INTENSITIES),
                        "victims": stream.victims},

@@ -481,3 +481,18 @@ def test_advisory_element_of_an_odd_length_is_skipped_not_fatal() -> None:
     _, checked, st = decode(packet)
     assert checked.flows.select("src_ip", "fwd_packets").rows() == [("10.0.0.1", 2)]
     assert st.unknown_fields == 2  # type of service (5, not mapped) and the odd biflowDirection
+
+
+def test_a_sampler_restated_changes_only_the_records_after_it() -> None:
+    # One take holds sets from before and after the options record that changes sampler 1: each
+    # keeps the sampling in force when it came (the sets share a table until it changes).
+    scope, opts = [(1, 4)], [(48, 1), (50, 4)]
+
+    def options(rate: int, seq: int) -> bytes:
+        return P.v9([P.options_template_set(9, 300, scope, opts), P.data_set(300, [P.record([*scope, *opts], {48: 1, 50: rate})]),
+                     P.template_set(9, [(257, [*P.V4_UPTIME, (48, 1)])])], uptime_ms=1000, seq=seq)
+
+    flows = [P.v9([_v9_flows(1, 3, 150)], uptime_ms=1000, seq=s) for s in (1, 2, 4)]
+    _, checked, st = decode(options(10, 0), flows[0], flows[1], options(100, 3), flows[2])
+    assert checked.flows.sort("source_row")["fwd_packets"].to_list() == [30, 30, 300]
+    assert st.sampled == {"10": 2, "100": 1}

@@ -211,17 +211,21 @@ def calibrate_cmd(
     with it, recording how it was set and the threshold it replaced.
     """
     from netflowgen.detect.finetune import load_detector, with_threshold
-    from netflowgen.detect.threshold import benign_threshold
+    from netflowgen.detect.threshold import calibrate_threshold
 
     in_place = out_dir.resolve() == model_dir.resolve()
     with failing(f"interrupted; {model_dir} is unchanged" if in_place else nothing_written(out_dir)):
+        if not 0.0 < quantile <= 1.0:
+            raise ValueError(f"--quantile must be in (0, 1], got {quantile:g}")
         det = load_detector(model_dir)
         series = live_series_of(data, det.spec, idle_steps, fmt, timezone, flow_filter)
         scores = det.score(series, as_live=True)
         benign = scores.filter(~pl.col("label"))
         if benign.height == 0:
             raise ValueError(f"{data}: no benign node-step to calibrate on ({scores.height} scored, all labelled as attacks)")
-        threshold = benign_threshold(benign["score"], quantile)
+        # Every step benign: the false-positive-rate rule at 1 - quantile alerts on at most that
+        # share of them (with quantile 1, the threshold is just above the highest score).
+        threshold = calibrate_threshold(benign["score"], np.zeros(benign.height, bool), rule="fpr", max_fpr=1.0 - quantile)
         record = {"rule": "benign", "quantile": quantile, "data": str(data.resolve()), "node_steps": benign.height,
                   "nodes": benign["node"].n_unique(), "labelled_attack_steps_left_out": scores.height - benign.height,
                   "first_step": str(benign["step"].min()), "last_step": str(benign["step"].max()),

@@ -86,6 +86,7 @@ from netflowgen.collect.wire import (
     V9_HEADER,
     VARIABLE,
     PendingSet,
+    SamplerTable,
     Template,
     U16x2,
     U16x3,
@@ -205,6 +206,8 @@ class _Domain:
     """Packets on the wire per packet counted, from its options records (or v5 headers); 1: none."""
     samplers: OrderedDict[int, float] = field(default_factory=OrderedDict)
     """sampler (selector) id -> its sampling, for flow records that name theirs."""
+    sampler_table: SamplerTable | None = None
+    """``samplers`` as the sets fed since they last changed hold them."""
 
 
 # Conventions per version: name -> expected sequence number from (previous stream state, this
@@ -508,7 +511,7 @@ class Decoder:
                     raise _Bad("bad template")
                 fields.append((element, length))
             old = dom.templates.get(tid)
-            if old is not None and old.fields == tuple(fields) and old.options == options and old.scope_count == n_scope:
+            if old is not None and old.defines(tuple(fields), options, n_scope):
                 parsed.append(old)  # a refresh (exporters resend templates every few seconds): nothing to build
             else:
                 parsed.append(build_template(version, tid, fields, options, n_scope))
@@ -520,7 +523,7 @@ class Decoder:
             tid = item.template_id
             st.template_records += 1
             old = dom.templates.get(tid)
-            if old is not None and old.fields == item.fields and old.options == item.options and old.scope_count == item.scope_count:
+            if old is not None and old.defines(item.fields, item.options, item.scope_count):
                 dom.templates.move_to_end(tid)
                 continue  # a refresh: exporters resend their templates periodically
             if old is not None:
@@ -550,12 +553,14 @@ class Decoder:
             data = body[:n * length]
         if tpl.options:
             st.options_records += n
-            if version == 10 and 160 in tpl.columns:
-                values = np.frombuffer(bytes(data), tpl.dtype)[tpl.columns[160]]
-                # Clipped like absolute times: a clock past 2100 makes the records' times absurd.
-                dom.init_ms = min(int(values[-1]), MAX_MS)
-            if tpl.sampling:
-                self._sampling_options(np.frombuffer(bytes(data), tpl.dtype), tpl, dom)
+            used = version == 10 and 160 in tpl.columns
+            if used or tpl.sampling:
+                records = np.frombuffer(bytes(data), tpl.dtype)
+                if used:
+                    # Clipped like absolute times: a clock past 2100 makes the records' times absurd.
+                    dom.init_ms = min(int(records[tpl.columns[160]][-1]), MAX_MS)
+                if tpl.sampling:
+                    self._sampling_options(records, tpl, dom)
             return n
         init = dom.init_ms if version == 10 else -1
         self._add_set(exporter, tpl, data, n, export_us, uptime, init, dom, st)
@@ -576,6 +581,7 @@ class Decoder:
             if len(dom.samplers) > self.max_samplers_per_domain:
                 dom.samplers.popitem(last=False)
                 self.evictions["sampler"] += 1
+        dom.sampler_table = SamplerTable.of(dom.samplers)
 
     @staticmethod
     def _pack_variable(body: memoryview, tpl: Template) -> tuple[bytes, int]:
@@ -619,7 +625,7 @@ class Decoder:
         first = st.records + 1  # record numbers per address
         by_template = self._pending.setdefault(exporter, {})
         # The sampling in force when the set came (a later options record changes later sets only).
-        samplers = dict(dom.samplers) if dom.samplers and tpl.sampler else None
+        samplers = dom.sampler_table if tpl.sampler else None
         by_template.setdefault(tpl, []).append(PendingSet(bytes(data), n, export_us, uptime, init_ms, first, dom.sampling, samplers))
         st.records += n
         self.pending_records += n

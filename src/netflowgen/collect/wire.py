@@ -10,6 +10,7 @@ record by record by the decoder (their fixed fields are packed into the bulk lay
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -135,6 +136,10 @@ class Template:
     def variable(self) -> bool:
         return self.length is None
 
+    def defines(self, fields: tuple[tuple[int | tuple[int, int], int], ...], options: bool, scope_count: int) -> bool:
+        """Whether a template record with these fields is this template again (a refresh)."""
+        return self.fields == fields and self.options == options and self.scope_count == scope_count
+
     @property
     def sampling(self) -> bool:
         """Its records state a sampling (``SAMPLING_IDS``)."""
@@ -214,6 +219,27 @@ def _v5_template() -> Template:
 V5_TEMPLATE = _v5_template()
 
 
+class SamplerTable(NamedTuple):
+    """A domain's samplers as the decoder last heard of them: ids (sorted) and their sampling.
+    Made anew when an options record changes them, and shared, not copied, by the sets that
+    come until then."""
+
+    ids: np.ndarray
+    rates: np.ndarray
+
+    @classmethod
+    def of(cls, samplers: dict[int, float]) -> SamplerTable:
+        ids = np.fromiter(samplers, np.uint64, len(samplers))
+        rates = np.fromiter(samplers.values(), np.float64, len(samplers))
+        order = np.argsort(ids)
+        return cls(ids[order], rates[order])
+
+    def lookup(self, ids: np.ndarray, default: np.ndarray) -> np.ndarray:
+        """The sampling of each sampler id; ``default`` where the id is unknown."""
+        at = np.minimum(np.searchsorted(self.ids, ids), len(self.ids) - 1)
+        return np.where(self.ids[at] == ids, self.rates[at], default)
+
+
 class PendingSet(NamedTuple):
     data: bytes
     count: int
@@ -223,8 +249,8 @@ class PendingSet(NamedTuple):
     first_row: int
     sampling: float = 1.0
     """packets on the wire per packet counted, as the exporter stated it when the set came (1: none)."""
-    samplers: dict[int, float] | None = None
-    """sampler id -> sampling, for records that name their sampler (``SAMPLER_IDS``)."""
+    samplers: SamplerTable | None = None
+    """The domain's samplers when the set came, for records that name theirs (``SAMPLER_IDS``)."""
 
 
 def sampling_of(arr: np.ndarray, tpl: Template) -> np.ndarray | None:
@@ -365,18 +391,16 @@ def _sampling(arr: np.ndarray, tpl: Template, sets: list[PendingSet], counts: np
         return own
     factor = np.repeat(np.fromiter((s.sampling for s in sets), np.float64, len(sets)), counts)
     ids = sampler_of(arr, tpl)
-    if ids is not None and any(s.samplers for s in sets):
+    if ids is not None and any(s.samplers is not None for s in sets):
+        # One lookup per run of sets that share a sampler table (a table lasts until the next
+        # options record), not one per set.
         start = 0
-        for s, n in zip(sets, counts.tolist()):
-            if s.samplers:
-                known = np.fromiter(s.samplers, np.uint64, len(s.samplers))
-                rates = np.fromiter(s.samplers.values(), np.float64, len(s.samplers))
-                order = np.argsort(known)
-                known, rates = known[order], rates[order]
-                part = ids[start:start + n]
-                at = np.minimum(np.searchsorted(known, part), len(known) - 1)
-                hit = known[at] == part
-                factor[start:start + n] = np.where(hit, rates[at], factor[start:start + n])
+        for _, run in itertools.groupby(zip(sets, counts.tolist()), key=lambda sc: id(sc[0].samplers)):
+            run = list(run)
+            n = sum(c for _, c in run)
+            samplers = run[0][0].samplers
+            if samplers is not None:
+                factor[start:start + n] = samplers.lookup(ids[start:start + n], factor[start:start + n])
             start += n
     return factor
 

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["ThresholdRule", "benign_threshold", "calibrate_threshold"]
+__all__ = ["ThresholdRule", "calibrate_threshold"]
 
 log = logging.getLogger(__name__)
 
@@ -119,27 +119,3 @@ def _mid_gap(thresholds: np.ndarray, i: int) -> float:
     # Adjacent floats have no midpoint: keep the alerting score, which changes no validation alert.
     return mid if low < mid <= high else high
 
-
-def benign_threshold(scores: Any, quantile: float = 1.0) -> float:
-    """The alert threshold set on traffic known to be benign, as an operator sets a threshold
-    detector's limits from its network's normal levels: just above the ``quantile`` of the
-    benign scores (1.0: above all of them, so that none would alert; 0.999: one step in a
-    thousand would).
-
-    A detector fitted on a few labelled episodes places its threshold between their scores and
-    the few benign steps beside them; attacks of other types can score below it and still far
-    above everything benign (issue 14's FastNetMon run).
-
-    >>> benign_threshold([0.1, 0.3, 0.2]) > 0.3
-    True
-    >>> round(benign_threshold(list(range(101)), quantile=0.9), 6)
-    90.0
-    """
-    if not 0.0 < quantile <= 1.0:
-        raise ValueError(f"benign_threshold: quantile must be in (0, 1], got {quantile}")
-    s = _as_array(scores, "scores").astype(np.float64, copy=False).ravel()
-    if s.size == 0:
-        raise ValueError("benign_threshold: no benign scores")
-    if not np.isfinite(s).all():
-        raise ValueError(f"benign_threshold: {int((~np.isfinite(s)).sum())} score(s) are NaN or infinite")
-    return float(np.nextafter(np.quantile(s, quantile, method="higher"), np.inf))

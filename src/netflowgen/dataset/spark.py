@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,20 @@ from netflowgen.schema import FLOW_SCHEMA, arrow_schema
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-__all__ = ["ingest_spark"]
+__all__ = ["ingest_spark", "settle"]
+
+
+def settle(spark: SparkSession, timeout: float = 60.0) -> None:
+    """Wait until the tasks of a failed job are gone. Spark fails a job at its first failed task
+    and kills the others without waiting: their Python workers go on writing for up to
+    ``spark.python.task.killTimeout`` after that, and a caller that removed its temporary output
+    at once found it made again (a Spark ingest test left ``.OUT.tmp-PID`` behind)."""
+    tracker = spark.sparkContext._jsc.sc().statusTracker()  # executors' running tasks: the JVM's tracker only
+    deadline = time.monotonic() + timeout
+    while any(e.numRunningTasks() for e in tracker.getExecutorInfos()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(spark.sparkContext._jsc.sc().conf().getTimeAsSeconds("spark.python.task.killTimeout", "2s") + 0.5)
+
 
 
 @dataclass(frozen=True)
@@ -105,8 +119,6 @@ def _merge_day(day: str, parts: list[str], root: str) -> int:
 
 def ingest_spark(spark: SparkSession, config: IngestConfig) -> IngestSummary:
     """Ingest ``config.inputs`` on Spark: one task per input file, then one per day."""
-    import time
-
     for path in config.inputs:
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or directory")
@@ -119,8 +131,12 @@ def ingest_spark(spark: SparkSession, config: IngestConfig) -> IngestSummary:
         work.mkdir()
         root, cwd = str(work.resolve()), os.getcwd()
         sc = spark.sparkContext
-        results = (sc.parallelize(tasks, max(1, len(tasks))).map(lambda t: (t.index, _run_one(t, config, root, cwd))).collect()
-                   if tasks else [])
+        try:
+            results = (sc.parallelize(tasks, max(1, len(tasks))).map(lambda t: (t.index, _run_one(t, config, root, cwd))).collect()
+                       if tasks else [])
+        except BaseException:
+            settle(spark)  # the other files' tasks stop writing into tmp before it is removed
+            raise
         by_index = dict(results)
         summary = IngestSummary(out=str(config.out))
         reasons: Counter[str] = Counter()

@@ -39,6 +39,7 @@ import pyarrow as pa
 from netflowgen.artifacts import MANIFEST_NAME, atomic_directory
 from netflowgen.dataset.coverage import Coverage, CoverageBuilder
 from netflowgen.dataset.layout import PART_GLOB, part_files
+from netflowgen.dataset.spark import settle
 from netflowgen.read import ReadOptions
 from netflowgen.schema import FLOW_SCHEMA, empty_flows
 from netflowgen.series.build import SeriesSpec, _covered_steps, _series_of, node_bucket, node_view
@@ -359,7 +360,11 @@ def build_series_spark(spark: SparkSession, flows: str, out: Path, config: Serie
                              "peak_rss": pa.array([peak], pa.int64())})
 
         view = frame.mapInArrow(to_view, view_spark)
-        rows = view.groupBy("_part").applyInArrow(build_bucket, "bucket long, summary string, peak_rss long").collect()
+        try:
+            rows = view.groupBy("_part").applyInArrow(build_bucket, "bucket long, summary string, peak_rss long").collect()
+        except BaseException:
+            settle(spark)  # the other buckets' tasks stop writing into tmp before it is removed
+            raise
         done = {int(r["bucket"]): _decode_summary(r["summary"]) for r in rows}
         summary: dict[str, Any] = {}
         groups: set[str] = set()

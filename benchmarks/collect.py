@@ -23,10 +23,14 @@ Both collectors get the same kernel socket buffer (``--rcvbuf``, at most ``net.c
 that nfcapd's plain SO_RCVBUF gets it too) and the stream is made long enough that this buffer
 holds only a small part of it; ``netflowgen collect`` also gets a small backlog of datagrams
 ahead of its decoder (``--backlog-bytes``), so that the figure is its sustained rate, not the
-size of its buffers. The rate reported is the rate the sender achieved.
+size of its buffers. For the same reason the stream is longer than what ``netflowgen collect``
+holds in memory before it writes a file (``--max-buffer-flows``, its default of a million, against
+a 3-million-flow stream): files are written while the stream arrives, as they are in steady
+operation (a stream that fits in memory is written only after it ends, which measures a burst).
+The rate reported is the rate the sender achieved.
 
     .venv/bin/python benchmarks/collect.py                  # both formats (several minutes on 2 cores)
-    .venv/bin/python benchmarks/collect.py --flows 200000 --steps 2 --formats v9 --json
+    .venv/bin/python benchmarks/collect.py --flows 200000 --max-buffer-flows 50000 --steps 2 --formats v9 --json
 """
 
 from __future__ import annotations
@@ -152,7 +156,8 @@ class Trial:
 def trial_collect(stream: Stream, rate: float, args: argparse.Namespace, work: Path) -> Trial:
     out = Path(tempfile.mkdtemp(dir=work)) / "flows"
     command = [sys.executable, "-m", "netflowgen.cli", "collect", "--listen", "127.0.0.1:0", "--out", str(out),
-               "--rcvbuf", str(args.rcvbuf), "--backlog-bytes", str(args.backlog_bytes), "--compression", args.compression, "--json"]
+               "--rcvbuf", str(args.rcvbuf), "--backlog-bytes", str(args.backlog_bytes), "--compression", args.compression,
+               "--max-buffer-flows", str(args.max_buffer_flows), "--json"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         line = proc.stderr.readline()  # type: ignore[union-attr]
@@ -172,7 +177,7 @@ def trial_collect(stream: Stream, rate: float, args: argparse.Namespace, work: P
     shutil.rmtree(out.parent, ignore_errors=True)
     lossless = (summary["rows_written"] == stream.flows and summary["kernel_drops"] in (0, None)
                 and summary["lost_records"] == 0 and summary["lost_packets"] == 0)
-    detail = {k: summary[k] for k in ("packets", "flows", "kernel_drops", "lost_records", "lost_packets", "rcvbuf_granted", "seconds")}
+    detail = {k: summary[k] for k in ("packets", "flows", "files", "kernel_drops", "lost_records", "lost_packets", "rcvbuf_granted", "seconds")}
     return Trial("netflowgen collect", stream.format, rate, sent, summary["rows_written"], lossless, detail)
 
 
@@ -254,7 +259,7 @@ def stages(stream: Stream, work: Path, repeats: int = 3, compression: str = "zst
     lz4; flows/s, the best of ``repeats``. Decoding and writing with ``compression`` together
     bound what any receive loop could reach with them on the one core the sender leaves."""
     from netflowgen.collect.netflow import Decoder
-    from netflowgen.collect.server import Collector, CollectorConfig
+    from netflowgen.collect.server import flow_days, write_flow_file
 
     def best(run) -> float:  # type: ignore[no-untyped-def]
         times = []
@@ -275,12 +280,10 @@ def stages(stream: Stream, work: Path, repeats: int = 3, compression: str = "zst
     out: dict[str, float] = {"decode_flows_per_s": best(decode)}
     for compression in ("zstd", "lz4"):
         def write() -> None:
-            folder = Path(tempfile.mkdtemp(dir=work)) / "flows"
-            folder.mkdir()
-            collector = Collector(CollectorConfig(folder, listen=("127.0.0.1", 0), compression=compression))
-            collector._buffer = [held["flows"]]  # type: ignore[list-item]
-            collector._write_flows()
-            shutil.rmtree(folder.parent)
+            folder = Path(tempfile.mkdtemp(dir=work))
+            for number, (day, part) in enumerate(flow_days(held["flows"])):  # type: ignore[arg-type]
+                write_flow_file(folder, day, number, part, compression)
+            shutil.rmtree(folder)
 
         out[f"write_{compression}_flows_per_s"] = best(write)
     out["decode_and_write_flows_per_s"] = 1 / (1 / out["decode_flows_per_s"] + 1 / out[f"write_{compression}_flows_per_s"])
@@ -289,7 +292,9 @@ def stages(stream: Stream, work: Path, repeats: int = 3, compression: str = "zst
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--flows", type=int, default=1_000_000, help="flows per trial stream")
+    parser.add_argument("--flows", type=int, default=3_000_000, help="flows per trial stream")
+    parser.add_argument("--max-buffer-flows", type=int, default=None,
+                        help="netflowgen collect's --max-buffer-flows (default: its default); below --flows, so that files are written during the trial")
     parser.add_argument("--formats", default="v9,ipfix")
     parser.add_argument("--start", type=float, default=100_000, help="first rate tried, flows/s")
     parser.add_argument("--max-rate", type=float, default=6_400_000, help="stop doubling here")
@@ -300,6 +305,12 @@ def main() -> None:
                         help="netflowgen collect's --compression (default: its default, zstd)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.max_buffer_flows is None:
+        from netflowgen.collect.server import CollectorConfig
+        args.max_buffer_flows = CollectorConfig.__dataclass_fields__["max_buffer_flows"].default
+    if args.max_buffer_flows >= args.flows:
+        parser.error(f"--max-buffer-flows ({args.max_buffer_flows:,}) must be below --flows ({args.flows:,}): "
+                     "otherwise no file is written while the stream arrives")
     if args.rcvbuf is None:
         args.rcvbuf = int(Path("/proc/sys/net/core/rmem_max").read_text())
     for program in ("nfcapd", "nfdump"):
@@ -334,7 +345,7 @@ def main() -> None:
                             "ratio_stage_ceiling_to_nfcapd": round(cost["decode_and_write_flows_per_s"] / nfcapd, 3) if nfcapd else float("nan")}
     report = {
         "results": results,
-        "settings": {"flows": args.flows, "rcvbuf": args.rcvbuf, "backlog_bytes": args.backlog_bytes, "steps": args.steps,
+        "settings": {"flows": args.flows, "max_buffer_flows": args.max_buffer_flows, "rcvbuf": args.rcvbuf, "backlog_bytes": args.backlog_bytes, "steps": args.steps,
                      "compression": args.compression,
                      "records_per_datagram": RECORDS_PER_DATAGRAM},
         "machine": {**machine(), "nfcapd": subprocess.run(["nfcapd", "-V"], capture_output=True, text=True, check=False).stdout.strip()},
@@ -351,7 +362,7 @@ def main() -> None:
         ratio = f"{'<=' if r['nfcapd_is_lower_bound'] and not r['collect_is_lower_bound'] else ''}{r['ratio_collect_to_nfcapd']:.3f}"
         ceiling = f"{'<=' if r['nfcapd_is_lower_bound'] else ''}{r['ratio_stage_ceiling_to_nfcapd']:.3f}"
         print(f"{fmt:<7}{c:>18}{n:>18}{ratio:>16}{ceiling:>28}")
-    print(f"(zero loss on loopback, {args.flows:,}-flow streams, socket buffer {args.rcvbuf:,} B asked by both, "
+    print(f"(zero loss on loopback, {args.flows:,}-flow streams, a file every {args.max_buffer_flows:,} flows, socket buffer {args.rcvbuf:,} B asked by both, "
           f"collect backlog {args.backlog_bytes:,} B; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f})")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -108,6 +109,44 @@ def test_rotation_is_atomic_and_the_dataset_reads(tmp_path: Path, monkeypatch: p
     # What `netflowgen series` does with it.
     series = build_series(scan_flows(out), SeriesSpec(step=timedelta(minutes=1)))
     assert series["flows_out"].sum() == 12
+
+
+def test_decoding_goes_on_while_a_file_is_written_and_waits_at_twice_the_buffer(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, collectors: list[Collector]) -> None:
+    # Files are written on their own thread: the flows that arrive meanwhile are decoded and
+    # passed on (live detection is not held up by a rotation), and decoding waits for the
+    # writer, without dropping anything, only once twice max_buffer_flows are held.
+    out = tmp_path / "flows"
+    real_write = pq.write_table
+    release = threading.Event()
+    writing = threading.Event()
+
+    def slow(table, where, **kwargs):  # type: ignore[no-untyped-def]
+        writing.set()
+        assert release.wait(20), "the test did not release the writer"
+        real_write(table, where, **kwargs)
+
+    monkeypatch.setattr(server_module.pq, "write_table", slow)
+    passed_on: list[int] = []
+    c = Collector(CollectorConfig(out=out, listen=("127.0.0.1", 0), take_every=0.02, rotate=timedelta(hours=1), max_buffer_flows=4),
+                  on_flows=lambda flows: passed_on.append(flows.height))
+    c.start()
+    collectors.append(c)
+    packets = v9_packets(3, 4)
+    send(c.address, packets[:1])
+    assert writing.wait(10), "4 flows held (max_buffer_flows) did not start a file"
+    send(c.address, packets[1:2])
+    wait_for(lambda: sum(passed_on) == 8, "the flows sent while the file is written")
+    assert (c.summary()["buffered_flows"], c.summary()["rows_written"]) == (8, 0)
+    send(c.address, packets[2:])  # 8 held, twice the buffer: decoding waits for the writer
+    time.sleep(0.5)
+    assert sum(passed_on) == 8 and c.summary()["flows"] == 8
+    release.set()
+    wait_for(lambda: sum(passed_on) == 12, "decoding after the write")
+    summary = c.stop()
+    assert (summary["rows_written"], summary["buffered_flows"], summary["dropped_unwritten"]) == (12, 0, 0)
+    assert [pq.read_metadata(f).num_rows for f in sorted(out.rglob("part-*.parquet"))][0] == 4
+    assert scan_flows(out).collect()["source_row"].sort().to_list() == list(range(1, 13))
 
 
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"),
@@ -227,7 +266,7 @@ def test_prometheus_endpoint_returns_the_counters(tmp_path: Path, collectors: li
     assert m["netflowgen_collect_socket_buffer_bytes"] == c.rcvbuf_granted > 0
     with urllib.request.urlopen(f"http://{host}:{port}/health", timeout=5) as response:
         health = json.loads(response.read())
-    assert (health["status"], health["threads"]) == ("ok", {"netflowgen-receive": True, "netflowgen-decode": True})
+    assert (health["status"], health["threads"]) == ("ok", {"netflowgen-receive": True, "netflowgen-decode": True, "netflowgen-write": True})
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(f"http://{host}:{port}/nothing", timeout=5)
     assert missing.value.code == 404

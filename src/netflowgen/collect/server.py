@@ -8,16 +8,22 @@ Threads and what each does:
   allowed (``SO_RCVBUFFORCE`` when root, else ``SO_RCVBUF`` up to ``net.core.rmem_max``; the
   size granted is reported) and the receive thread never waits for decoding unless the arena is
   full.
-* **decode**: feeds the datagrams to :class:`~netflowgen.collect.netflow.Decoder`, takes the
-  decoded flows in batches, and writes them: a Parquet file per UTC day every ``rotate``
-  interval (aligned to the Unix epoch) or as soon as ``max_buffer_flows`` flows wait in memory.
+* **decode**: feeds the datagrams to :class:`~netflowgen.collect.netflow.Decoder` and takes the
+  decoded flows in batches into memory (and to ``on_flows``, the live detector).
+* **write**: writes what waits in memory: a Parquet file per UTC day every ``rotate`` interval
+  (aligned to the Unix epoch) or as soon as ``max_buffer_flows`` flows wait. Its own thread, so
+  that decoding goes on while a file is encoded and compressed (PyArrow and Polars release the
+  interpreter meanwhile: on a machine with a core to spare the collector decodes and writes at
+  once, and live detection is not held up by a rotation). Decoding waits for it only when
+  twice ``max_buffer_flows`` wait.
 * **metrics** (optional): Prometheus text at ``/metrics`` and a JSON ``/health`` on a loopback
   port (a bounded server: :mod:`netflowgen.collect.httpserve`; another address is warned about).
 
 What senders can make it hold is bounded: the decoder's templates, domains and per-address
 counters (:class:`~netflowgen.collect.netflow.Decoder`, evictions counted; addresses beyond
 ``max_exporters`` share one ``"other"`` entry in /metrics, the summary and the manifest), the
-datagrams ahead of the decoder (``backlog_bytes``) and the decoded flows (``max_buffer_flows``).
+datagrams ahead of the decoder (``backlog_bytes``) and the decoded flows (twice
+``max_buffer_flows``: those being written and those taken meanwhile).
 A write that fails (``ENOSPC``: disk full) stops nothing: the collector keeps receiving, counts
 the failure by errno (``write_errors``), keeps what it could not write and tries again with a
 growing pause; while writes keep failing, at most ``max_unwritten_flows`` are held and the oldest
@@ -72,7 +78,7 @@ from netflowgen.read.filter import FlowFilter, compile_filter
 from netflowgen.read.validate import REJECT_SCHEMA, Checked
 from netflowgen.schema import arrow_schema
 
-__all__ = ["Collector", "CollectorConfig", "parse_address"]
+__all__ = ["Collector", "CollectorConfig", "flow_days", "parse_address", "write_flow_file"]
 
 log = logging.getLogger(__name__)
 
@@ -204,8 +210,14 @@ class Collector:
         self._sock: socket.socket | None = None
         self._http: BoundedHTTPServer | None = None
         self._lock_file: Any = None
+        # Decoded flows and rejects not yet written, oldest first; the decode thread appends, the
+        # write thread takes them out while it writes and puts back what it could not write.
+        # Guarded by _lock, as are the counters below.
         self._buffer: list[pl.DataFrame] = []
         self._rejects: list[pl.DataFrame] = []
+        self._write_now = threading.Event()  # wakes the write thread: memory is full, or decoding ended
+        self._written = threading.Condition(self._lock)  # notified when a write ends: a waiting decoder goes on
+        self._decoded = threading.Event()  # the decode thread is done: the write thread writes everything and ends
         self.buffered_flows = 0
         self.buffered_rejects = 0
         self.write_errors: Counter[str] = Counter()
@@ -247,10 +259,11 @@ class Collector:
         # The receive thread must get the interpreter soon after each datagram even while the
         # decoder runs Python code: a shorter switch interval than the default 5 ms.
         sys.setswitchinterval(min(self._switch_interval, 0.0005))
-        for name, target in (("netflowgen-receive", self._receive), ("netflowgen-decode", self._decode)):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        # All made before any starts: each may look at the others.
+        self._threads = [threading.Thread(target=target, name=name, daemon=True) for name, target in (
+            ("netflowgen-receive", self._receive), ("netflowgen-decode", self._decode), ("netflowgen-write", self._write))]
+        for thread in self._threads:
             thread.start()
-            self._threads.append(thread)
         log.info("listening on udp://%s:%d, writing %s", *self.address, self.config.out)
 
     def stop(self) -> dict[str, Any]:
@@ -262,11 +275,12 @@ class Collector:
             self._summary = self.summary()
             return self._summary
         self._stopping.set()
-        receiver, decoder = self._threads
+        receiver, decoder, writer = self._threads
         while receiver.is_alive():
             self._wake()
             receiver.join(0.5)
         decoder.join()
+        writer.join()
         sys.setswitchinterval(self._switch_interval)
         summary = self.summary()
         summary["running"] = False
@@ -394,8 +408,6 @@ class Collector:
         size = len(self._arena)
         get, get_nowait = self._queue.get, self._queue.get_nowait
         last_take = time.monotonic()
-        rotate_s = self.config.rotate.total_seconds()
-        next_rotation = (time.time() // rotate_s + 1) * rotate_s
         done = False
         try:
             while not done:
@@ -423,19 +435,15 @@ class Collector:
                 if done or self.decoder.pending_records >= self.config.take_records or now - last_take >= self.config.take_every:
                     self._take()
                     last_take = now
-                held = self.buffered_flows + self.buffered_rejects
-                if done:
-                    try:
-                        self._flush(final=True)
-                    except OSError as e:  # reported by stop(), with what could not be written
-                        self._unwritten = e
-                elif time.time() >= next_rotation or held >= self.config.max_buffer_flows:
-                    self._flush()
-                    next_rotation = (time.time() // rotate_s + 1) * rotate_s
+                    self._hold_back()
         except BaseException as e:  # a bug must not hang the collector: report it and stop
             self._failure = e
             log.exception("decode thread failed")
             self._stopping.set()
+        finally:
+            # What was decoded is written, even after a failure here.
+            self._decoded.set()
+            self._write_now.set()
 
     def _take(self) -> None:
         with self._lock:
@@ -449,42 +457,92 @@ class Collector:
                 self._observed = (min(first, lo), max(last, hi))  # type: ignore[type-var]
         if self.flow_filter is not None and checked.flows.height:
             checked = Checked(self.flow_filter.apply(checked.flows), checked.rejects)
-        if checked.flows.height:
-            self._buffer.append(checked.flows)
-            self.buffered_flows += checked.flows.height
-            if self.on_flows is not None:
-                self.on_flows(checked.flows)
-        if checked.rejects.height:
-            self._rejects.append(checked.rejects)
-            self.buffered_rejects += checked.rejects.height
+        if checked.flows.height and self.on_flows is not None:
+            self.on_flows(checked.flows)
+        with self._lock:
+            if checked.flows.height:
+                self._buffer.append(checked.flows)
+                self.buffered_flows += checked.flows.height
+            if checked.rejects.height:
+                self._rejects.append(checked.rejects)
+                self.buffered_rejects += checked.rejects.height
         self._bound_unwritten()
+
+    def _hold_back(self) -> None:
+        """Wake the write thread once ``max_buffer_flows`` wait; while it writes, wait for it when
+        twice that many (or ``max_unwritten_flows``) wait, so that memory stays bounded. Not while
+        writes fail: then the oldest are dropped instead (:meth:`_bound_unwritten`), so that
+        receiving goes on."""
+        limit = min(2 * self.config.max_buffer_flows, self._unwritten_cap())
+        with self._written:
+            if self.buffered_flows + self.buffered_rejects < self.config.max_buffer_flows:
+                return
+            self._write_now.set()
+            while (self.buffered_flows + self.buffered_rejects >= limit and not self._write_failures
+                   and self._failure is None and self._threads[2].is_alive()):
+                self._written.wait(0.1)
+
+    def _unwritten_cap(self) -> int:
+        return self.config.max_unwritten_flows or 4 * self.config.max_buffer_flows
 
     def _bound_unwritten(self) -> None:
         """While writes fail, keep at most ``max_unwritten_flows`` in memory: the oldest go (counted)."""
-        cap = self.config.max_unwritten_flows or 4 * self.config.max_buffer_flows
-        while self.buffered_flows + self.buffered_rejects > cap:
-            excess = self.buffered_flows + self.buffered_rejects - cap
-            held, attr = (self._buffer, "buffered_flows") if self._buffer and (
-                not self._rejects or self.buffered_flows >= self.buffered_rejects) else (self._rejects, "buffered_rejects")
-            oldest = held[0]
-            n = min(excess, oldest.height)
-            if attr == "buffered_flows":
-                # The time those flows span is no longer whole in the dataset: it leaves the coverage.
-                gone = oldest.head(n)
-                # [first start, last end]: the interval's end is open, hence the microsecond.
-                span = Coverage.between(gone["ts_start"].min(), gone["ts_end"].max() + timedelta(microseconds=1),  # type: ignore[arg-type, operator]
-                                        _COVERAGE_RULE)
-                with self._lock:
+        cap = self._unwritten_cap()
+        with self._lock:
+            while self._write_failures and self.buffered_flows + self.buffered_rejects > cap:
+                excess = self.buffered_flows + self.buffered_rejects - cap
+                held, attr = (self._buffer, "buffered_flows") if self._buffer and (
+                    not self._rejects or self.buffered_flows >= self.buffered_rejects) else (self._rejects, "buffered_rejects")
+                if not held:  # all of it is being written right now
+                    break
+                oldest = held[0]
+                n = min(excess, oldest.height)
+                if attr == "buffered_flows":
+                    # The time those flows span is no longer whole in the dataset: it leaves the coverage.
+                    gone = oldest.head(n)
+                    # [first start, last end]: the interval's end is open, hence the microsecond.
+                    span = Coverage.between(gone["ts_start"].min(), gone["ts_end"].max() + timedelta(microseconds=1),  # type: ignore[arg-type, operator]
+                                            _COVERAGE_RULE)
                     self._dropped = Coverage.of(self._dropped.intervals + span.intervals, _COVERAGE_RULE)
-            if n == oldest.height:
-                held.pop(0)
-            else:
-                held[0] = oldest.slice(n)
-            with self._lock:
+                if n == oldest.height:
+                    held.pop(0)
+                else:
+                    held[0] = oldest.slice(n)
                 setattr(self, attr, getattr(self, attr) - n)
                 self.dropped_unwritten += n
-            log.error("dropped the %d oldest unwritten %s: files cannot be written and %d are held in memory at most",
-                      n, "flows" if attr == "buffered_flows" else "rejects", cap)
+                log.error("dropped the %d oldest unwritten %s: files cannot be written and %d are held in memory at most",
+                          n, "flows" if attr == "buffered_flows" else "rejects", cap)
+
+    def _write(self) -> None:
+        rotate_s = self.config.rotate.total_seconds()
+        next_rotation = (time.time() // rotate_s + 1) * rotate_s
+        try:
+            while True:
+                wait = next_rotation - time.time()
+                if self._write_failures:
+                    wait = min(wait, self._retry_at - time.monotonic())
+                self._write_now.wait(max(0.0, wait))
+                self._write_now.clear()
+                if self._decoded.is_set():  # set before _write_now: seen here whenever it woke us
+                    try:
+                        self._flush(final=True)
+                    except OSError as e:  # reported by stop(), with what could not be written
+                        self._unwritten = e
+                    return
+                with self._lock:
+                    held = self.buffered_flows + self.buffered_rejects
+                retry = self._write_failures and time.monotonic() >= self._retry_at
+                if time.time() >= next_rotation or held >= self.config.max_buffer_flows or retry:
+                    self._flush()
+                    if time.time() >= next_rotation:
+                        next_rotation = (time.time() // rotate_s + 1) * rotate_s
+        except BaseException as e:  # a bug must not hang the collector: report it and stop
+            self._failure = e
+            log.exception("write thread failed")
+            self._stopping.set()
+        finally:
+            with self._written:
+                self._written.notify_all()
 
     # -- writing --------------------------------------------------------------------------------
 
@@ -533,15 +591,36 @@ class Collector:
     def _flush(self, final: bool = False) -> None:
         """Write the buffered rejects and flows (one file per UTC day, each renamed into place when
         complete). A write that fails (disk full, ...) loses nothing that was buffered: the flows
-        and rejects not written stay in memory, the failure is counted, and the write is tried
+        and rejects not written go back to memory, the failure is counted, and the write is tried
         again after a pause that doubles up to the rotation interval (``final``: now)."""
         if not final and time.monotonic() < self._retry_at:
             return
-        if not self._rejects and not self._buffer:
+        with self._lock:
+            rejects, flows = self._rejects, self._buffer
+            self._rejects, self._buffer = [], []
+        if not rejects and not flows:
             return
+        days: list[tuple[str, pl.DataFrame]] = []
         try:
-            self._write_rejects()
-            self._write_flows()
+            if rejects:
+                self._write_rejects(rejects)
+                rejects = []
+            days = flow_days(pl.concat(flows, how="vertical")) if flows else []
+            flows = []
+            while days:
+                day, part = days[0]
+                write_flow_file(self.config.out, day, self._next_part, part, self.config.compression)
+                self._next_part += 1
+                days.pop(0)
+                lo, hi = part["ts_start"].min(), part["ts_end"].max()
+                with self._lock:
+                    t = self.totals
+                    t.files += 1
+                    t.rows_written += part.height
+                    t.partitions.add(partition(day))
+                    t.first_start = lo if t.first_start is None or lo < t.first_start else t.first_start  # type: ignore[operator]
+                    t.last_end = hi if t.last_end is None or hi > t.last_end else t.last_end  # type: ignore[operator]
+                    self.buffered_flows -= part.height
         except OSError as e:
             # PyArrow's full disk is an OSError with no errno, "[errno 28]" in its text.
             code = e.errno if e.errno is not None else write_failure(self.config.out, e).errno
@@ -557,15 +636,20 @@ class Collector:
             if final:
                 raise
             return
+        finally:
+            # What was not written (rejects, or the failed day and the days after it) goes back in
+            # front of what was decoded meanwhile, and waits for the next try.
+            with self._written:
+                self._rejects[:0] = rejects
+                self._buffer[:0] = flows + [part for _, part in days]
+                self._written.notify_all()
         if self._write_failures:
             log.warning("writing to %s again after %d failed attempts", self.config.out, self._write_failures)
         self._write_failures = 0
         self._write_manifest(running=True)
 
-    def _write_rejects(self) -> None:
-        if not self._rejects:
-            return
-        frame = pl.concat(self._rejects)
+    def _write_rejects(self, rejects: list[pl.DataFrame]) -> None:
+        frame = pl.concat(rejects)
         data = frame.write_csv(include_header=False).encode()
         fd = os.open(self.config.out / REJECTS_NAME, os.O_WRONLY | os.O_APPEND)
         try:
@@ -581,47 +665,9 @@ class Collector:
                 raise
         finally:
             os.close(fd)
-        self._rejects = []
         with self._lock:
-            self.buffered_rejects = 0
+            self.buffered_rejects -= frame.height
             self.totals.rows_rejected += frame.height
-
-    def _write_flows(self) -> None:
-        if not self._buffer:
-            return
-        flows = pl.concat(self._buffer, how="vertical")
-        # By date, formatted once per day (a text per row would cost as much as the decoding).
-        days = flows.with_columns(pl.col("ts_start").dt.date().alias("_day"))
-        schema = arrow_schema()
-        parts = [(day.isoformat(), part) for (day,), part in days.partition_by("_day", as_dict=True, maintain_order=True).items()]
-        compression = "NONE" if self.config.compression == "none" else self.config.compression
-        written = 0
-        try:
-            for day, part in parts:
-                target = part_path(self.config.out, day, self._next_part)
-                folder, name = target.parent, target.name
-                folder.mkdir(exist_ok=True)
-                tmp = folder / f".{name}.tmp"
-                try:
-                    pq.write_table(part.drop("_day").to_arrow().cast(schema), tmp, compression=compression)
-                    os.replace(tmp, folder / name)
-                except BaseException:
-                    tmp.unlink(missing_ok=True)
-                    raise
-                self._next_part += 1
-                lo, hi = part["ts_start"].min(), part["ts_end"].max()
-                with self._lock:
-                    t = self.totals
-                    t.files += 1
-                    t.rows_written += part.height
-                    t.partitions.add(partition(day))
-                    t.first_start = lo if t.first_start is None or lo < t.first_start else t.first_start  # type: ignore[operator]
-                    t.last_end = hi if t.last_end is None or hi > t.last_end else t.last_end  # type: ignore[operator]
-                    self.buffered_flows -= part.height
-                written += 1
-        finally:
-            # What was not written (the failed day and the days after it) waits for the next try.
-            self._buffer = [part.drop("_day") for _, part in parts[written:]]
 
     def _write_manifest(self, running: bool) -> None:
         """Replace the manifest; while running, a failed write is counted and the old manifest
@@ -799,6 +845,32 @@ class Collector:
         self._http = serve_routes(address, {"/metrics": metrics_route(self.metrics_text), "/health": health_route(status, self.healthy)},
                                   "metrics", "metrics")
         self.metrics_address = self._http.server_address[:2]  # type: ignore[assignment]
+
+
+def flow_days(flows: pl.DataFrame) -> list[tuple[str, pl.DataFrame]]:
+    """Flows split by the UTC day of their start (``YYYY-MM-DD``), in order of first appearance:
+    the collector writes a file per day, in that day's partition."""
+    # The date formatted once per day (a text per row would cost as much as the decoding).
+    days = flows.with_columns(pl.col("ts_start").dt.date().alias("_day"))
+    return [(day.isoformat(), part.drop("_day"))
+            for (day,), part in days.partition_by("_day", as_dict=True, maintain_order=True).items()]
+
+
+def write_flow_file(out: Path, day: str, number: int, flows: pl.DataFrame, compression: str = "zstd") -> Path:
+    """Write ``flows`` (canonical columns) as part ``number`` of ``day`` in the flow dataset
+    ``out``, under a hidden temporary name renamed into place when complete: readers of the
+    growing dataset never see a partial file. The path written."""
+    target = part_path(out, day, number)
+    folder = target.parent
+    folder.mkdir(exist_ok=True)
+    tmp = folder / f".{target.name}.tmp"
+    try:
+        pq.write_table(flows.to_arrow().cast(arrow_schema()), tmp, compression="NONE" if compression == "none" else compression)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return target
 
 
 def _escape(value: str) -> str:

@@ -44,7 +44,9 @@ Method (every choice is printed with the results):
   rate, as live export's wall clock does at 1x). Its alert threshold is the one fine-tuning
   calibrates on its labelled episodes, or with ``--threshold benign`` the one ``netflowgen
   calibrate`` sets just above the fitting part's benign traffic (as exported, scored as live
-  detection scores it): the operator's way, as for FastNetMon's limits.
+  detection scores it), raised by ``--calibrate-margin`` for drift (``netflowgen calibrate
+  --margin``: the threshold's odds times 1 + margin): the operator's way, as for FastNetMon's
+  limits and their ``--margin``.
 * **Scoring**, on the stream clock, the same for both: an episode is detected when its victim
   gets an alert between its onset (first injected flow) minus one step and its end plus
   ``--window`` seconds; the delay is from the onset to the first such alert. Any other alert in
@@ -392,12 +394,13 @@ def build_everything(args: argparse.Namespace, work: Path, log) -> tuple[Stream,
         fit_benign = work / "benign-fit.parquet"
         as_exported(fit_flows).write_parquet(fit_benign)
         done = subprocess.run([sys.executable, "-m", "netflowgen.cli", "calibrate", str(det), str(fit_benign), "--out", str(det),
-                               "--overwrite", "--json"], capture_output=True, text=True, check=False)
+                               "--margin", str(args.calibrate_margin), "--overwrite", "--json"], capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"netflowgen calibrate failed: {done.stderr[-2000:]}{done.stdout[-2000:]}")
         cal = json.loads(done.stdout)
         log(f"threshold set on the fitting part's benign traffic ({cal['node_steps']:,} node-steps): "
-            f"{cal['previous_threshold']:.3f} -> {cal['threshold']:.3f}")
+            f"{cal['previous_threshold']:.3f} -> {cal['threshold']:.3f}" + (f" (margin {args.calibrate_margin:g}: "
+            f"{cal['threshold_before_margin']:.3f} above them)" if args.calibrate_margin else ""))
     hosts = sorted(series.filter(pl.col("step") < cut)["node"].unique().to_list())
     thresholds = tune_thresholds(fit_flows, hosts, period_s=args.speed, margin=args.margin)
     stream = all_flows.filter(pl.col("ts_start") >= warm).sort("ts_end")
@@ -679,6 +682,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", default="labels", choices=["labels", "benign"],
                     help="the detector's alert threshold: as fine-tuning calibrates it on its labelled episodes (default), or set "
                          "by `netflowgen calibrate` on the fitting part's benign traffic, as FastNetMon's limits are")
+    ap.add_argument("--calibrate-margin", type=float, default=0.0,
+                    help="with --threshold benign: `netflowgen calibrate --margin` (the threshold's odds x 1 + margin)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--keep", type=Path, help="keep the work folder here")
@@ -715,7 +720,8 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "parameters": {"background": "westermo bottom router, benign flows", "step_s": args.step, "speed": args.speed,
                        "margin": args.margin, "grace_steps": args.grace, "pretrain_steps": args.steps, "seed": args.seed,
-                       "surprise_weights": args.surprise_weights, "threshold": args.threshold, "window_s": args.window,
+                       "surprise_weights": args.surprise_weights, "threshold": args.threshold,
+                       "calibrate_margin": args.calibrate_margin, "window_s": args.window,
                        "test_minutes": (end - cut) / 60, "hosts_in_test": stream.hosts_in_test, "host_hours": host_hours,
                        "fit_attacks": list(FIT_ATTACKS), "test_attacks": list(TEST_ATTACKS), "intensities": list(INTENSITIES),
                        "victims": stream.victims},

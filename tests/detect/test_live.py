@@ -549,7 +549,20 @@ def test_calibrate_sets_the_threshold_above_benign_traffic_and_the_flood_still_a
     assert (detector / "netflowgen.json").read_bytes() == before
     flood = cal.score(pl.read_parquet(tmp_path / "flood.parquet"), as_live=True).filter(pl.col("node") == VICTIM)
     assert flood.filter(pl.col("step") >= START + timedelta(minutes=NORMAL_MINUTES))["alert"].all(), flood
-    # Bad input: a quantile outside (0, 1], an existing output without --overwrite.
+    # With a margin for drift: the odds of the threshold above the benign scores, times 1.5.
+    done = CliRunner().invoke(app, ["calibrate", str(detector), str(tmp_path / "benign.parquet"), "--out", str(tmp_path / "m"),
+                                    "--margin", "0.5", "--json"])
+    assert done.exit_code == 0, done.output
+    wide = json.loads(done.output)
+    assert wide["threshold_before_margin"] == summary["threshold"] and wide["margin"] == 0.5
+    t = summary["threshold"]
+    assert wide["threshold"] == pytest.approx(1.5 * t / (1 - t) / (1 + 1.5 * t / (1 - t)), rel=1e-12)
+    assert wide["threshold"] > t and wide["benign_alerts"] == 0
+    assert load_detector(tmp_path / "m").threshold == wide["threshold"]
+    # Bad input: a quantile outside (0, 1], a negative margin, an existing output without --overwrite.
+    bad = CliRunner().invoke(app, ["calibrate", str(detector), str(tmp_path / "benign.parquet"), "--out", str(tmp_path / "q"),
+                                   "--margin", "-0.1"])
+    assert bad.exit_code == 1 and "margin must be 0 or more" in bad.output and not (tmp_path / "q").exists()
     bad = CliRunner().invoke(app, ["calibrate", str(detector), str(tmp_path / "benign.parquet"), "--out", str(tmp_path / "q"),
                                    "--quantile", "0"])
     assert bad.exit_code == 1 and "quantile must be in (0, 1]" in bad.output and not (tmp_path / "q").exists()

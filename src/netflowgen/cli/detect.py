@@ -196,6 +196,8 @@ def calibrate_cmd(
     data: Annotated[Path, typer.Argument(help="Traffic known to be benign, as flows (any supported input): e.g. a normal week of the network it will watch.")],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Detector directory to write: a copy with the new threshold (the detector itself with --overwrite).")],
     quantile: Annotated[float, typer.Option(help="Alert above this quantile of the benign scores: 1 (default) puts the threshold above all of them.")] = 1.0,
+    margin: Annotated[float, typer.Option(help="Headroom for benign levels that drift above those seen: the threshold's odds "
+                                                "times 1 + margin (0.5 as a threshold detector's 50% over the highest rate).")] = 0.0,
     idle_steps: Annotated[int, typer.Option(help="Steps without traffic after which live detection forgets a node.")] = default(LiveConfig, "idle_steps"),
     fmt: FormatOpt = None,
     timezone: TimezoneOpt = "UTC",
@@ -207,8 +209,8 @@ def calibrate_cmd(
 
     The traffic is scored as `netflowgen detect` scores it (series by the live rules, every step
     read as a node's newest); steps labelled as attacks, where the flows carry labels, are left
-    out. The threshold goes just above the --quantile of the rest, and the detector is written
-    with it, recording how it was set and the threshold it replaced.
+    out. The threshold goes just above the --quantile of the rest, raised by --margin, and the
+    detector is written with it, recording how it was set and the threshold it replaced.
     """
     from netflowgen.detect.finetune import load_detector, with_threshold
     from netflowgen.detect.threshold import calibrate_threshold
@@ -217,6 +219,8 @@ def calibrate_cmd(
     with failing(f"interrupted; {model_dir} is unchanged" if in_place else nothing_written(out_dir)):
         if not 0.0 < quantile <= 1.0:
             raise ValueError(f"--quantile must be in (0, 1], got {quantile:g}")
+        if not 0.0 <= margin < 1e6:
+            raise ValueError(f"--margin must be 0 or more, got {margin:g}")
         det = load_detector(model_dir)
         series = live_series_of(data, det.spec, idle_steps, fmt, timezone, flow_filter)
         scores = det.score(series, as_live=True)
@@ -225,8 +229,10 @@ def calibrate_cmd(
             raise ValueError(f"{data}: no benign node-step to calibrate on ({scores.height} scored, all labelled as attacks)")
         # Every step benign: the false-positive-rate rule at 1 - quantile alerts on at most that
         # share of them (with quantile 1, the threshold is just above the highest score).
-        threshold = calibrate_threshold(benign["score"], np.zeros(benign.height, bool), rule="fpr", max_fpr=1.0 - quantile)
-        record = {"rule": "benign", "quantile": quantile, "data": str(data.resolve()), "node_steps": benign.height,
+        above = calibrate_threshold(benign["score"], np.zeros(benign.height, bool), rule="fpr", max_fpr=1.0 - quantile)
+        threshold = with_margin(above, margin)
+        record = {"rule": "benign", "quantile": quantile, "margin": margin, "threshold_before_margin": above,
+                  "data": str(data.resolve()), "node_steps": benign.height,
                   "nodes": benign["node"].n_unique(), "labelled_attack_steps_left_out": scores.height - benign.height,
                   "first_step": str(benign["step"].min()), "last_step": str(benign["step"].max()),
                   "highest_benign_score": float(benign["score"].max())}
@@ -238,11 +244,28 @@ def calibrate_cmd(
     if as_json:
         print_json(summary)
         return
-    out.print(f"detector {out_dir}: threshold {previous:.4g} -> {threshold:.4g}, set on {benign.height:,} benign steps of "
+    margin_text = f" ({above:.4g} above the benign scores, odds x {1 + margin:g})" if margin else ""
+    out.print(f"detector {out_dir}: threshold {previous:.4g} -> {threshold:.4g}{margin_text}, set on {benign.height:,} benign steps of "
               f"{record['nodes']:,} nodes ({record['first_step']} to {record['last_step']}; highest score "
               f"{record['highest_benign_score']:.4g}); benign steps alerting: {summary['benign_alerts_at_previous']:,} -> "
               f"{summary['benign_alerts']:,}" + (f"; {record['labelled_attack_steps_left_out']:,} labelled attack steps left out"
                                                   if record["labelled_attack_steps_left_out"] else ""))
+
+
+def with_margin(threshold: float, margin: float) -> float:
+    """A score threshold raised by ``margin`` the way a rate limit is: scores are probabilities,
+    and their odds are what grows with the evidence, so the odds are multiplied by 1 + margin (a
+    threshold of 0.8, odds 4, with margin 0.5: odds 6, 0.857). It stays below 1.
+
+    >>> round(with_margin(0.8, 0.5), 4), with_margin(0.8, 0.0)
+    (0.8571, 0.8)
+    """
+    if margin == 0.0 or threshold <= 0.0:
+        return threshold
+    if threshold >= 1.0:
+        return threshold
+    odds = threshold / (1.0 - threshold) * (1.0 + margin)
+    return odds / (1.0 + odds)
 
 
 def write_table_atomic(table: pl.DataFrame, path: Path) -> None:

@@ -2,8 +2,10 @@
 
 Threads and what each does:
 
-* **receive**: nothing but ``recvfrom_into`` into a preallocated ring of bytes (the *arena*) and
-  a queue entry (position, length, exporter) per datagram. Exporters send in bursts (softflowd
+* **receive**: nothing but receiving into a preallocated ring of bytes (the *arena*) and a queue
+  entry (position, length, exporter) per datagram: ``recvmmsg`` takes every datagram the kernel
+  holds in one turn of the interpreter lock (:mod:`netflowgen.collect.batchrecv`; where it is
+  missing, ``recvfrom_into`` one at a time). Exporters send in bursts (softflowd
   replaying a capture sends everything at once), so the kernel socket buffer is made as large as
   allowed (``SO_RCVBUFFORCE`` when root, else ``SO_RCVBUF`` up to ``net.core.rmem_max``; the
   size granted is reported) and the receive thread never waits for decoding unless the arena is
@@ -69,6 +71,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from netflowgen.artifacts import MANIFEST_NAME, read_manifest, write_failure
+from netflowgen.collect.batchrecv import BatchReceiver, batch_receiver
 from netflowgen.collect.httpserve import BoundedHTTPServer, health_route, metrics_route, serve_routes
 from netflowgen.collect.netflow import Decoder, ExporterStats
 from netflowgen.dataset.coverage import MIN_WIDTH, Coverage, coverage_of_flows
@@ -153,6 +156,12 @@ class CollectorConfig:
     """Parquet compression of the files: zstd (default), lz4, snappy or none. On real flows
     (AIP's Zeek logs) lz4 writes 7% faster and its files are 37% larger: zstd is the better
     trade unless the collector is short of CPU."""
+
+    recvmmsg: bool = True
+    """Receive every datagram the kernel holds in one turn of the interpreter lock (``recvmmsg``,
+    Linux; elsewhere one datagram per call). A 3-million-flow v9 stream at 1 M flows/s, beyond
+    what this 2-core machine keeps up with, lost 10.7% this way against 17% one at a time (the
+    mean of 4 paired runs, fewer lost in each)."""
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:
@@ -376,6 +385,10 @@ class Collector:
     def _receive(self) -> None:
         sock = self._sock
         assert sock is not None
+        batch = batch_receiver(sock) if self.config.recvmmsg else None
+        if batch is not None:
+            self._receive_batches(batch)
+            return
         arena = memoryview(self._arena)
         size = len(self._arena)
         put = self._queue.put
@@ -396,6 +409,40 @@ class Collector:
                     break
                 put((written, n, addr[0]))
                 written += n
+        except OSError as e:
+            if not self._stopping.is_set():
+                self._failure = e
+                log.error("receive thread: %s", e)
+        finally:
+            put(None)
+
+    def _receive_batches(self, batch: BatchReceiver) -> None:
+        """:meth:`_receive` with ``recvmmsg``: every datagram the kernel holds (up to 64) in one
+        turn of the interpreter lock, each copied into the arena."""
+        arena = memoryview(self._arena)
+        size = len(self._arena)
+        put = self._queue.put
+        written = 0  # virtual offset: position in the arena is written % size
+        try:
+            while True:
+                n = batch.receive(0.05)
+                for i in range(n):
+                    data = batch.data(i)
+                    length = len(data)
+                    pos = written % size
+                    if pos + length > size:  # no room for it before the end: wrap
+                        written += size - pos
+                        pos = 0
+                    while written + length - self._consumed > size:
+                        if self._failure is not None:  # the decoder is gone: nothing will free the arena
+                            return
+                        self.arena_waits += 1
+                        time.sleep(0.0005)
+                    if self._stopping.is_set() and data == _WAKE:
+                        return
+                    arena[pos:pos + length] = data
+                    put((written, length, batch.sender(i)))
+                    written += length
         except OSError as e:
             if not self._stopping.is_set():
                 self._failure = e

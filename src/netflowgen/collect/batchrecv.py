@@ -13,7 +13,6 @@ returns None and the collector receives one datagram per call, as before.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import errno
 import os
 import select
@@ -44,8 +43,9 @@ def _recvmmsg() -> ctypes._CFuncPtr | None:  # type: ignore[name-defined]
     if not sys.platform.startswith("linux"):
         return None
     try:
-        # PyDLL: the interpreter lock is kept during the call (the call never blocks).
-        libc = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        # PyDLL: the interpreter lock is kept during the call (the call never blocks). None: the
+        # symbols the interpreter is linked with, the C library's among them.
+        libc = ctypes.PyDLL(None, use_errno=True)
         function = libc.recvmmsg
     except (OSError, AttributeError):
         return None

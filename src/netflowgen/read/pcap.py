@@ -61,7 +61,11 @@ def _sniff(head: bytes, name: str) -> bool:
 def _capture_to_nfcapd(capture: str, flow_dir: str, name: str) -> tuple[int | None, list[str]]:
     """Run nfpcapd over the capture; its flow files land in ``flow_dir``. Returns the packets it
     says it processed (None if it does not say) and its error lines."""
-    command = [require_program("nfpcapd"), "-r", capture, "-w", flow_dir]
+    # -B: nfpcapd 1.7 sets up a flow cache of 524,288 nodes before the first packet (80 ms and
+    # 160 MB for any capture) and grows it when a capture has more flows at once; later nfdump
+    # starts at 8,192. The same flows either way (all 14 captures of ../shared/data, up to 37,669
+    # flows, compared field by field), in a tenth of the time for a small capture.
+    command = [require_program("nfpcapd"), "-r", capture, "-w", flow_dir, "-B", "8192"]
     log.debug("%s: running %s", name, " ".join(command))
     done = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, check=False)
     output = (done.stdout + done.stderr).decode("utf-8", "replace").strip()

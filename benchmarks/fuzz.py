@@ -47,7 +47,7 @@ files nfpcapd makes at start hold the time they were made, so for those the save
 to replay. Inputs run in ``--workers`` processes (2: one per core here), reading in-process;
 throughput is inputs (or datagrams) per second of wall time per target. A read costs 10 to 40 ms
 (Polars plans each batch), so 10^5 inputs take about half an hour per reader on 2 cores. pcap and
-nfcapd inputs run the real nfpcapd/nfdump (about 150 and 35 ms each, and a hang costs --timeout):
+nfcapd inputs run the real nfpcapd/nfdump (about 30 and 35 ms each, and a hang costs --timeout):
 they get ``--external-inputs``.
 
     .venv/bin/python benchmarks/fuzz.py --json > fuzz.json      # full run: 3 to 6 hours on 2 cores

@@ -386,69 +386,66 @@ class Collector:
         sock = self._sock
         assert sock is not None
         batch = batch_receiver(sock) if self.config.recvmmsg else None
-        if batch is not None:
-            self._receive_batches(batch)
-            return
-        arena = memoryview(self._arena)
-        size = len(self._arena)
-        put = self._queue.put
-        written = 0  # virtual offset: position in the arena is written % size
         try:
-            while True:
-                pos = written % size
-                if pos + _MAX_DATAGRAM > size:  # no room for a whole datagram before the end: wrap
-                    written += size - pos
-                    pos = 0
-                while written + _MAX_DATAGRAM - self._consumed > size:
-                    if self._failure is not None:  # the decoder is gone: nothing will free the arena
-                        return
-                    self.arena_waits += 1
-                    time.sleep(0.0005)
-                n, addr = sock.recvfrom_into(arena[pos:pos + _MAX_DATAGRAM])
-                if self._stopping.is_set() and arena[pos:pos + n] == _WAKE:
-                    break
-                put((written, n, addr[0]))
-                written += n
+            if batch is None:
+                self._receive_one_by_one(sock)
+            else:
+                self._receive_batches(batch)
         except OSError as e:
             if not self._stopping.is_set():
                 self._failure = e
                 log.error("receive thread: %s", e)
         finally:
-            put(None)
+            self._queue.put(None)
+
+    def _room(self, written: int, length: int) -> int | None:
+        """The virtual arena offset, ``written`` or past it, where ``length`` bytes fit without
+        wrapping (the position in the arena is the offset modulo its size), once the decoder has
+        finished with what was there; None when the decoder is gone and nothing will free it."""
+        size = len(self._arena)
+        pos = written % size
+        if pos + length > size:  # no room before the end: wrap
+            written += size - pos
+        while written + length - self._consumed > size:
+            if self._failure is not None:
+                return None
+            self.arena_waits += 1
+            time.sleep(0.0005)
+        return written
+
+    def _receive_one_by_one(self, sock: socket.socket) -> None:
+        arena = memoryview(self._arena)
+        size = len(self._arena)
+        put = self._queue.put
+        written = 0
+        while (room := self._room(written, _MAX_DATAGRAM)) is not None:
+            written, pos = room, room % size
+            n, addr = sock.recvfrom_into(arena[pos:pos + _MAX_DATAGRAM])
+            if self._stopping.is_set() and arena[pos:pos + n] == _WAKE:
+                return
+            put((written, n, addr[0]))
+            written += n
 
     def _receive_batches(self, batch: BatchReceiver) -> None:
-        """:meth:`_receive` with ``recvmmsg``: every datagram the kernel holds (up to 64) in one
-        turn of the interpreter lock, each copied into the arena."""
+        """``recvmmsg``: every datagram the kernel holds (up to 64) in one turn of the
+        interpreter lock, each copied into the arena."""
         arena = memoryview(self._arena)
         size = len(self._arena)
         put = self._queue.put
-        written = 0  # virtual offset: position in the arena is written % size
-        try:
-            while True:
-                n = batch.receive(0.05)
-                for i in range(n):
-                    data = batch.data(i)
-                    length = len(data)
-                    pos = written % size
-                    if pos + length > size:  # no room for it before the end: wrap
-                        written += size - pos
-                        pos = 0
-                    while written + length - self._consumed > size:
-                        if self._failure is not None:  # the decoder is gone: nothing will free the arena
-                            return
-                        self.arena_waits += 1
-                        time.sleep(0.0005)
-                    if self._stopping.is_set() and data == _WAKE:
-                        return
-                    arena[pos:pos + length] = data
-                    put((written, length, batch.sender(i)))
-                    written += length
-        except OSError as e:
-            if not self._stopping.is_set():
-                self._failure = e
-                log.error("receive thread: %s", e)
-        finally:
-            put(None)
+        written = 0
+        while True:
+            for i in range(batch.receive(0.05)):
+                data = batch.data(i)
+                if self._stopping.is_set() and data == _WAKE:
+                    return
+                length = len(data)
+                room = self._room(written, length)
+                if room is None:
+                    return
+                written, pos = room, room % size
+                arena[pos:pos + length] = data
+                put((written, length, batch.sender(i)))
+                written += length
 
     def _decode(self) -> None:
         arena = memoryview(self._arena)

@@ -112,9 +112,6 @@ class BatchReceiver:
         start = i * self.max_size
         return self._data_view[start:start + self._lens[i * self._len_stride + self._len_offset]]
 
-    def length(self, i: int) -> int:
-        return int(self._lens[i * self._len_stride + self._len_offset])
-
     def sender(self, i: int) -> str:
         """The source address of datagram ``i``, as ``recvfrom`` gives it."""
         start = i * _NAME_SIZE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -213,13 +214,13 @@ def calibrate_cmd(
     detector is written with it, recording how it was set and the threshold it replaced.
     """
     from netflowgen.detect.finetune import load_detector, with_threshold
-    from netflowgen.detect.threshold import calibrate_threshold
+    from netflowgen.detect.threshold import calibrate_threshold, with_margin
 
     in_place = out_dir.resolve() == model_dir.resolve()
     with failing(f"interrupted; {model_dir} is unchanged" if in_place else nothing_written(out_dir)):
         if not 0.0 < quantile <= 1.0:
             raise ValueError(f"--quantile must be in (0, 1], got {quantile:g}")
-        if not 0.0 <= margin < 1e6:
+        if not (margin >= 0.0 and math.isfinite(margin)):
             raise ValueError(f"--margin must be 0 or more, got {margin:g}")
         det = load_detector(model_dir)
         series = live_series_of(data, det.spec, idle_steps, fmt, timezone, flow_filter)
@@ -250,22 +251,6 @@ def calibrate_cmd(
               f"{record['highest_benign_score']:.4g}); benign steps alerting: {summary['benign_alerts_at_previous']:,} -> "
               f"{summary['benign_alerts']:,}" + (f"; {record['labelled_attack_steps_left_out']:,} labelled attack steps left out"
                                                   if record["labelled_attack_steps_left_out"] else ""))
-
-
-def with_margin(threshold: float, margin: float) -> float:
-    """A score threshold raised by ``margin`` the way a rate limit is: scores are probabilities,
-    and their odds are what grows with the evidence, so the odds are multiplied by 1 + margin (a
-    threshold of 0.8, odds 4, with margin 0.5: odds 6, 0.857). It stays below 1.
-
-    >>> round(with_margin(0.8, 0.5), 4), with_margin(0.8, 0.0)
-    (0.8571, 0.8)
-    """
-    if margin == 0.0 or threshold <= 0.0:
-        return threshold
-    if threshold >= 1.0:
-        return threshold
-    odds = threshold / (1.0 - threshold) * (1.0 + margin)
-    return odds / (1.0 + odds)
 
 
 def write_table_atomic(table: pl.DataFrame, path: Path) -> None:

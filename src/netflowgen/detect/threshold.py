@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-__all__ = ["ThresholdRule", "calibrate_threshold"]
+__all__ = ["ThresholdRule", "calibrate_threshold", "with_margin"]
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +119,16 @@ def _mid_gap(thresholds: np.ndarray, i: int) -> float:
     # Adjacent floats have no midpoint: keep the alerting score, which changes no validation alert.
     return mid if low < mid <= high else high
 
+
+def with_margin(threshold: float, margin: float) -> float:
+    """A probability threshold raised by ``margin`` the way a rate limit is: the odds, which grow
+    with the evidence as a rate grows with the traffic, times 1 + margin (0.8 is odds 4; with
+    margin 0.5, odds 6: 0.857). A threshold at 0 or 1 stays where it is.
+
+    >>> round(with_margin(0.8, 0.5), 4), with_margin(0.8, 0.0)
+    (0.8571, 0.8)
+    """
+    if margin == 0.0 or not 0.0 < threshold < 1.0:
+        return threshold
+    odds = threshold / (1.0 - threshold) * (1.0 + margin)
+    return odds / (1.0 + odds)

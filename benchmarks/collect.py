@@ -306,8 +306,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.max_buffer_flows is None:
+        from netflowgen.cli.common import default
         from netflowgen.collect.server import CollectorConfig
-        args.max_buffer_flows = CollectorConfig.__dataclass_fields__["max_buffer_flows"].default
+        args.max_buffer_flows = default(CollectorConfig, "max_buffer_flows")
     if args.max_buffer_flows >= args.flows:
         parser.error(f"--max-buffer-flows ({args.max_buffer_flows:,}) must be below --flows ({args.flows:,}): "
                      "otherwise no file is written while the stream arrives")
